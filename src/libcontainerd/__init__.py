@@ -1,0 +1,1 @@
+"""libcontainerd: run and supervise Linux containers on containerd."""

@@ -1,0 +1,1 @@
+"""Generated protobuf modules for the containerd API subset we use."""

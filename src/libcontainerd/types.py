@@ -1,0 +1,107 @@
+"""The contract, in Python names: what a client reports and what a backend receives.
+
+These mirror Docker's libcontainerd types one for one, so code written
+against that contract reads the same here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "INIT_PROCESS_ID",
+    "Backend",
+    "EventInfo",
+    "EventType",
+    "ProcessSummary",
+    "Status",
+    "Version",
+]
+
+INIT_PROCESS_ID = "init"
+"""The process id that names a container's main process in per-process calls."""
+
+
+class EventType(str, enum.Enum):
+    """What happened to a task; the values are the contract's exact strings."""
+
+    UNKNOWN = "unknown"
+    EXIT = "exit"
+    OOM = "oom"
+    CREATE = "create"
+    START = "start"
+    EXEC_ADDED = "exec-added"
+    EXEC_STARTED = "exec-started"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Status(str, enum.Enum):
+    """A task's state as containerd reports it.
+
+    ``PAUSING`` is the freezer's transition; ``UNKNOWN`` means containerd could
+    not tell (for example, the shim is gone).
+    """
+
+    RUNNING = "running"
+    CREATED = "created"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    PAUSING = "pausing"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class EventInfo:
+    """What a backend learns about one event.
+
+    ``process_id`` is as containerd reports it: the container id for the
+    init process, the exec id for an exec. ``exited_at`` is set on exits only.
+    """
+
+    container_id: str
+    process_id: str = ""
+    pid: int = 0
+    exit_code: int = 0
+    exited_at: datetime | None = None
+    oom_killed: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """containerd's version and the revision it was built from."""
+
+    version: str
+    revision: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSummary:
+    """One process of a container: its host pid and what containerd said about it."""
+
+    pid: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Receives every task event, in order per container.
+
+    ``process_event`` may be a plain function or a coroutine function; what it
+    raises is logged with the container id and never stops the stream.
+    """
+
+    def process_event(
+        self, container_id: str, event: EventType, info: EventInfo
+    ) -> Awaitable[None] | None: ...
