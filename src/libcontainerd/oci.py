@@ -1,0 +1,1115 @@
+"""The OCI runtime spec: containerd's default Linux spec, options that change it, validation.
+
+A spec is a plain JSON-shaped ``dict`` with the OCI camelCase keys, so it
+round-trips losslessly with other tools and keeps keys this module does not
+know. Build one with :func:`default_spec` and small composable options::
+
+    spec = default_spec(["/bin/sh"], "/srv/rootfs", with_terminal(True), with_memory_limit(1 << 28))
+
+An option is a callable that changes the spec in place. Each ``with_*``
+factory checks its own arguments when it is called, so a bad value fails
+where it was written, with :class:`~libcontainerd.errors.InvalidArgument`
+naming the parameter and the value. :func:`validate_spec` checks a whole
+spec before it is sent, so runc's deep failures become clear messages that
+name the field.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NoReturn, TypeGuard
+
+from .errors import InvalidArgument
+
+__all__ = [
+    "DEFAULT_CAPABILITIES",
+    "DEFAULT_PATH_ENV",
+    "KNOWN_CAPABILITIES",
+    "NAMESPACE_TYPES",
+    "OCI_VERSION",
+    "RLIMIT_TYPES",
+    "Spec",
+    "SpecOption",
+    "apply",
+    "default_spec",
+    "validate_process",
+    "validate_resources",
+    "validate_spec",
+    "with_added_capabilities",
+    "with_annotations",
+    "with_args",
+    "with_bind_mount",
+    "with_blkio_weight",
+    "with_capabilities",
+    "with_cgroups_path",
+    "with_cpu_quota",
+    "with_cpu_shares",
+    "with_cpus",
+    "with_cpuset",
+    "with_cwd",
+    "with_dropped_capabilities",
+    "with_env",
+    "with_host_namespace",
+    "with_hostname",
+    "with_memory_limit",
+    "with_mounts",
+    "with_no_new_privileges",
+    "with_pids_limit",
+    "with_readonly_rootfs",
+    "with_resources",
+    "with_rlimit",
+    "with_terminal",
+    "with_user",
+]
+
+Spec = dict[str, Any]
+"""An OCI runtime spec (``config.json``) as a JSON-shaped dict."""
+
+SpecOption = Callable[[Spec], None]
+"""Changes a spec in place; made by the ``with_*`` factories."""
+
+OCI_VERSION = "1.0.2-dev"
+"""The runtime-spec version containerd 1.6 writes into its default spec."""
+
+DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+)
+"""Docker's and containerd 1.6/1.7's default set (bounding, permitted, effective)."""
+
+KNOWN_CAPABILITIES: frozenset[str] = frozenset(
+    (
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_BOOT",
+        "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE",
+        "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG",
+        "CAP_MKNOD",
+        "CAP_LEASE",
+        "CAP_AUDIT_WRITE",
+        "CAP_AUDIT_CONTROL",
+        "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN",
+        "CAP_SYSLOG",
+        "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND",
+        "CAP_AUDIT_READ",
+        "CAP_PERFMON",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
+    )
+)
+"""Every Linux capability up to kernel 6.x (0 to 40)."""
+
+NAMESPACE_TYPES: tuple[str, ...] = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup")
+
+RLIMIT_TYPES: frozenset[str] = frozenset(
+    (
+        "RLIMIT_AS",
+        "RLIMIT_CORE",
+        "RLIMIT_CPU",
+        "RLIMIT_DATA",
+        "RLIMIT_FSIZE",
+        "RLIMIT_LOCKS",
+        "RLIMIT_MEMLOCK",
+        "RLIMIT_MSGQUEUE",
+        "RLIMIT_NICE",
+        "RLIMIT_NOFILE",
+        "RLIMIT_NPROC",
+        "RLIMIT_RSS",
+        "RLIMIT_RTPRIO",
+        "RLIMIT_RTTIME",
+        "RLIMIT_SIGPENDING",
+        "RLIMIT_STACK",
+    )
+)
+"""The resource limits Linux knows (runc refuses others)."""
+
+_CAPABILITY_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+# containerd sets and adds capabilities in these three sets only; inheritable
+# and ambient are for non-root users and stay empty unless asked for.
+_DEFAULT_CAPABILITY_SETS = ("bounding", "effective", "permitted")
+
+_DEFAULT_NAMESPACES = ("pid", "ipc", "uts", "mount", "network")
+
+# (destination, type, source, options): containerd 1.6's default mounts.
+_DEFAULT_MOUNTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("/proc", "proc", "proc", ("nosuid", "noexec", "nodev")),
+    ("/dev", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
+    (
+        "/dev/pts",
+        "devpts",
+        "devpts",
+        ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"),
+    ),
+    ("/dev/shm", "tmpfs", "shm", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
+    ("/dev/mqueue", "mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
+    ("/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", "ro")),
+    ("/run", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
+)
+
+_MASKED_PATHS = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/proc/scsi",
+)
+
+_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# (major, minor or None for any): the char devices containerd's
+# WithDefaultUnixDevices allows: null, random, full, tty, zero, urandom,
+# console, the pts slaves and ptmx.
+_DEFAULT_CHAR_DEVICES: tuple[tuple[int, int | None], ...] = (
+    (1, 3),
+    (1, 8),
+    (1, 7),
+    (5, 0),
+    (1, 5),
+    (1, 9),
+    (5, 1),
+    (136, None),
+    (5, 2),
+)
+
+_UINT32_MAX = 2**32 - 1
+_INT64_MAX = 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+_HOSTNAME_MAX = 64  # the kernel's limit (sethostname fails with EINVAL beyond it)
+# Kernel limits that runc hits only when it writes the cgroup files.
+_CPU_SHARES_RANGE = (2, 262144)
+_CPU_PERIOD_RANGE = (1000, 1_000_000)
+_CPU_QUOTA_MIN = 1000
+_BLKIO_WEIGHT_RANGE = (10, 1000)
+_CPUSET = re.compile(r"\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*\Z", re.ASCII)
+
+
+# --- the default spec -------------------------------------------------------
+
+
+def default_spec(args: Sequence[str], root: str | os.PathLike[str], *options: SpecOption) -> Spec:
+    """A fresh copy of containerd's default Linux spec running ``args`` on ``root``, then options.
+
+    ``root`` must be an absolute path (InvalidArgument otherwise): containerd
+    gets no rootfs mounts from this library, so a relative path would point
+    into an empty bundle directory.
+    """
+    spec: Spec = {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "user": {"uid": 0, "gid": 0},
+            "args": _args(args, "args"),
+            "env": [DEFAULT_PATH_ENV],
+            "cwd": "/",
+            "terminal": False,
+            "capabilities": {kind: list(DEFAULT_CAPABILITIES) for kind in _DEFAULT_CAPABILITY_SETS},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": _fspath(root, "root")},
+        "mounts": [
+            {"destination": dest, "type": kind, "source": source, "options": list(opts)}
+            for dest, kind, source, opts in _DEFAULT_MOUNTS
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}, *_default_devices()]},
+            "namespaces": [{"type": kind} for kind in _DEFAULT_NAMESPACES],
+            "maskedPaths": list(_MASKED_PATHS),
+            "readonlyPaths": list(_READONLY_PATHS),
+        },
+    }
+    return apply(spec, *options)
+
+
+def _default_devices() -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    for major, minor in _DEFAULT_CHAR_DEVICES:
+        rule: dict[str, Any] = {"allow": True, "type": "c", "major": major}
+        if minor is not None:
+            rule["minor"] = minor
+        rule["access"] = "rwm"
+        rules.append(rule)
+    return rules
+
+
+def apply(spec: Spec, *options: SpecOption) -> Spec:
+    """Apply ``options`` to ``spec`` in order, in place, and return it."""
+    for option in options:
+        option(spec)
+    return spec
+
+
+# --- process options --------------------------------------------------------
+
+
+def with_args(args: Sequence[str]) -> SpecOption:
+    """Run ``args`` (a non-empty list of strings; ``args[0]`` is the program)."""
+    checked = _args(args, "with_args: args")
+
+    def option(spec: Spec) -> None:
+        _section(spec, "process")["args"] = list(checked)
+
+    return option
+
+
+def with_env(env: Mapping[str, str] | Iterable[str], *, replace: bool = False) -> SpecOption:
+    """Set environment variables, given as a mapping or ``"K=V"`` strings.
+
+    A variable already in the spec keeps its place and takes the new value;
+    new ones are appended. ``replace=True`` drops the old environment (PATH
+    included) first.
+    """
+    entries = _env_entries(env, "with_env: env")
+    _bool(replace, "with_env: replace")
+
+    def option(spec: Spec) -> None:
+        process = _section(spec, "process")
+        process["env"] = _merge_env([] if replace else process.get("env") or [], entries)
+
+    return option
+
+
+def with_cwd(cwd: str) -> SpecOption:
+    """Start the process in ``cwd`` (an absolute path inside the container)."""
+    checked = _absolute_path(cwd, "with_cwd: cwd")
+
+    def option(spec: Spec) -> None:
+        _section(spec, "process")["cwd"] = checked
+
+    return option
+
+
+def with_user(uid: int, gid: int | None = None, additional_gids: Iterable[int] = ()) -> SpecOption:
+    """Run as ``uid``:``gid`` with ``additional_gids`` as supplementary groups.
+
+    ``gid`` defaults to ``uid``, not 0: falling back to the root group would
+    quietly grant its file access. Earlier supplementary groups are replaced.
+    """
+    checked_uid = _int(uid, "with_user: uid", 0, _UINT32_MAX)
+    checked_gid = checked_uid if gid is None else _int(gid, "with_user: gid", 0, _UINT32_MAX)
+    extra = [
+        _int(value, f"with_user: additional_gids[{index}]", 0, _UINT32_MAX)
+        for index, value in enumerate(_iterable(additional_gids, "with_user: additional_gids"))
+    ]
+
+    def option(spec: Spec) -> None:
+        user = _section(spec, "process", "user")
+        user["uid"] = checked_uid
+        user["gid"] = checked_gid
+        if extra:
+            user["additionalGids"] = list(extra)
+        else:
+            user.pop("additionalGids", None)
+
+    return option
+
+
+def with_terminal(terminal: bool = True) -> SpecOption:
+    """Give the process a pseudo-terminal (the caller then attaches a console)."""
+    checked = _bool(terminal, "with_terminal: terminal")
+
+    def option(spec: Spec) -> None:
+        _section(spec, "process")["terminal"] = checked
+
+    return option
+
+
+def with_no_new_privileges(enabled: bool = True) -> SpecOption:
+    """Set ``noNewPrivileges`` (on by default: setuid binaries cannot gain privileges)."""
+    checked = _bool(enabled, "with_no_new_privileges: enabled")
+
+    def option(spec: Spec) -> None:
+        _section(spec, "process")["noNewPrivileges"] = checked
+
+    return option
+
+
+def with_rlimit(kind: str, soft: int, hard: int | None = None) -> SpecOption:
+    """Set limit ``kind`` (``"RLIMIT_NOFILE"`` or ``"nofile"``); ``hard`` defaults to ``soft``.
+
+    An existing limit of the same kind is replaced, since runtimes refuse duplicates.
+    """
+    checked_kind = _rlimit_type(kind, "with_rlimit: kind")
+    checked_soft = _int(soft, "with_rlimit: soft", 0, _UINT64_MAX)
+    checked_hard = checked_soft if hard is None else _int(hard, "with_rlimit: hard", 0, _UINT64_MAX)
+    if checked_soft > checked_hard:
+        _fail("with_rlimit: soft", f"at most hard ({checked_hard})", checked_soft)
+
+    def option(spec: Spec) -> None:
+        process = _section(spec, "process")
+        limits = [
+            limit
+            for limit in process.get("rlimits") or []
+            if not (isinstance(limit, dict) and limit.get("type") == checked_kind)
+        ]
+        limits.append({"type": checked_kind, "hard": checked_hard, "soft": checked_soft})
+        process["rlimits"] = limits
+
+    return option
+
+
+def with_capabilities(capabilities: Iterable[str]) -> SpecOption:
+    """Replace the bounding, effective and permitted capability sets with ``capabilities``.
+
+    Names may omit the ``CAP_`` prefix and be in any case (``"net_admin"``).
+    """
+    names = _capability_names(capabilities, "with_capabilities: capabilities")
+
+    def option(spec: Spec) -> None:
+        caps = _section(spec, "process", "capabilities")
+        for kind in _DEFAULT_CAPABILITY_SETS:
+            caps[kind] = list(names)
+
+    return option
+
+
+def with_added_capabilities(capabilities: Iterable[str]) -> SpecOption:
+    """Add ``capabilities`` to the bounding, effective and permitted sets."""
+    names = _capability_names(capabilities, "with_added_capabilities: capabilities")
+
+    def option(spec: Spec) -> None:
+        caps = _section(spec, "process", "capabilities")
+        for kind in _DEFAULT_CAPABILITY_SETS:
+            current = list(caps.get(kind) or [])
+            current.extend(name for name in names if name not in current)
+            caps[kind] = current
+
+    return option
+
+
+def with_dropped_capabilities(capabilities: Iterable[str]) -> SpecOption:
+    """Remove ``capabilities`` from every capability set, ambient and inheritable included."""
+    names = set(_capability_names(capabilities, "with_dropped_capabilities: capabilities"))
+
+    def option(spec: Spec) -> None:
+        caps = _section(spec, "process", "capabilities")
+        for kind in _CAPABILITY_SETS:
+            if kind in caps:
+                caps[kind] = [name for name in caps[kind] or [] if name not in names]
+
+    return option
+
+
+# --- container options ------------------------------------------------------
+
+
+def with_hostname(hostname: str) -> SpecOption:
+    """Set the container's hostname (needs the default private uts namespace)."""
+    checked = _hostname(hostname, "with_hostname: hostname")
+    if not checked:
+        _fail("with_hostname: hostname", "a non-empty string", hostname)
+
+    def option(spec: Spec) -> None:
+        spec["hostname"] = checked
+
+    return option
+
+
+def with_readonly_rootfs(readonly: bool = True) -> SpecOption:
+    """Mount the root filesystem read-only."""
+    checked = _bool(readonly, "with_readonly_rootfs: readonly")
+
+    def option(spec: Spec) -> None:
+        _section(spec, "root")["readonly"] = checked
+
+    return option
+
+
+def with_mounts(mounts: Iterable[Mapping[str, Any]]) -> SpecOption:
+    """Add OCI mounts; one with the destination of an existing mount replaces it in place.
+
+    Replacing rather than stacking lets a caller swap a default (a bigger
+    ``/dev/shm``) without a shadowed mount underneath.
+    """
+    checked = [
+        copy.deepcopy(dict(_mount(mount, f"with_mounts: mounts[{index}]")))
+        for index, mount in enumerate(_iterable(mounts, "with_mounts: mounts"))
+    ]
+
+    def option(spec: Spec) -> None:
+        current = spec.get("mounts")
+        if current is None:
+            current = spec["mounts"] = []
+        elif not isinstance(current, list):
+            _fail("spec.mounts", "a list", current)
+        for mount in checked:
+            positions = [
+                index
+                for index, existing in enumerate(current)
+                if isinstance(existing, dict)
+                and existing.get("destination") == mount["destination"]
+            ]
+            if positions:
+                current[positions[0]] = copy.deepcopy(mount)
+            else:
+                current.append(copy.deepcopy(mount))
+
+    return option
+
+
+def with_bind_mount(
+    source: str | os.PathLike[str], destination: str, readonly: bool = False
+) -> SpecOption:
+    """Bind-mount host path ``source`` (absolute) at ``destination``, recursively."""
+    checked_source = _fspath(source, "with_bind_mount: source")
+    checked_destination = _absolute_path(destination, "with_bind_mount: destination")
+    mode = "ro" if _bool(readonly, "with_bind_mount: readonly") else "rw"
+    return with_mounts(
+        [
+            {
+                "destination": checked_destination,
+                "type": "bind",
+                "source": checked_source,
+                "options": ["rbind", mode],
+            }
+        ]
+    )
+
+
+def with_host_namespace(kind: str) -> SpecOption:
+    """Share the host's ``kind`` namespace (e.g. ``"network"``) by removing the private one.
+
+    The mount namespace cannot be shared: runc would mount ``/proc``, ``/dev``,
+    ... into the host's mount namespace and leave them there.
+    """
+    checked = _namespace_type(kind, "with_host_namespace: kind")
+    if checked == "mount":
+        _fail("with_host_namespace: kind", "a namespace other than 'mount'", kind)
+
+    def option(spec: Spec) -> None:
+        linux = _section(spec, "linux")
+        linux["namespaces"] = [
+            namespace
+            for namespace in linux.get("namespaces") or []
+            if not (isinstance(namespace, dict) and namespace.get("type") == checked)
+        ]
+
+    return option
+
+
+def with_cgroups_path(path: str) -> SpecOption:
+    """Place the container in cgroup ``path`` (``/a/b``, or ``slice:prefix:name`` for systemd)."""
+    checked = _cgroups_path(path, "with_cgroups_path: path")
+
+    def option(spec: Spec) -> None:
+        _section(spec, "linux")["cgroupsPath"] = checked
+
+    return option
+
+
+def with_annotations(annotations: Mapping[str, str]) -> SpecOption:
+    """Add annotations (string keys and values), replacing ones with the same key."""
+    checked = dict(_annotations(annotations, "with_annotations: annotations"))
+
+    def option(spec: Spec) -> None:
+        current = spec.get("annotations")
+        if current is None:
+            current = spec["annotations"] = {}
+        elif not isinstance(current, dict):
+            _fail("spec.annotations", "an object", current)
+        current.update(checked)
+
+    return option
+
+
+# --- resource options -------------------------------------------------------
+
+
+def with_resources(resources: Mapping[str, Any]) -> SpecOption:
+    """Merge an OCI ``linux.resources`` object into the spec.
+
+    Objects merge key by key; values and lists replace, except ``devices``,
+    whose rules are appended: the default deny-all rule must stay first,
+    since later rules win.
+    """
+    _check_resources(resources, "with_resources: resources")
+    checked = copy.deepcopy(dict(resources))
+
+    def option(spec: Spec) -> None:
+        current = _section(spec, "linux", "resources")
+        for key, value in checked.items():
+            if key == "devices" and isinstance(current.get("devices"), list):
+                current["devices"] = current["devices"] + copy.deepcopy(value)
+            else:
+                _merge(current, key, value)
+
+    return option
+
+
+def with_memory_limit(limit: int) -> SpecOption:
+    """Limit memory to ``limit`` bytes (``-1``: unlimited)."""
+    checked = _memory_bytes(limit, "with_memory_limit: limit")
+    return _set_resources({("memory", "limit"): checked})
+
+
+def with_cpu_quota(quota: int, period: int = 100_000) -> SpecOption:
+    """Allow ``quota`` microseconds of CPU time per ``period`` microseconds (quota -1: no limit)."""
+    checked_quota = _cpu_quota(quota, "with_cpu_quota: quota", unset_ok=False)
+    checked_period = _ranged(period, "with_cpu_quota: period", _CPU_PERIOD_RANGE, unset_ok=False)
+    return _set_resources({("cpu", "quota"): checked_quota, ("cpu", "period"): checked_period})
+
+
+def with_cpus(cpus: float, period: int = 100_000) -> SpecOption:
+    """Allow ``cpus`` CPUs' worth of time (``1.5``), as a CFS quota over ``period`` microseconds."""
+    checked_period = _ranged(period, "with_cpus: period", _CPU_PERIOD_RANGE, unset_ok=False)
+    if (
+        isinstance(cpus, bool)
+        or not isinstance(cpus, int | float)
+        or not math.isfinite(cpus)
+        or cpus <= 0
+    ):
+        _fail("with_cpus: cpus", "a positive number", cpus)
+    quota = round(cpus * checked_period)
+    if quota < _CPU_QUOTA_MIN:
+        _fail("with_cpus: cpus", f"at least {_CPU_QUOTA_MIN / checked_period:g}", cpus)
+    checked_quota = _cpu_quota(quota, "with_cpus: cpus * period", unset_ok=False)
+    return _set_resources({("cpu", "quota"): checked_quota, ("cpu", "period"): checked_period})
+
+
+def with_cpu_shares(shares: int) -> SpecOption:
+    """Set the relative CPU weight (``2`` to ``262144``; 1024 is the kernel's default)."""
+    checked = _ranged(shares, "with_cpu_shares: shares", _CPU_SHARES_RANGE, unset_ok=False)
+    return _set_resources({("cpu", "shares"): checked})
+
+
+def with_cpuset(cpus: str, mems: str | None = None) -> SpecOption:
+    """Pin to CPUs ``cpus`` and memory nodes ``mems``, in cpuset syntax (``"0-1,3"``)."""
+    values: dict[tuple[str, str], Any] = {
+        ("cpu", "cpus"): _cpuset(cpus, "with_cpuset: cpus", empty_ok=False)
+    }
+    if mems is not None:
+        values["cpu", "mems"] = _cpuset(mems, "with_cpuset: mems", empty_ok=False)
+    return _set_resources(values)
+
+
+def with_pids_limit(limit: int) -> SpecOption:
+    """Allow at most ``limit`` tasks in the container (``-1``: unlimited)."""
+    checked = _int(limit, "with_pids_limit: limit", -1, _INT64_MAX)
+    if checked == 0:
+        _fail("with_pids_limit: limit", "a positive integer or -1 for unlimited", limit)
+    return _set_resources({("pids", "limit"): checked})
+
+
+def with_blkio_weight(weight: int) -> SpecOption:
+    """Set the relative block I/O weight (``10`` to ``1000``)."""
+    checked = _ranged(weight, "with_blkio_weight: weight", _BLKIO_WEIGHT_RANGE, unset_ok=False)
+    return _set_resources({("blockIO", "weight"): checked})
+
+
+def _set_resources(values: Mapping[tuple[str, str], Any]) -> SpecOption:
+    def option(spec: Spec) -> None:
+        for (group, key), value in values.items():
+            _section(spec, "linux", "resources", group)[key] = value
+
+    return option
+
+
+# --- validation -------------------------------------------------------------
+
+
+def validate_spec(spec: object) -> None:
+    """Check a whole spec before it is sent; raise InvalidArgument naming the bad field.
+
+    Checked (other keys pass through untouched):
+
+    - ``spec`` is an object; ``ociVersion`` is a string;
+    - ``root.path`` is an absolute path; ``root.readonly`` a boolean;
+    - ``process`` as in :func:`validate_process`;
+    - ``hostname`` a string of at most 64 characters;
+    - ``mounts[]``: objects with an absolute ``destination``, string ``type``
+      and ``source``, and a list of string ``options``;
+    - ``annotations``: string keys and values;
+    - ``linux.namespaces[]``: known types, each at most once, absolute
+      ``path``, and a ``mount`` one among them: without it runc 1.1 mounts
+      ``/proc``, ``/dev``, ... into the host's mount namespace and leaves
+      them there;
+    - ``linux.resources`` as in :func:`validate_resources`, and a
+      ``memory.swap`` only with a ``memory.limit`` (the kernel refuses it);
+    - ``linux.cgroupsPath`` a non-empty string; ``maskedPaths``/``readonlyPaths``
+      lists of strings; ``uidMappings``/``gidMappings`` lists of ID mappings;
+    - what runc refuses across fields: a hostname without a private uts
+      namespace, ID mappings without a user namespace.
+    """
+    s = _object(spec, "spec")
+    _string(_required(s, "ociVersion", "spec"), "spec.ociVersion")
+    root = _object(_required(s, "root", "spec"), "spec.root")
+    _absolute_path(_required(root, "path", "spec.root"), "spec.root.path")
+    if "readonly" in root:
+        _bool(root["readonly"], "spec.root.readonly")
+    _check_process(_required(s, "process", "spec"), "spec.process")
+    hostname = _hostname(s.get("hostname", ""), "spec.hostname")
+    for index, mount in enumerate(_list(s.get("mounts", []), "spec.mounts")):
+        _mount(mount, f"spec.mounts[{index}]")
+    if "annotations" in s:
+        _annotations(s["annotations"], "spec.annotations")
+    linux = _object(s.get("linux", {}), "spec.linux")
+    namespaces = _namespaces(linux.get("namespaces", []), "spec.linux.namespaces")
+    if "mount" not in namespaces:
+        raise InvalidArgument(
+            "spec.linux.namespaces must include a 'mount' namespace:"
+            " without one runc mounts into the host's mount namespace"
+        )
+    if "resources" in linux:
+        _check_resources(linux["resources"], "spec.linux.resources")
+        memory = linux["resources"].get("memory", {})
+        if memory.get("swap", -1) > 0 and memory.get("limit", -1) <= 0:
+            _fail("spec.linux.resources.memory.swap", "-1 without a memory.limit", memory["swap"])
+    if "cgroupsPath" in linux:
+        _cgroups_path(linux["cgroupsPath"], "spec.linux.cgroupsPath")
+    for key in ("maskedPaths", "readonlyPaths"):
+        _string_list(linux.get(key, []), f"spec.linux.{key}")
+    for key in ("uidMappings", "gidMappings"):
+        mappings = _list(linux.get(key, []), f"spec.linux.{key}")
+        for index, mapping in enumerate(mappings):
+            _id_mapping(mapping, f"spec.linux.{key}[{index}]")
+        if mappings and "user" not in namespaces:
+            _fail(f"spec.linux.{key}", "empty without a user namespace", mappings)
+    if hostname and "uts" not in namespaces:
+        _fail("spec.hostname", "empty without a private uts namespace", hostname)
+
+
+def validate_process(process: object) -> None:
+    """Check a process (a spec's ``process``, or an exec's); raise InvalidArgument naming the field.
+
+    Checked: ``args`` a non-empty list of strings with a non-empty first one;
+    ``cwd`` an absolute path; ``env`` entries ``K=V`` with a non-empty key;
+    ``terminal``/``noNewPrivileges`` booleans; ``user.uid``/``gid``/
+    ``additionalGids``/``umask`` 32-bit unsigned integers; capability sets
+    lists of known ``CAP_*`` names; ``rlimits[]`` known ``RLIMIT_*`` types, each
+    once, with 64-bit unsigned ``soft`` <= ``hard``; ``oomScoreAdj`` in
+    -1000..1000.
+    """
+    _check_process(process, "process")
+
+
+def validate_resources(resources: object) -> None:
+    """Check an OCI ``linux.resources`` object; raise InvalidArgument naming the field.
+
+    Checked, with the ranges the kernel enforces only when runc writes the
+    cgroup files (0 is accepted where runc reads it as "not set", since
+    Docker sends it that way):
+
+    - ``memory.limit``/``reservation``/``swap``: positive or -1 (unlimited),
+      ``swap`` at least ``limit``; ``swappiness`` 0..100;
+    - ``cpu.shares`` 2..262144; ``cpu.quota`` -1 or at least 1000;
+      ``cpu.period`` 1000..1000000; ``cpu.cpus``/``mems`` cpuset lists like
+      ``"0-1,3"`` with ascending ranges;
+    - ``pids.limit`` present, -1 or more;
+    - ``blockIO.weight``/``leafWeight`` 10..1000;
+    - ``devices[]`` rules: boolean ``allow``, type ``a``/``b``/``c``, access
+      letters from ``rwm``, integer ``major``/``minor`` (-1 for any).
+    """
+    _check_resources(resources, "resources")
+
+
+def _check_process(process: object, where: str) -> None:
+    p = _object(process, where)
+    _args(_required(p, "args", where), f"{where}.args")
+    _absolute_path(_required(p, "cwd", where), f"{where}.cwd")
+    if "env" in p:
+        for index, entry in enumerate(_list(p["env"], f"{where}.env")):
+            _env_entry(entry, f"{where}.env[{index}]")
+    for key in ("terminal", "noNewPrivileges"):
+        if key in p:
+            _bool(p[key], f"{where}.{key}")
+    if "user" in p:
+        user = _object(p["user"], f"{where}.user")
+        for key in ("uid", "gid", "umask"):
+            if key in user:
+                _int(user[key], f"{where}.user.{key}", 0, _UINT32_MAX)
+        for index, gid in enumerate(
+            _list(user.get("additionalGids", []), f"{where}.user.additionalGids")
+        ):
+            _int(gid, f"{where}.user.additionalGids[{index}]", 0, _UINT32_MAX)
+    if "capabilities" in p:
+        caps = _object(p["capabilities"], f"{where}.capabilities")
+        for kind in _CAPABILITY_SETS:
+            for index, name in enumerate(_list(caps.get(kind, []), f"{where}.capabilities.{kind}")):
+                if not isinstance(name, str) or name not in KNOWN_CAPABILITIES:
+                    _fail(
+                        f"{where}.capabilities.{kind}[{index}]",
+                        "a known capability name like 'CAP_CHOWN'",
+                        name,
+                    )
+    seen: dict[str, int] = {}
+    for index, limit in enumerate(_list(p.get("rlimits", []), f"{where}.rlimits")):
+        at = f"{where}.rlimits[{index}]"
+        entry = _object(limit, at)
+        kind = _required(entry, "type", at)
+        if not isinstance(kind, str) or kind not in RLIMIT_TYPES:
+            _fail(f"{at}.type", "a known limit like 'RLIMIT_NOFILE'", kind)
+        if kind in seen:
+            _fail(f"{at}.type", f"unique (rlimits[{seen[kind]}] sets it too)", kind)
+        seen[kind] = index
+        soft = _int(_required(entry, "soft", at), f"{at}.soft", 0, _UINT64_MAX)
+        hard = _int(_required(entry, "hard", at), f"{at}.hard", 0, _UINT64_MAX)
+        if soft > hard:
+            _fail(f"{at}.soft", f"at most hard ({hard})", soft)
+    if "oomScoreAdj" in p:
+        _int(p["oomScoreAdj"], f"{where}.oomScoreAdj", -1000, 1000)
+
+
+def _check_resources(resources: object, where: str) -> None:
+    r = _object(resources, where)
+    if "memory" in r:
+        memory = _object(r["memory"], f"{where}.memory")
+        for key in ("limit", "reservation", "swap"):
+            if key in memory:
+                _memory_bytes(memory[key], f"{where}.memory.{key}")
+        limit, swap = memory.get("limit", -1), memory.get("swap", -1)
+        if 0 < swap < limit:
+            _fail(f"{where}.memory.swap", f"at least memory.limit ({limit}), or -1", swap)
+        if "swappiness" in memory:
+            _int(memory["swappiness"], f"{where}.memory.swappiness", 0, 100)
+        if "disableOOMKiller" in memory:
+            _bool(memory["disableOOMKiller"], f"{where}.memory.disableOOMKiller")
+    if "cpu" in r:
+        cpu = _object(r["cpu"], f"{where}.cpu")
+        if "shares" in cpu:
+            _ranged(cpu["shares"], f"{where}.cpu.shares", _CPU_SHARES_RANGE, unset_ok=True)
+        if "quota" in cpu:
+            _cpu_quota(cpu["quota"], f"{where}.cpu.quota", unset_ok=True)
+        if "period" in cpu:
+            _ranged(cpu["period"], f"{where}.cpu.period", _CPU_PERIOD_RANGE, unset_ok=True)
+        for key in ("cpus", "mems"):
+            if key in cpu:
+                _cpuset(cpu[key], f"{where}.cpu.{key}", empty_ok=True)
+    if "pids" in r:
+        pids = _object(r["pids"], f"{where}.pids")
+        _int(_required(pids, "limit", f"{where}.pids"), f"{where}.pids.limit", -1, _INT64_MAX)
+    if "blockIO" in r:
+        block_io = _object(r["blockIO"], f"{where}.blockIO")
+        for key in ("weight", "leafWeight"):
+            if key in block_io:
+                _ranged(block_io[key], f"{where}.blockIO.{key}", _BLKIO_WEIGHT_RANGE, unset_ok=True)
+    for index, rule in enumerate(_list(r.get("devices", []), f"{where}.devices")):
+        _device_rule(rule, f"{where}.devices[{index}]")
+
+
+# --- value rules, shared by the options (parameter names) and validation (field paths) ---
+
+
+def _fail(where: str, expected: str, value: object) -> NoReturn:
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    raise InvalidArgument(f"{where} must be {expected}, got {shown}")
+
+
+def _required(obj: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in obj:
+        raise InvalidArgument(f"{where}.{key} is required")
+    return obj[key]
+
+
+def _object(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        _fail(where, "an object (dict)", value)
+    return value
+
+
+def _list(value: object, where: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        _fail(where, "a list", value)
+    return list(value)
+
+
+def _iterable(value: object, where: str) -> list[Any]:
+    # A string is iterable too, but as a list of names it is always a mistake.
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        _fail(where, "a list", value)
+    return list(value)
+
+
+def _bool(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        _fail(where, "a boolean", value)
+    return value
+
+
+def _string(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        _fail(where, "a string", value)
+    return value
+
+
+def _string_list(value: object, where: str) -> list[str]:
+    items = _list(value, where)
+    for index, item in enumerate(items):
+        _string(item, f"{where}[{index}]")
+    return items
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    # bool is an int subclass, but True is no JSON integer.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int(value: object, where: str, low: int, high: int) -> int:
+    if not _is_int(value) or not low <= value <= high:
+        _fail(where, f"an integer between {low} and {high}", value)
+    return value
+
+
+def _args(value: object, where: str) -> list[str]:
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(arg, str) for arg in value)
+        or not value[0]
+    ):
+        _fail(where, "a non-empty list of strings with a non-empty first one", value)
+    return list(value)
+
+
+def _fspath(value: object, where: str) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    return _absolute_path(value, where)
+
+
+def _absolute_path(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
+        _fail(where, "an absolute path", value)
+    return value
+
+
+def _hostname(value: object, where: str) -> str:
+    if not isinstance(value, str) or len(value) > _HOSTNAME_MAX or "\0" in value:
+        _fail(where, f"a string of at most {_HOSTNAME_MAX} characters", value)
+    return value
+
+
+def _env_entry(value: object, where: str) -> str:
+    if not isinstance(value, str) or "\0" in value or value.find("=") < 1:
+        _fail(where, "a 'KEY=value' string with a non-empty key", value)
+    return value
+
+
+def _env_entries(env: Mapping[str, str] | Iterable[str], where: str) -> list[str]:
+    if isinstance(env, Mapping):
+        entries = []
+        for key, value in env.items():
+            if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+                _fail(f"{where} key", "a non-empty string without '='", key)
+            if not isinstance(value, str) or "\0" in value:
+                _fail(f"{where}[{key!r}]", "a string", value)
+            entries.append(f"{key}={value}")
+        return entries
+    return [
+        _env_entry(entry, f"{where}[{index}]") for index, entry in enumerate(_iterable(env, where))
+    ]
+
+
+def _merge_env(current: Iterable[str], updates: Iterable[str]) -> list[str]:
+    merged = list(current)
+    position = {entry.partition("=")[0]: index for index, entry in enumerate(merged)}
+    for entry in updates:
+        key = entry.partition("=")[0]
+        if key in position:
+            merged[position[key]] = entry
+        else:
+            position[key] = len(merged)
+            merged.append(entry)
+    return merged
+
+
+def _capability_names(values: Iterable[str], where: str) -> list[str]:
+    names: list[str] = []
+    for index, value in enumerate(_iterable(values, where)):
+        name = _string(value, f"{where}[{index}]").upper()
+        if not name.startswith("CAP_"):
+            name = "CAP_" + name
+        if name not in KNOWN_CAPABILITIES:
+            _fail(f"{where}[{index}]", "a known capability name like 'CAP_CHOWN'", value)
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _rlimit_type(value: object, where: str) -> str:
+    name = _string(value, where).upper()
+    if not name.startswith("RLIMIT_"):
+        name = "RLIMIT_" + name
+    if name not in RLIMIT_TYPES:
+        _fail(where, "a known limit like 'RLIMIT_NOFILE'", value)
+    return name
+
+
+def _namespace_type(value: object, where: str) -> str:
+    if not isinstance(value, str) or value not in NAMESPACE_TYPES:
+        _fail(where, f"one of {', '.join(NAMESPACE_TYPES)}", value)
+    return value
+
+
+def _namespaces(value: object, where: str) -> set[str]:
+    seen: dict[str, int] = {}
+    for index, namespace in enumerate(_list(value, where)):
+        at = f"{where}[{index}]"
+        entry = _object(namespace, at)
+        kind = _namespace_type(_required(entry, "type", at), f"{at}.type")
+        if kind in seen:
+            _fail(f"{at}.type", f"unique ({where}[{seen[kind]}] has it too)", kind)
+        seen[kind] = index
+        if "path" in entry:
+            _absolute_path(entry["path"], f"{at}.path")
+    return set(seen)
+
+
+def _mount(value: object, where: str) -> Mapping[str, Any]:
+    mount = _object(value, where)
+    _absolute_path(_required(mount, "destination", where), f"{where}.destination")
+    for key in ("type", "source"):
+        if key in mount:
+            _string(mount[key], f"{where}.{key}")
+    if "options" in mount:
+        _string_list(mount["options"], f"{where}.options")
+    return mount
+
+
+def _id_mapping(value: object, where: str) -> None:
+    mapping = _object(value, where)
+    for key in ("containerID", "hostID", "size"):
+        _int(_required(mapping, key, where), f"{where}.{key}", 0, _UINT32_MAX)
+
+
+def _annotations(value: object, where: str) -> Mapping[str, str]:
+    annotations = _object(value, where)
+    for key, item in annotations.items():
+        if not isinstance(key, str) or not key:
+            _fail(f"{where} key", "a non-empty string", key)
+        _string(item, f"{where}[{key!r}]")
+    return annotations
+
+
+def _cgroups_path(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value or "\0" in value:
+        _fail(where, "a non-empty string", value)
+    return value
+
+
+def _memory_bytes(value: object, where: str) -> int:
+    checked = _int(value, where, -1, _INT64_MAX)
+    if checked == 0:
+        # runc reads 0 as "not set" and would silently apply no limit at all.
+        _fail(where, "a positive number of bytes or -1 for unlimited", value)
+    return checked
+
+
+def _ranged(value: object, where: str, bounds: tuple[int, int], *, unset_ok: bool) -> int:
+    """An integer within ``bounds``; with ``unset_ok``, also 0, which runc reads as "not set"."""
+    low, high = bounds
+    if _is_int(value) and (low <= value <= high or (unset_ok and value == 0)):
+        return value
+    unset = " or 0 (not set)" if unset_ok else ""
+    _fail(where, f"an integer between {low} and {high}{unset}", value)
+
+
+def _cpu_quota(value: object, where: str, *, unset_ok: bool) -> int:
+    if _is_int(value) and (
+        value == -1 or (value == 0 and unset_ok) or _CPU_QUOTA_MIN <= value <= _INT64_MAX
+    ):
+        return value
+    _fail(where, f"-1 (no limit) or an integer of at least {_CPU_QUOTA_MIN} microseconds", value)
+
+
+def _cpuset(value: object, where: str, *, empty_ok: bool) -> str:
+    expected = "a cpuset list like '0-1,3' with ascending ranges"
+    if not isinstance(value, str):
+        _fail(where, expected, value)
+    if value == "" and empty_ok:
+        return value
+    if not _CPUSET.match(value):
+        _fail(where, expected, value)
+    for part in value.split(","):
+        first, _, last = part.partition("-")
+        if last and int(first) > int(last):
+            _fail(where, expected, value)
+    return value
+
+
+def _device_rule(value: object, where: str) -> None:
+    rule = _object(value, where)
+    _bool(_required(rule, "allow", where), f"{where}.allow")
+    if "type" in rule and rule["type"] not in ("a", "b", "c"):
+        _fail(f"{where}.type", "'a', 'b' or 'c'", rule["type"])
+    if "access" in rule:
+        access = rule["access"]
+        if not isinstance(access, str) or set(access) - set("rwm"):
+            _fail(f"{where}.access", "letters from 'rwm'", access)
+    for key in ("major", "minor"):
+        if key in rule:
+            _int(rule[key], f"{where}.{key}", -1, _INT64_MAX)
+
+
+# --- spec navigation ----------------------------------------------------------
+
+
+def _section(spec: Spec, *path: str) -> dict[str, Any]:
+    """The object at ``path`` in ``spec``, created empty when missing."""
+    node: dict[str, Any] = spec
+    where = "spec"
+    for key in path:
+        where = f"{where}.{key}"
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        elif not isinstance(child, dict):
+            _fail(where, "an object (dict)", child)
+        node = child
+    return node
+
+
+def _merge(target: dict[str, Any], key: str, value: Any) -> None:
+    if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+        for inner_key, inner_value in value.items():
+            _merge(target[key], inner_key, inner_value)
+    else:
+        target[key] = copy.deepcopy(value)
