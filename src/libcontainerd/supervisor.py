@@ -1,0 +1,790 @@
+"""Supervisor: runs a private containerd, restarts it when it dies, stops it on request.
+
+Everything the daemon writes stays under two folders chosen by the caller::
+
+    <state_dir>/containerd.toml     config, rewritten at every start
+    <state_dir>/containerd.sock     gRPC socket (``.address``); ``.ttrpc`` beside it
+    <state_dir>/containerd.pid      pid file, so a later Supervisor can adopt the daemon
+    <state_dir>/containerd.log      containerd's stdout and stderr
+    <state_dir>/daemon/             containerd's state (task bundles)
+    <state_dir>/runc/               runc's root for our tasks (``.runc_root``)
+    <root_dir>/daemon/              containerd's root (content, metadata, snapshots)
+    <root_dir>/opt/                 the "opt" plugin's folder (else /opt/containerd)
+
+Two exceptions are containerd's, not ours: the shims' sockets always live in
+``/run/containerd/s/`` (named by a hash of the daemon's address, so daemons do
+not collide), and runc keeps its state in ``/run/containerd/runc/<namespace>``
+unless the task's runtime options name a root -- the client passes
+``.runc_root`` for that reason.
+
+Compared with Docker's supervisor, this one adopts a pid from the pid file only
+when that process really is its containerd, caps its restart back-off, never
+restarts in a tight loop, and uses a new session instead of a parent-death
+signal (containerd outlives a crashed Python program; the pid file lets the
+next Supervisor adopt it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import grpc
+import grpc.aio
+
+from .errors import FailedPrecondition, InvalidArgument, Unavailable
+
+__all__ = ["MAX_SOCKET_PATH", "Supervisor"]
+
+log = logging.getLogger(__name__)
+
+# sun_path holds 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+_VERSION_METHOD = "/containerd.services.version.v1.Version/Version"
+_LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "panic")
+_LOG_TAIL_LINES = 15
+
+# Plugins this library never uses, disabled so start-up is fast and its log
+# quiet. CRI is Kubernetes' interface and loads CNI; these snapshotters only
+# skip or fail on an ordinary host. Unknown ids are ignored by containerd.
+_NEVER_USED = (
+    "io.containerd.grpc.v1.cri",
+    "io.containerd.snapshotter.v1.aufs",
+    "io.containerd.snapshotter.v1.btrfs",
+    "io.containerd.snapshotter.v1.zfs",
+    "io.containerd.snapshotter.v1.devmapper",
+)
+# 1.7 adds a scratch-file snapshotter that always skips, tracing that needs an
+# endpoint, and NRI (off by default in 1.7, but a socket we never want).
+_NEVER_USED_1_7 = (
+    *_NEVER_USED,
+    "io.containerd.snapshotter.v1.blockfile",
+    "io.containerd.tracing.processor.v1.otlp",
+    "io.containerd.internal.v1.tracing",
+    "io.containerd.nri.v1.nri",
+)
+# 2.x splits CRI into several plugins; its pod-sandbox controller (and the
+# gRPC service listing controllers) then fails to load without CRI's image
+# service. NRI is on by default in 2.x and would listen on the machine-wide
+# /var/run/nri/nri.sock, shared by every daemon. The erofs differ skips
+# without mkfs.erofs.
+_NEVER_USED_2 = (
+    *_NEVER_USED_1_7,
+    "io.containerd.cri.v1.images",
+    "io.containerd.cri.v1.runtime",
+    "io.containerd.podsandbox.controller.v1.podsandbox",
+    "io.containerd.grpc.v1.sandbox-controllers",
+    "io.containerd.snapshotter.v1.erofs",
+    "io.containerd.differ.v1.erofs",
+)
+
+
+class Supervisor:
+    """Runs a private containerd in ``state_dir`` / ``root_dir`` and keeps it running.
+
+    Use it as ``async with Supervisor(...) as daemon:`` or call ``start()`` and
+    ``stop()``. A containerd that dies is restarted with capped exponential
+    back-off; running containers survive both restarts and ``stop()``.
+
+    Raises ``InvalidArgument`` for a bad argument (socket path too long, unknown
+    log level, non-positive timeout) or a directory that cannot be used;
+    ``Unavailable`` when containerd cannot be found, started or reached (the
+    message says why and where the log is); ``FailedPrecondition`` when started
+    twice.
+    """
+
+    # Restart back-off: first retry after the minimum, doubling up to the
+    # maximum, back to the minimum once a daemon has stayed up long enough.
+    restart_delay_min = 0.1
+    restart_delay_max = 5.0
+    stable_after = 10.0
+    # How often an adopted daemon (not our child, so we cannot wait for it) is checked.
+    adopted_poll_interval = 0.5
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str] = "/run/libcontainerd",
+        root_dir: str | os.PathLike[str] = "/var/lib/libcontainerd",
+        *,
+        containerd: str | os.PathLike[str] = "containerd",
+        log_level: str = "info",
+        start_timeout: float = 15.0,
+        stop_timeout: float = 15.0,
+    ) -> None:
+        self._state_dir = os.path.abspath(os.fspath(state_dir))
+        self._root_dir = os.path.abspath(os.fspath(root_dir))
+        self._containerd = os.fspath(containerd)
+        if log_level not in _LOG_LEVELS:
+            raise InvalidArgument(
+                f"log_level {log_level!r} is not one of containerd's: {', '.join(_LOG_LEVELS)}"
+            )
+        self._log_level = log_level
+        for name, value in (("start_timeout", start_timeout), ("stop_timeout", stop_timeout)):
+            if not value > 0:
+                raise InvalidArgument(f"{name} must be a positive number of seconds, not {value!r}")
+        self._start_timeout = float(start_timeout)
+        self._stop_timeout = float(stop_timeout)
+        for socket_path in (self.address, self._ttrpc_address):
+            size = len(os.fsencode(socket_path))
+            if size > MAX_SOCKET_PATH:
+                raise InvalidArgument(
+                    f"socket path {socket_path} is {size} bytes long; unix sockets allow at"
+                    f" most {MAX_SOCKET_PATH}: choose a shorter state_dir"
+                )
+
+        self._binary: str | None = None
+        self._binary_real: str | None = None  # what /proc/<pid>/exe shows for it
+        self._version: str | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._pid: int | None = None
+        self._adopted_start_time: str | None = None  # set while the daemon is adopted
+        self._running = False
+        self._ready = False
+        self._restarts = 0
+        self._monitor: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    # -- what callers read -------------------------------------------------
+
+    @property
+    def state_dir(self) -> str:
+        """The folder for sockets, pid file, config, log and runc state."""
+        return self._state_dir
+
+    @property
+    def root_dir(self) -> str:
+        """The folder for containerd's persistent data."""
+        return self._root_dir
+
+    @property
+    def containerd(self) -> str:
+        """The containerd binary: as given until ``start()`` finds it, then its full path."""
+        return self._binary or self._containerd
+
+    @property
+    def address(self) -> str:
+        """containerd's gRPC socket path."""
+        return os.path.join(self._state_dir, "containerd.sock")
+
+    @property
+    def runc_root(self) -> str:
+        """runc's root for tasks of this daemon: always ``<dirname(address)>/runc``."""
+        return os.path.join(os.path.dirname(self.address), "runc")
+
+    @property
+    def log_path(self) -> str:
+        """The file that receives containerd's stdout and stderr."""
+        return os.path.join(self._state_dir, "containerd.log")
+
+    @property
+    def config_path(self) -> str:
+        """The config file written at each start."""
+        return os.path.join(self._state_dir, "containerd.toml")
+
+    @property
+    def pid_file(self) -> str:
+        """The file holding the running containerd's pid."""
+        return os.path.join(self._state_dir, "containerd.pid")
+
+    @property
+    def pid(self) -> int | None:
+        """containerd's pid while it runs; None before start, after stop, and between restarts."""
+        return self._pid
+
+    @property
+    def version(self) -> str | None:
+        """What ``containerd --version`` reported (e.g. ``1.6.20~ds1``); None before start."""
+        return self._version
+
+    @property
+    def restarts(self) -> int:
+        """How many times containerd was restarted successfully after it died."""
+        return self._restarts
+
+    @property
+    def _ttrpc_address(self) -> str:
+        return self.address + ".ttrpc"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def __aenter__(self) -> Supervisor:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start (or adopt) containerd and return once it answers; then keep it running."""
+        if self._running:
+            raise FailedPrecondition(f"this Supervisor already runs containerd (pid {self._pid})")
+        self._running = True
+        try:
+            self._binary = self._find_binary()
+            self._version, series = await self._detect_version(self._binary)
+            self._prepare_directories()
+            self._write_config(series)
+            if not await self._adopt_from_pid_file():
+                await self._refuse_a_stranger_on_our_socket()
+                await self._launch()
+        except BaseException:
+            # Whatever we spawned was killed by _launch; an adopted daemon is left alone.
+            self._forget_process()
+            self._running = False
+            self._notify()
+            raise
+        self._set_ready()
+        self._monitor = asyncio.create_task(self._watch(), name=f"supervise {self.address}")
+
+    async def stop(self) -> None:
+        """Stop containerd: SIGTERM, SIGKILL after ``stop_timeout``. Containers keep running."""
+        if not self._running:
+            return
+        self._running = False
+        self._ready = False
+        self._notify()
+        if self._monitor is not None:
+            self._monitor.cancel()
+            # asyncio.wait neither raises the task's cancellation nor swallows ours.
+            await asyncio.wait([self._monitor])
+            self._monitor = None
+        if self._pid is not None:
+            await self._terminate(self._stop_timeout)
+        self._remove_runtime_files()
+
+    async def wait_ready(self, *, min_restarts: int = 0) -> None:
+        """Wait until containerd answers and has been restarted at least ``min_restarts`` times.
+
+        Tests pass ``min_restarts=supervisor.restarts + 1`` (read before killing
+        the daemon) to wait for the next restart; bound the wait with
+        ``asyncio.timeout()``. Raises ``Unavailable`` if the supervisor is or
+        becomes stopped.
+        """
+        while self._running and not (self._ready and self._restarts >= min_restarts):
+            await self._changed.wait()
+        if not self._running:
+            raise Unavailable(
+                f"the Supervisor for {self.address} is not running; call start() first"
+            )
+
+    # -- start-up steps ------------------------------------------------------
+
+    def _find_binary(self) -> str:
+        name = self._containerd
+        if os.sep in name:
+            path: str | None = os.path.abspath(name)
+            if not (os.path.isfile(name) and os.access(name, os.X_OK)):
+                path = None
+        else:
+            path = shutil.which(name)
+        if path is None:
+            where = "" if os.sep in name else f" on PATH ({os.environ.get('PATH', os.defpath)})"
+            raise Unavailable(
+                f"cannot start containerd: {name!r} is not an executable file{where};"
+                " nothing was started, so there is no log"
+            )
+        self._binary_real = os.path.realpath(path)
+        return path
+
+    async def _detect_version(self, binary: str) -> tuple[str, tuple[int, int]]:
+        """Ask the binary its version: the config depends on (major, minor)."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                binary,
+                "--version",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        except OSError as err:
+            raise Unavailable(f"cannot run {binary} --version: {err.strerror}") from err
+        try:
+            output, _ = await asyncio.wait_for(proc.communicate(), self._start_timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise Unavailable(
+                f"{binary} --version did not answer within {self._start_timeout} s"
+            ) from None
+        text = output.decode(errors="replace").strip()
+        # "containerd github.com/containerd/containerd[/v2] 1.6.20~ds1 <revision>"
+        match = re.search(r"(?:^|\s)v?((\d+)\.(\d+)\.\d+\S*)", text)
+        if proc.returncode != 0 or match is None:
+            raise Unavailable(
+                f"{binary} --version did not report a containerd version"
+                f" (exit status {proc.returncode}, output {text[:200]!r})"
+            )
+        return match.group(1), (int(match.group(2)), int(match.group(3)))
+
+    def _prepare_directories(self) -> None:
+        for path in (self._state_dir, self._root_dir, self.runc_root):
+            try:
+                os.makedirs(path, mode=0o700, exist_ok=True)
+            except OSError as err:
+                raise InvalidArgument(
+                    f"cannot use {path} as a containerd directory: {err.strerror}"
+                ) from err
+
+    def _write_config(self, series: tuple[int, int]) -> None:
+        """Write the config for this containerd version (2.x reads format 3, 1.x format 2)."""
+        text = render_config(
+            version=self._version or "",
+            series=series,
+            root=os.path.join(self._root_dir, "daemon"),
+            state=os.path.join(self._state_dir, "daemon"),
+            address=self.address,
+            ttrpc_address=self._ttrpc_address,
+            log_level=self._log_level,
+            opt_dir=os.path.join(self._root_dir, "opt"),
+        )
+        try:
+            _write_atomically(self.config_path, text, mode=0o600)
+        except OSError as err:
+            raise InvalidArgument(
+                f"cannot write containerd's config {self.config_path}: {err.strerror}"
+            ) from err
+
+    async def _adopt_from_pid_file(self) -> bool:
+        """Adopt the daemon the pid file names, only if it is this binary running our config.
+
+        Docker adopted any live pid, and then waited forever for a process that
+        was not containerd; here anything else is ignored and later overwritten.
+        """
+        pid = _read_pid(self.pid_file)
+        if pid is None:
+            return False
+        identity = _process_identity(pid)
+        if identity is None:
+            log.info("pid file %s names pid %d, which is gone; ignoring it", self.pid_file, pid)
+            return False
+        exe, argv, start_time = identity
+        names_our_config = os.fsencode(self.config_path) in argv
+        if not names_our_config:
+            log.warning(
+                "pid file %s names pid %d (%s), which is not this supervisor's containerd;"
+                " ignoring it",
+                self.pid_file,
+                pid,
+                exe,
+            )
+            return False
+        if exe != self._binary_real:
+            # Starting a second daemon on the same folders would wait on its
+            # database lock; better to say so.
+            raise Unavailable(
+                f"pid {pid} ({exe}) is already running containerd with {self.config_path},"
+                f" but this Supervisor runs {self._binary}; stop that process first"
+            )
+        log.info("adopting containerd pid %d from %s", pid, self.pid_file)
+        self._proc = None
+        self._pid = pid
+        self._adopted_start_time = start_time
+        try:
+            await self._wait_until_answering()
+        except Unavailable as err:
+            # It is ours (same binary, same config) but does not answer: replace it.
+            log.warning("adopted containerd pid %d does not answer (%s); replacing it", pid, err)
+            await self._terminate(self._stop_timeout)
+            return False
+        return True
+
+    async def _refuse_a_stranger_on_our_socket(self) -> None:
+        """Refuse to start when a daemon the pid file does not name answers on our socket.
+
+        It would be a containerd on our folders; a second one would only wait
+        for its database lock until ``start_timeout``.
+        """
+        if _exists(self.address) and await _answers(self.address, 1.0):
+            raise Unavailable(
+                f"a containerd that {self.pid_file} does not name already answers on"
+                f" {self.address}; stop it first"
+            )
+
+    async def _launch(self) -> None:
+        """Spawn containerd and wait until it answers; raises Unavailable if it does not."""
+        assert self._binary is not None
+        for path in (self.address, self._ttrpc_address):
+            _remove_file(path)
+        try:
+            log_file, log_offset = self._open_log()
+        except OSError as err:
+            raise Unavailable(
+                f"cannot open containerd's log {self.log_path}: {err.strerror}"
+            ) from err
+        try:
+            with log_file:
+                proc = await asyncio.create_subprocess_exec(
+                    self._binary,
+                    "--config",
+                    self.config_path,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env=self._environment(),
+                    # Its own session: a terminal's Ctrl-C or our process group's
+                    # signals must not reach the daemon (never preexec_fn: grpc threads).
+                    start_new_session=True,
+                )
+        except OSError as err:
+            raise Unavailable(
+                f"cannot start containerd {self._binary}: {err.strerror}; log: {self.log_path}"
+            ) from err
+        self._proc = proc
+        self._pid = proc.pid
+        self._adopted_start_time = None
+        try:
+            try:
+                _write_atomically(self.pid_file, f"{proc.pid}\n", mode=0o644)
+            except OSError as err:
+                # Without a pid file a later Supervisor could not adopt it: refuse.
+                raise Unavailable(
+                    f"cannot write the pid file {self.pid_file}: {err.strerror}"
+                ) from err
+            await self._wait_until_answering(log_offset)
+        except BaseException:
+            await self._kill_now()
+            _remove_file(self.pid_file)
+            raise
+        log.info("containerd %s is up: pid %d, socket %s", self._version, proc.pid, self.address)
+
+    def _open_log(self) -> tuple[BinaryIO, int]:
+        """The log, opened to append, with a line marking this start; and where that line is."""
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 - the caller closes it
+        offset = log_file.tell()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        log_file.write(
+            f"--- libcontainerd {stamp}: starting {self._binary}"
+            f" --config {self.config_path}\n".encode()
+        )
+        log_file.flush()
+        return log_file, offset
+
+    def _environment(self) -> dict[str, str]:
+        """The daemon's environment: the binary's own folder first on PATH, for its shims."""
+        assert self._binary is not None
+        env = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
+        folders = [os.path.dirname(self._binary)]
+        real = os.path.dirname(os.path.realpath(self._binary))
+        if real not in folders:
+            folders.append(real)
+        env["PATH"] = os.pathsep.join([*folders, env.get("PATH", os.defpath)])
+        return env
+
+    async def _wait_until_answering(self, log_offset: int = 0) -> None:
+        """Poll the Version RPC until it answers, the process exits, or ``start_timeout`` passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._start_timeout
+        pause = 0.02
+        while True:
+            status = self._exit_status()
+            if status is not None:
+                raise Unavailable(
+                    f"containerd (pid {self._pid}) {status} during start-up;"
+                    f" log {self.log_path} ends with:\n{self._log_tail(log_offset)}"
+                )
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Unavailable(
+                    f"containerd (pid {self._pid}) did not answer on {self.address} within"
+                    f" {self._start_timeout} s; log {self.log_path} ends with:\n"
+                    f"{self._log_tail(log_offset)}"
+                )
+            if _exists(self.address) and await _answers(self.address, min(1.0, remaining)):
+                return
+            await asyncio.sleep(min(pause, max(remaining, 0.0)))
+            pause = min(pause * 2, 0.25)
+
+    def _log_tail(self, offset: int) -> str:
+        try:
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(offset)
+                data = log_file.read()
+        except OSError as err:
+            return f"    (cannot read the log: {err.strerror})"
+        lines = data.decode(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+        return "\n".join(f"    {line}" for line in lines) or "    (nothing)"
+
+    # -- watching and restarting ---------------------------------------------
+
+    async def _watch(self) -> None:
+        """Restart containerd whenever it dies, with capped exponential back-off."""
+        loop = asyncio.get_running_loop()
+        delay = self.restart_delay_min
+        while True:
+            up_since = loop.time()
+            status = await self._wait_for_exit()
+            pid = self._pid
+            self._forget_process()
+            if loop.time() - up_since >= self.stable_after:
+                delay = self.restart_delay_min
+            log.warning(
+                "containerd (pid %s) %s; restarting it in %.1f s (log: %s)",
+                pid,
+                status,
+                delay,
+                self.log_path,
+            )
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.restart_delay_max)
+                try:
+                    await self._launch()
+                except Unavailable as err:
+                    log.error("restarting containerd failed, next try in %.1f s: %s", delay, err)
+                except Exception:
+                    # Never let the monitor die: a daemon left dead helps nobody.
+                    log.exception("restarting containerd failed, next try in %.1f s", delay)
+                else:
+                    break
+            self._restarts += 1
+            log.warning("containerd restarted: pid %s (restart %d)", self._pid, self._restarts)
+            self._set_ready()
+
+    async def _wait_for_exit(self) -> str:
+        """Wait until the current daemon exits; return how it ended, for the log."""
+        if self._proc is not None:
+            await self._proc.wait()
+            status = self._exit_status()
+            return status or "exited"
+        await self._poll_until_gone(self.adopted_poll_interval)
+        return "exited (adopted, status unknown)"
+
+    async def _poll_until_gone(self, interval: float) -> None:
+        # An adopted daemon is not our child: there is nothing to wait on but its
+        # /proc entry (checked with its start time, so a reused pid is not it).
+        while self._exit_status() is None:  # noqa: ASYNC110
+            await asyncio.sleep(interval)
+
+    def _exit_status(self) -> str | None:
+        """None while the daemon runs, else a phrase saying how it ended."""
+        if self._proc is not None:
+            code = self._proc.returncode
+            if code is None:
+                return None
+            if code < 0:
+                return f"was killed by {_signal_name(-code)}"
+            return f"exited with status {code}"
+        if self._pid is None:
+            return "is not running"
+        identity = _process_identity(self._pid)
+        if identity is None or identity[2] != self._adopted_start_time:
+            return "exited"
+        return None
+
+    def _forget_process(self) -> None:
+        self._proc = None
+        self._pid = None
+        self._adopted_start_time = None
+        self._ready = False
+        self._notify()
+
+    def _set_ready(self) -> None:
+        self._ready = True
+        self._notify()
+
+    def _notify(self) -> None:
+        # Wake every waiter once; each re-checks its own condition.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    # -- stopping ------------------------------------------------------------
+
+    async def _terminate(self, grace: float) -> None:
+        """SIGTERM, up to ``grace`` seconds to exit, then SIGKILL; reap our child."""
+        self._signal(signal.SIGTERM)
+        if not await self._exited_within(grace):
+            log.warning(
+                "containerd (pid %s) did not stop within %.1f s; killing it", self._pid, grace
+            )
+            self._signal(signal.SIGKILL)
+            await self._exited_within(None)
+        self._forget_process()
+
+    async def _kill_now(self) -> None:
+        """SIGKILL a daemon that never became ready, and reap it."""
+        self._signal(signal.SIGKILL)
+        await self._exited_within(None)
+        self._forget_process()
+
+    def _signal(self, signum: signal.Signals) -> None:
+        if self._exit_status() is not None or self._pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if self._proc is not None:
+                self._proc.send_signal(signum)
+            else:
+                os.kill(self._pid, signum)
+
+    async def _exited_within(self, seconds: float | None) -> bool:
+        """Wait for the daemon to be gone (reaped, for our child); False if it takes longer."""
+        try:
+            async with asyncio.timeout(seconds):
+                if self._proc is not None:
+                    await self._proc.wait()
+                else:
+                    await self._poll_until_gone(0.05)
+        except TimeoutError:
+            return False
+        return True
+
+    def _remove_runtime_files(self) -> None:
+        for path in (self.address, self._ttrpc_address, self.pid_file):
+            _remove_file(path)
+
+
+def render_config(
+    *,
+    version: str,
+    series: tuple[int, int],
+    root: str,
+    state: str,
+    address: str,
+    ttrpc_address: str,
+    log_level: str,
+    opt_dir: str,
+) -> str:
+    """containerd's config as TOML text: format 3 for containerd 2.x, format 2 for 1.x.
+
+    ``series`` is (major, minor), which picks the format and the plugin ids.
+    """
+    major = series[0]
+    disabled: tuple[str, ...]
+    if major >= 2:
+        disabled = _NEVER_USED_2
+    elif series >= (1, 7):
+        disabled = _NEVER_USED_1_7
+    else:
+        disabled = _NEVER_USED
+    lines = [
+        f"# Written by libcontainerd's Supervisor for containerd {version};"
+        " rewritten at every start.",
+        f"version = {3 if major >= 2 else 2}",
+        f"root = {_toml_string(root)}",
+        f"state = {_toml_string(state)}",
+        "disabled_plugins = [",
+        *(f"  {_toml_string(plugin)}," for plugin in disabled),
+        "]",
+        "",
+        "[grpc]",
+        f"  address = {_toml_string(address)}",
+        "",
+        "[ttrpc]",
+        f"  address = {_toml_string(ttrpc_address)}",
+        "",
+        "[debug]",
+        f"  level = {_toml_string(log_level)}",
+        "",
+        "# Without this the plugin creates /opt/containerd, outside our folders.",
+        '[plugins."io.containerd.internal.v1.opt"]',
+        f"  path = {_toml_string(opt_dir)}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string."""
+    escaped = []
+    for char in value:
+        if char in ('"', "\\"):
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
+
+
+async def _answers(address: str, timeout: float) -> bool:  # noqa: ASYNC109 - gRPC's deadline
+    """True if containerd's Version service replies on ``address`` within ``timeout``.
+
+    A raw unary call with empty bytes (Version takes google.protobuf.Empty), so
+    the supervisor does not depend on generated protobuf modules. A fresh
+    channel per probe avoids gRPC's own reconnect back-off while the daemon starts.
+    """
+    async with grpc.aio.insecure_channel(f"unix://{address}") as channel:
+        call = channel.unary_unary(
+            _VERSION_METHOD,
+            request_serializer=_identity,
+            response_deserializer=_identity,
+        )
+        try:
+            await call(b"", timeout=timeout)
+        except grpc.RpcError:
+            return False
+    return True
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        text = Path(path).read_text(errors="replace")[:32]
+    except OSError:
+        return None
+    try:
+        pid = int(text.strip())
+    except ValueError:
+        log.warning("pid file %s holds %r, not a pid; ignoring it", path, text)
+        return None
+    return pid if pid > 0 else None
+
+
+def _process_identity(pid: int) -> tuple[str, list[bytes], str] | None:
+    """(executable, argv, start time) of a live process, or None if it is gone or a zombie.
+
+    The start time tells a process from a later one that reuses its pid.
+    """
+    proc = f"/proc/{pid}"
+    try:
+        exe = os.readlink(f"{proc}/exe")
+        argv = Path(f"{proc}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"{proc}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the parenthesised command name: state is the 3rd, start time the 22nd.
+    fields = stat.rsplit(")", 1)[-1].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return exe, argv, fields[19]
+
+
+def _write_atomically(path: str, text: str, *, mode: int) -> None:
+    temporary = f"{path}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    os.replace(temporary, path)
+
+
+def _remove_file(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

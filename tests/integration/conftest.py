@@ -1,0 +1,78 @@
+"""Fixtures for the integration suite: a supervised containerd for the whole session.
+
+``$LIBCONTAINERD_TEST_CONTAINERD`` (the path of a containerd binary, e.g. one
+printed by ``scripts/containerd_versions.py``) selects the daemon; the
+default is the system's ``containerd``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from libcontainerd.supervisor import Supervisor
+
+from .containers import client, containers  # noqa: F401 - fixtures for the whole folder
+
+CONTAINERD_ENV = "LIBCONTAINERD_TEST_CONTAINERD"
+
+
+def containerd_binary() -> str:
+    """The containerd binary the suite runs."""
+    return os.environ.get(CONTAINERD_ENV) or "containerd"
+
+
+def make_workdir() -> Path:
+    """A fresh folder directly under /tmp, so socket paths inside it stay short."""
+    return Path(tempfile.mkdtemp(prefix="lcd-t", dir="/tmp"))
+
+
+def remove_workdir(workdir: Path) -> None:
+    """Delete a folder made by make_workdir, first unmounting what is mounted inside it.
+
+    Only mounts below this folder are touched, deepest first.
+    """
+    inside = str(workdir) + "/"
+    with open("/proc/self/mountinfo") as mountinfo:
+        points = [_unescape(line.split()[4]) for line in mountinfo]
+    for point in sorted((p for p in points if p.startswith(inside)), key=len, reverse=True):
+        subprocess.run(["umount", point], check=False)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes.
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A fresh short folder for one test, removed afterwards."""
+    path = make_workdir()
+    try:
+        yield path
+    finally:
+        remove_workdir(path)
+
+
+@pytest.fixture(scope="session")
+async def supervisor() -> AsyncIterator[Supervisor]:
+    """One containerd for the session, in its own folders; tests must not kill it."""
+    path = make_workdir()
+    daemon = Supervisor(path / "state", path / "root", containerd=containerd_binary())
+    try:
+        await daemon.start()
+        yield daemon
+    finally:
+        try:
+            await daemon.stop()
+        finally:
+            remove_workdir(path)
