@@ -29,7 +29,7 @@ KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 def _mirror_uri() -> str:
     """The Debian mirror this machine already uses (never a name we hard-code)."""
     texts = []
-    for path in glob.glob("/etc/apt/sources.list.d/*.sources") + ["/etc/apt/sources.list"]:
+    for path in [*glob.glob("/etc/apt/sources.list.d/*.sources"), "/etc/apt/sources.list"]:
         try:
             texts.append(Path(path).read_text())
         except OSError:

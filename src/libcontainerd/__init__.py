@@ -1,1 +1,56 @@
-"""libcontainerd: run and supervise Linux containers on containerd."""
+"""libcontainerd: run and supervise Linux containers on containerd.
+
+The public names live here; everything else is private. See the README for
+the contract, and :mod:`libcontainerd.errors` for the error tree.
+"""
+
+from . import oci, rootfs
+from .client import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, AsyncClient
+from .errors import (
+    AlreadyExists,
+    Cancelled,
+    CheckpointUnsupported,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    LibcontainerdError,
+    NotFound,
+    NotImplemented,
+    Unavailable,
+)
+from .supervisor import Supervisor
+from .types import (
+    INIT_PROCESS_ID,
+    Backend,
+    EventInfo,
+    EventType,
+    ProcessSummary,
+    Status,
+    Version,
+)
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_NAMESPACE",
+    "INIT_PROCESS_ID",
+    "AlreadyExists",
+    "AsyncClient",
+    "Backend",
+    "Cancelled",
+    "CheckpointUnsupported",
+    "DeadlineExceeded",
+    "EventInfo",
+    "EventType",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "LibcontainerdError",
+    "NotFound",
+    "NotImplemented",
+    "ProcessSummary",
+    "Status",
+    "Supervisor",
+    "Unavailable",
+    "Version",
+    "oci",
+    "rootfs",
+]

@@ -74,7 +74,7 @@ class Cancelled(LibcontainerdError):
     """The operation was cancelled."""
 
 
-class NotImplemented(LibcontainerdError):  # noqa: A001 - the contract's name
+class NotImplemented(LibcontainerdError):  # the contract's name, shadowing the builtin on purpose
     """containerd or the runtime does not implement the operation."""
 
 

@@ -26,7 +26,7 @@ INIT_PROCESS_ID = "init"
 """The process id that names a container's main process in per-process calls."""
 
 
-class EventType(str, enum.Enum):
+class EventType(enum.StrEnum):
     """What happened to a task; the values are the contract's exact strings."""
 
     UNKNOWN = "unknown"
@@ -39,11 +39,8 @@ class EventType(str, enum.Enum):
     PAUSED = "paused"
     RESUMED = "resumed"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """A task's state as containerd reports it.
 
     ``PAUSING`` is the freezer's transition; ``UNKNOWN`` means containerd could
@@ -56,9 +53,6 @@ class Status(str, enum.Enum):
     PAUSED = "paused"
     PAUSING = "pausing"
     UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,383 @@
+"""The container lifecycle on a real containerd: create, start, status, signal, wait, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from libcontainerd import oci
+from libcontainerd.client import AsyncClient
+from libcontainerd.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    LibcontainerdError,
+    NotFound,
+    Unavailable,
+)
+from libcontainerd.supervisor import Supervisor
+from libcontainerd.types import INIT_PROCESS_ID, Status
+
+from .containers import TEST_NAMESPACE, ContainerFactory, process_alive
+
+pytestmark = pytest.mark.integration
+
+
+async def test_version_reports_the_running_containerd(
+    client: AsyncClient, supervisor: Supervisor
+) -> None:
+    version = await client.version()
+    assert version.version
+    assert version.version in (supervisor.version or version.version)
+
+
+async def test_start_returns_the_pid_of_a_running_init_process(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.create()
+    pid = await client.start(container_id)
+    assert pid > 0
+    assert process_alive(pid)
+    assert await client.status(container_id) is Status.RUNNING
+
+
+async def test_exit_code_and_time_come_back_from_wait_and_delete_task(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run(["/bin/sh", "-c", "exit 7"])
+    code, exited_at = await client.wait(container_id)
+    assert code == 7
+    assert await client.status(container_id) is Status.STOPPED
+    deleted_code, deleted_at = await client.delete_task(container_id)
+    assert deleted_code == 7
+    assert deleted_at == exited_at
+    assert deleted_at is not None
+    assert abs(datetime.now(UTC) - deleted_at) < timedelta(minutes=1)
+    await client.delete(container_id)
+    with pytest.raises(NotFound, match="no such container"):
+        await client.status(container_id)
+
+
+@pytest.mark.parametrize("sent", [9, "SIGKILL", "kill"])
+async def test_sigkill_ends_the_container_with_137(
+    client: AsyncClient, containers: ContainerFactory, sent: str | int
+) -> None:
+    container_id = await containers.run()
+    await client.signal_process(container_id, INIT_PROCESS_ID, sent)
+    assert (await client.wait(container_id))[0] == 137
+
+
+async def test_a_signal_by_name_reaches_the_handler_of_the_init_process(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    # A container's pid 1 ignores signals it has no handler for (all but KILL),
+    # so the shell traps TERM and exits with a code of its own choosing.
+    container_id = await containers.run(
+        ["/bin/sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.05; done"]
+    )
+    await asyncio.sleep(0.2)  # let the shell install its trap
+    await client.signal_process(container_id, INIT_PROCESS_ID, "SIGTERM")
+    assert (await client.wait(container_id))[0] == 3
+
+
+async def test_pause_and_resume_change_the_status(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    await client.pause(container_id)
+    assert await client.status(container_id) is Status.PAUSED
+    await client.resume(container_id)
+    assert await client.status(container_id) is Status.RUNNING
+
+
+async def test_a_paused_container_does_not_run(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path
+) -> None:
+    counter = tmp_path / "counter"
+    counter.mkdir()
+    container_id = await containers.run(
+        ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /out/n; sleep 0.02; done"],
+        oci.with_bind_mount(str(counter), "/out"),
+    )
+    await asyncio.sleep(0.3)
+    await client.pause(container_id)
+    frozen = (counter / "n").read_text()
+    await asyncio.sleep(0.3)
+    assert (counter / "n").read_text() == frozen
+    await client.resume(container_id)
+    await asyncio.sleep(0.3)
+    assert (counter / "n").read_text() != frozen
+
+
+async def test_list_pids_and_summary_show_every_process(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.create(["/bin/sh", "-c", "sleep 300 & sleep 300 & wait"])
+    pid = await client.start(container_id)
+    for _ in range(50):
+        pids = await client.list_pids(container_id)
+        if len(pids) == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert len(pids) == 3
+    assert pid in pids
+    summary = await client.summary(container_id)
+    assert sorted(entry.pid for entry in summary) == sorted(pids)
+
+
+def _cgroup(controller: str, container_id: str) -> Path:
+    return Path("/sys/fs/cgroup") / controller / TEST_NAMESPACE / container_id
+
+
+async def test_the_cgroup_path_defaults_to_namespace_and_id(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.create()
+    pid = await client.start(container_id)
+    procs = (_cgroup("pids", container_id) / "cgroup.procs").read_text().split()
+    assert str(pid) in procs
+
+
+async def test_update_resources_reaches_the_cgroup(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    await client.update_resources(
+        container_id, {"pids": {"limit": 42}, "memory": {"limit": 64 * 1024 * 1024}}
+    )
+    assert (_cgroup("pids", container_id) / "pids.max").read_text().strip() == "42"
+    memory = (_cgroup("memory", container_id) / "memory.limit_in_bytes").read_text().strip()
+    assert memory == str(64 * 1024 * 1024)
+
+
+async def test_runc_state_lives_under_the_daemons_own_directory(
+    client: AsyncClient, containers: ContainerFactory, supervisor: Supervisor
+) -> None:
+    container_id = await containers.run()
+    assert (Path(client.runc_root) / TEST_NAMESPACE / container_id / "state.json").exists()
+    assert Path(client.runc_root) == Path(supervisor.runc_root)
+
+
+async def test_runtime_options_are_passed_to_the_shim(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.create(runtime_options={"binary_name": "runc"})
+    assert await client.start(container_id) > 0
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+async def test_creating_an_existing_container_raises_already_exists(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.create()
+    spec = containers.spec(["/bin/true"], container_id=container_id)
+    with pytest.raises(AlreadyExists, match=container_id):
+        await client.create(container_id, spec)
+
+
+@pytest.mark.parametrize("bad_id", ["../x", "", "x" * 77, "naïve", "a b"])
+async def test_an_invalid_container_id_is_refused_before_any_request(
+    client: AsyncClient, containers: ContainerFactory, bad_id: str
+) -> None:
+    spec = containers.spec(["/bin/true"], container_id="for-bad-id")
+    with pytest.raises(InvalidArgument, match="container id"):
+        await client.create(bad_id, spec)
+    for method in (client.start, client.status, client.delete, client.delete_task):
+        with pytest.raises(InvalidArgument, match="container id"):
+            await method(bad_id)
+
+
+async def test_a_spec_without_args_is_refused_naming_the_field(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = containers.new_id()
+    spec = containers.spec(["/bin/true"], container_id=container_id)
+    del spec["process"]["args"]
+    with pytest.raises(InvalidArgument, match=r"process\.args"):
+        await client.create(container_id, spec)
+    with pytest.raises(NotFound):
+        await client.status(container_id)
+
+
+async def test_unknown_runtime_options_are_refused(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = containers.new_id()
+    spec = containers.spec(["/bin/true"], container_id=container_id)
+    with pytest.raises(InvalidArgument, match="binary_nmae"):
+        await client.create(container_id, spec, {"binary_nmae": "runc"})
+
+
+async def test_starting_an_unknown_container_raises_not_found(client: AsyncClient) -> None:
+    with pytest.raises(NotFound):
+        await client.start("no-such-container")
+
+
+async def test_starting_twice_raises_already_exists(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    with pytest.raises(AlreadyExists):
+        await client.start(container_id)
+    assert await client.status(container_id) is Status.RUNNING
+
+
+def _shims_of(container_id: str) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    return [
+        line
+        for line in ps.stdout.splitlines()
+        if "containerd-shim" in line and re.search(rf"-id {re.escape(container_id)}\b", line)
+    ]
+
+
+async def test_a_failed_start_leaves_no_task_and_no_shim(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.create(["/bin/does-not-exist"])
+    with pytest.raises(LibcontainerdError, match="does-not-exist"):
+        await client.start(container_id)
+    with pytest.raises(NotFound, match="has no task"):
+        await client.status(container_id)
+    assert _shims_of(container_id) == []
+    # The same id can be deleted and created again.
+    await client.delete(container_id)
+    spec = containers.spec(["/bin/sleep", "300"], container_id=container_id)
+    await client.create(container_id, spec)
+    assert await client.start(container_id) > 0
+
+
+async def test_delete_task_of_a_running_container_raises_failed_precondition(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    with pytest.raises(FailedPrecondition, match="running"):
+        await client.delete_task(container_id)
+    assert await client.status(container_id) is Status.RUNNING
+
+
+async def test_delete_task_of_a_paused_container_raises_failed_precondition(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    await client.pause(container_id)
+    with pytest.raises(FailedPrecondition, match="paused"):
+        await client.delete_task(container_id)
+    assert await client.status(container_id) is Status.PAUSED
+
+
+async def test_delete_of_a_container_with_a_task_raises_failed_precondition(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    with pytest.raises(FailedPrecondition, match="delete_task"):
+        await client.delete(container_id)
+    assert await client.status(container_id) is Status.RUNNING
+
+
+async def test_delete_of_an_unknown_container_raises_not_found(client: AsyncClient) -> None:
+    with pytest.raises(NotFound, match="no such container"):
+        await client.delete("no-such-container")
+
+
+async def test_delete_task_without_a_task_raises_not_found(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.create()
+    with pytest.raises(NotFound, match="has no task"):
+        await client.delete_task(container_id)
+
+
+async def test_status_names_a_missing_container_or_a_missing_task(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    with pytest.raises(NotFound, match="no such container"):
+        await client.status("no-such-container")
+    container_id = await containers.create()
+    with pytest.raises(NotFound, match="has no task"):
+        await client.status(container_id)
+
+
+@pytest.mark.parametrize("method", ["pause", "resume", "list_pids", "summary"])
+async def test_task_methods_on_an_unknown_container_raise_not_found(
+    client: AsyncClient, method: str
+) -> None:
+    with pytest.raises(NotFound, match="no such container"):
+        await getattr(client, method)("no-such-container")
+
+
+async def test_signal_to_an_exited_process_raises_not_found(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run(["/bin/true"])
+    await client.wait(container_id)
+    with pytest.raises(NotFound):
+        await client.signal_process(container_id, INIT_PROCESS_ID, "SIGTERM")
+
+
+async def test_a_bad_signal_is_refused_before_sending(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    with pytest.raises(InvalidArgument, match="out of range"):
+        await client.signal_process(container_id, INIT_PROCESS_ID, 99)
+    with pytest.raises(InvalidArgument, match="process id"):
+        await client.signal_process(container_id, "../init", 9)
+    assert await client.status(container_id) is Status.RUNNING
+
+
+async def test_resume_of_a_running_container_raises_and_leaves_it_running(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    with pytest.raises(LibcontainerdError):
+        await client.resume(container_id)
+    assert await client.status(container_id) is Status.RUNNING
+
+
+async def test_invalid_resources_are_refused_before_sending(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    with pytest.raises(InvalidArgument, match="pids"):
+        await client.update_resources(container_id, {"pids": {"limit": "many"}})
+
+
+async def test_a_client_that_is_not_open_says_so(supervisor: Supervisor) -> None:
+    client = AsyncClient(supervisor.address, namespace=TEST_NAMESPACE)
+    with pytest.raises(FailedPrecondition, match="not open"):
+        await client.version()
+
+
+async def test_a_dead_address_raises_unavailable_naming_it(tmp_path: Path) -> None:
+    address = tmp_path / "nothing.sock"
+    with pytest.raises(Unavailable, match=str(address)):
+        await AsyncClient(address).open()
+
+
+async def test_without_an_address_the_error_says_how_to_start_a_daemon(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CONTAINERD_ADDRESS", raising=False)
+    monkeypatch.setattr("libcontainerd.client.DEFAULT_ADDRESS", str(tmp_path / "none.sock"))
+    with pytest.raises(Unavailable, match="lcd daemon start"):
+        await AsyncClient().open()
+
+
+async def test_a_task_that_is_created_but_not_started_reports_created(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    # start() creates and starts in one step, so create the task by its RPC alone.
+    from libcontainerd._api.containerd.api.services.tasks.v1 import tasks_pb2
+
+    container_id = await containers.create()
+    request = tasks_pb2.CreateTaskRequest(container_id=container_id)
+    await client._call(client._methods.task_create, request, "create task")
+    assert await client.status(container_id) is Status.CREATED

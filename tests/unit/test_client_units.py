@@ -1,0 +1,59 @@
+"""Client logic that needs no daemon: addresses, statuses, options, timestamps."""
+
+import pytest
+from google.protobuf import timestamp_pb2
+
+from libcontainerd import client as client_module
+from libcontainerd._api.containerd.api.types.task import task_pb2
+from libcontainerd.client import AsyncClient, resolve_address, timestamp_to_datetime
+from libcontainerd.errors import InvalidArgument
+from libcontainerd.types import Status
+
+
+def test_every_wire_status_maps_to_the_contracts_six() -> None:
+    wire = {value.number for value in task_pb2.Status.DESCRIPTOR.values}
+    assert set(client_module._STATUS_BY_WIRE) == wire
+    assert set(client_module._STATUS_BY_WIRE.values()) == set(Status)
+    assert client_module._STATUS_BY_WIRE[task_pb2.PAUSING] is Status.PAUSING
+
+
+def test_address_prefers_argument_then_environment_then_embedded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CONTAINERD_ADDRESS", raising=False)
+    assert resolve_address(None) == client_module.DEFAULT_ADDRESS
+    monkeypatch.setenv("CONTAINERD_ADDRESS", "unix:///run/other/containerd.sock")
+    assert resolve_address(None) == "/run/other/containerd.sock"
+    assert resolve_address("/run/mine.sock") == "/run/mine.sock"
+
+
+def test_a_relative_address_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="absolute"):
+        resolve_address("containerd.sock")
+
+
+def test_runc_root_sits_beside_the_socket() -> None:
+    assert AsyncClient("/run/x/containerd.sock").runc_root == "/run/x/runc"
+    # For the system daemon that is exactly runc's default root.
+    assert AsyncClient("/run/containerd/containerd.sock").runc_root == "/run/containerd/runc"
+
+
+def test_an_invalid_namespace_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="namespace"):
+        AsyncClient("/run/x.sock", namespace="a/b")
+
+
+def test_go_zero_time_means_never() -> None:
+    assert timestamp_to_datetime(timestamp_pb2.Timestamp(seconds=-62135596800)) is None
+    stamp = timestamp_to_datetime(timestamp_pb2.Timestamp(seconds=1, nanos=500_000_000))
+    assert stamp is not None
+    assert stamp.isoformat() == "1970-01-01T00:00:01.500000+00:00"
+
+
+def test_runtime_options_default_the_runc_root_and_refuse_unknown_names() -> None:
+    options = client_module._runc_options({"binary_name": "crun"}, "/run/x/runc")
+    assert (options.root, options.binary_name) == ("/run/x/runc", "crun")
+    with pytest.raises(InvalidArgument, match="rooot"):
+        client_module._runc_options({"rooot": "/x"}, "/run/x/runc")
+    with pytest.raises(InvalidArgument, match="invalid runtime options"):
+        client_module._runc_options({"io_uid": "zero"}, "/run/x/runc")
