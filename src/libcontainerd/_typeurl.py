@@ -9,10 +9,11 @@ The OCI documents travel as JSON under containerd's fixed URLs.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any as AnyValue
 from typing import TypeVar
 
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import DecodeError, Message
 
 OCI_SPEC = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
@@ -56,3 +57,13 @@ def unpack(payload: any_pb2.Any, message_type: type[M]) -> M | None:
         return message_type.FromString(payload.value)
     except DecodeError:
         return None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_datetime(stamp: timestamp_pb2.Timestamp) -> datetime | None:
+    """A UTC datetime, or None for Go's zero time (containerd's "never")."""
+    if stamp.seconds <= 0 and stamp.nanos == 0:
+        return None
+    return _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)

@@ -8,18 +8,20 @@ client, or a restarted one, sees the same truth.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
 
 import grpc
 import grpc.aio
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
 from . import _typeurl, errors, oci
@@ -39,9 +41,18 @@ from .errors import (
     Unavailable,
     from_grpc,
 )
-from .types import INIT_PROCESS_ID, Backend, ProcessSummary, Status, Version
+from .events import EventDispatcher, EventStream
+from .types import INIT_PROCESS_ID, Backend, EventInfo, EventType, ProcessSummary, Status, Version
 
-__all__ = ["DEFAULT_ADDRESS", "DEFAULT_NAMESPACE", "RUNC_RUNTIME", "AsyncClient"]
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_NAMESPACE",
+    "RUNC_RUNTIME",
+    "AsyncClient",
+    "EventSubscription",
+]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS: Final = "/run/libcontainerd/containerd.sock"
 """The socket of the embedded containerd (``lcd daemon start`` or a default Supervisor)."""
@@ -140,6 +151,12 @@ class _Methods:
         self.task_update = _method(
             channel, tasks + "Update", tasks_pb2.UpdateTaskRequest, empty_pb2.Empty
         )
+        self.task_delete_process = _method(
+            channel,
+            tasks + "DeleteProcess",
+            tasks_pb2.DeleteProcessRequest,
+            tasks_pb2.DeleteResponse,
+        )
         self.task_wait = _method(
             channel, tasks + "Wait", tasks_pb2.WaitRequest, tasks_pb2.WaitResponse
         )
@@ -158,15 +175,6 @@ def resolve_address(address: str | os.PathLike[str] | None) -> str:
     return chosen
 
 
-def timestamp_to_datetime(stamp: timestamp_pb2.Timestamp) -> datetime | None:
-    """A UTC datetime, or None for Go's zero time (containerd's "never")."""
-    if stamp.seconds <= 0 and stamp.nanos == 0:
-        return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
-        seconds=stamp.seconds, microseconds=stamp.nanos // 1000
-    )
-
-
 def _runc_options(runtime_options: Mapping[str, Any] | None, runc_root: str) -> runc_pb2.Options:
     """runc v2 shim options; ``root`` defaults to this daemon's own runc state directory."""
     values = dict(runtime_options or {})
@@ -183,6 +191,43 @@ def _runc_options(runtime_options: Mapping[str, Any] | None, runc_root: str) -> 
         raise InvalidArgument(f"invalid runtime options: {error}") from None
 
 
+Event = tuple[str, EventType, EventInfo]
+
+
+class EventSubscription:
+    """An async iterator over this client's task events, from the moment it was made.
+
+    Yields ``(container_id, EventType, EventInfo)`` in stream order; ends when
+    the client closes or :meth:`close` is called. Use it as ``async with``/
+    ``async for``, or both.
+    """
+
+    def __init__(self, listeners: set[asyncio.Queue[Event | None]]) -> None:
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._listeners = listeners
+        listeners.add(self._queue)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self._queue.get()
+        if item is None:
+            self.close()
+            raise StopAsyncIteration
+        return item
+
+    def close(self) -> None:
+        """Stop receiving events; what is already queued is dropped."""
+        self._listeners.discard(self._queue)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 class AsyncClient:
     """A connection to one containerd namespace, running the libcontainerd contract.
 
@@ -190,6 +235,12 @@ class AsyncClient:
     then the embedded daemon's socket (:data:`DEFAULT_ADDRESS`) are tried, and
     :class:`Unavailable` says how to start one when none answers. Use it as an
     async context manager (or ``await open()`` / ``await close()``).
+
+    Opening subscribes to the namespace's task events; ``backend.process_event``
+    then receives each one (see :mod:`libcontainerd.events` for the ordering and
+    exactly-once guarantees), and :meth:`events` yields them too. After an
+    ``oom`` event, every later event of that container carries
+    ``oom_killed=True`` until its task is deleted.
     """
 
     def __init__(
@@ -211,6 +262,13 @@ class AsyncClient:
         self._rpc: _Methods | None = None
         # Saves a Containers.Get on start(): the only spec fact a task needs.
         self._terminal: dict[str, bool] = {}
+        self._stream: EventStream | None = None
+        self._dispatcher: EventDispatcher | None = None
+        self._listeners: set[asyncio.Queue[Event | None]] = set()
+        # Exec exits seen on the stream, so wait() still answers once the exec
+        # process has been released; dropped when the container's task is deleted.
+        self._exec_exits: dict[tuple[str, str], tuple[int, datetime | None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- connection -----------------------------------------------------------------
 
@@ -231,13 +289,68 @@ class AsyncClient:
         except Unavailable as error:
             await self.close()
             raise Unavailable(self._unreachable_message(error.details)) from None
+        if self.backend is not None:
+            self._dispatcher = EventDispatcher(self.backend.process_event, self._after_delivery)
+        self._stream = EventStream(self._channel, self.namespace, self._on_event)
+        try:
+            await self._stream.start()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def close(self) -> None:
-        """Close the connection; safe to call twice."""
+        """Stop the event stream, let queued events reach the backend, and close; idempotent."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.close()
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            await dispatcher.close()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=10)
+        for listener in list(self._listeners):
+            listener.put_nowait(None)
         channel, self._channel, self._rpc = self._channel, None, None
         if channel is not None:
             await channel.close()
+
+    # -- events -----------------------------------------------------------------------
+
+    def events(self) -> EventSubscription:
+        """An async iterator of ``(container_id, EventType, EventInfo)`` from now on."""
+        return EventSubscription(self._listeners)
+
+    def _on_event(self, container_id: str, event: EventType, info: EventInfo) -> None:
+        """Called by the stream, in order, for every event to report."""
+        if event is EventType.EXIT and info.process_id != container_id:
+            self._exec_exits[(container_id, info.process_id)] = (info.exit_code, info.exited_at)
+        for listener in self._listeners:
+            listener.put_nowait((container_id, event, info))
+        if self._dispatcher is not None:
+            self._dispatcher.dispatch(container_id, event, info)
+        else:
+            self._after_delivery(container_id, event, info)
+
+    def _after_delivery(self, container_id: str, event: EventType, info: EventInfo) -> None:
+        """An exec that has exited and been reported is released (Docker's order)."""
+        if event is EventType.EXIT and info.process_id != container_id:
+            self._spawn(self._release_exec(container_id, info.process_id))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run background work that close() waits for (briefly)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release_exec(self, container_id: str, exec_id: str) -> None:
+        """Delete an exited exec process; best effort, bounded, never raises."""
+        request = tasks_pb2.DeleteProcessRequest(container_id=container_id, exec_id=exec_id)
+        try:
+            rpc = self._methods
+            await rpc.task_delete_process.call(request, metadata=self._metadata, timeout=45)
+        except (grpc.aio.AioRpcError, LibcontainerdError) as error:
+            log.info("releasing exec %s of container %s failed: %s", exec_id, container_id, error)
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -356,6 +469,8 @@ class AsyncClient:
         except BaseException:
             await self._discard_task(container_id)
             raise
+        if self._stream is not None:
+            self._stream.track(container_id, container_id, started.pid)
         return started.pid
 
     async def _terminal_of(self, container_id: str) -> bool:
@@ -508,13 +623,20 @@ class AsyncClient:
         """
         check_identifier(container_id)
         exec_id = self._exec_id(process_id)
-        reply = await self._task_call(
-            self._methods.task_wait,
-            tasks_pb2.WaitRequest(container_id=container_id, exec_id=exec_id),
-            container_id,
-            "wait for",
-        )
-        return reply.exit_status, timestamp_to_datetime(reply.exited_at)
+        try:
+            reply = await self._task_call(
+                self._methods.task_wait,
+                tasks_pb2.WaitRequest(container_id=container_id, exec_id=exec_id),
+                container_id,
+                "wait for",
+            )
+        except NotFound:
+            # An exec is released once its exit is reported; its result is kept.
+            known = self._exec_exits.get((container_id, exec_id))
+            if known is None:
+                raise
+            return known
+        return reply.exit_status, _typeurl.to_datetime(reply.exited_at)
 
     async def delete_task(self, container_id: str) -> tuple[int, datetime | None]:
         """Delete the container's stopped task; returns its exit code and exit time.
@@ -542,10 +664,12 @@ class AsyncClient:
                 ) from None
             raise error
         self._forget_task(container_id)
-        return reply.exit_status, timestamp_to_datetime(reply.exited_at)
+        return reply.exit_status, _typeurl.to_datetime(reply.exited_at)
 
     def _forget_task(self, container_id: str) -> None:
-        """Hook for what the client keeps per task (events and stdio add to it)."""
+        """Drop what the client keeps about a deleted task."""
+        for key in [key for key in self._exec_exits if key[0] == container_id]:
+            del self._exec_exits[key]
 
     async def delete(self, container_id: str) -> None:
         """Delete the container and everything this client created for it.

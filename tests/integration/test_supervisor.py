@@ -136,7 +136,7 @@ def shim_pids(daemon: Supervisor, container_id: str) -> list[int]:
 async def eventually(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     """Wait until ``condition()`` is true, checking every 50 ms."""
     async with asyncio.timeout(seconds):
-        while not condition():  # noqa: ASYNC110 - processes ending: nothing to wait on
+        while not condition():
             await asyncio.sleep(0.05)
 
 

@@ -5,7 +5,8 @@ from google.protobuf import timestamp_pb2
 
 from libcontainerd import client as client_module
 from libcontainerd._api.containerd.api.types.task import task_pb2
-from libcontainerd.client import AsyncClient, resolve_address, timestamp_to_datetime
+from libcontainerd._typeurl import to_datetime
+from libcontainerd.client import AsyncClient, resolve_address
 from libcontainerd.errors import InvalidArgument
 from libcontainerd.types import Status
 
@@ -44,8 +45,8 @@ def test_an_invalid_namespace_is_refused() -> None:
 
 
 def test_go_zero_time_means_never() -> None:
-    assert timestamp_to_datetime(timestamp_pb2.Timestamp(seconds=-62135596800)) is None
-    stamp = timestamp_to_datetime(timestamp_pb2.Timestamp(seconds=1, nanos=500_000_000))
+    assert to_datetime(timestamp_pb2.Timestamp(seconds=-62135596800)) is None
+    stamp = to_datetime(timestamp_pb2.Timestamp(seconds=1, nanos=500_000_000))
     assert stamp is not None
     assert stamp.isoformat() == "1970-01-01T00:00:01.500000+00:00"
 

@@ -1,0 +1,476 @@
+"""Task events: decoded from containerd's stream, delivered in order, each exit exactly once.
+
+The event stream is the only way exits reach a backend, so it must not lose
+one (Docker's did, whenever containerd restarted). Three pieces:
+
+- :func:`decode` turns one envelope into the contract's (container id,
+  EventType, EventInfo); unknown or undecodable payloads give None.
+- :class:`EventDispatcher` runs the backend: events of one container strictly
+  in order, containers concurrently, a slow or raising call for one container
+  never delaying another.
+- :class:`EventStream` owns the subscription. It counts a subscription as live
+  only once a marker event it published to itself comes back through it (so
+  nothing published after that point can be missed), reconnects with capped
+  back-off when the stream breaks, and then reconciles: every process it had
+  seen alive is looked up, and each exit that happened while it was away is
+  reported with its real exit code and time. Exits are remembered by
+  (container, process, pid), so each is reported once, even when containerd
+  itself publishes a duplicate (a dead shim's synthetic 137).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import grpc
+import grpc.aio
+from google.protobuf.message import DecodeError, Message
+
+from ._api.containerd.api.events import task_pb2 as events_pb2
+from ._api.containerd.api.services.events.v1 import events_pb2 as service_pb2
+from ._api.containerd.api.services.tasks.v1 import tasks_pb2
+from ._api.containerd.api.types.task import task_pb2
+from ._typeurl import to_datetime, type_name
+from .errors import Unavailable
+from .types import EventInfo, EventType
+
+__all__ = ["EventDispatcher", "EventStream", "decode", "subscription_filter"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, EventType, EventInfo], Awaitable[None] | None]
+
+# Published by the stream to itself, under a topic its own filter selects.
+MARKER_TOPIC: Final = "/tasks/libcontainerd-subscribed"
+MARKER_TYPE: Final = "libcontainerd.v1.SubscriptionMarker"
+# containerd's type for task deletion: not in the contract, but it ends a
+# container's OOM flag.
+_TASK_DELETE: Final = events_pb2.TaskDelete.DESCRIPTOR.full_name
+_REMEMBERED_EXITS: Final = 65536
+
+
+def subscription_filter(namespace: str) -> str:
+    """One filter, so namespace AND topic must match (two filters would be OR-ed, moby#35896)."""
+    return f"namespace=={namespace},topic~=|^/tasks/|"
+
+
+def _create(m: Any) -> tuple[EventType, EventInfo]:
+    return EventType.CREATE, EventInfo(m.container_id, m.container_id, pid=m.pid)
+
+
+def _start(m: Any) -> tuple[EventType, EventInfo]:
+    return EventType.START, EventInfo(m.container_id, m.container_id, pid=m.pid)
+
+
+def _exit(m: Any) -> tuple[EventType, EventInfo]:
+    info = EventInfo(
+        m.container_id, m.id, pid=m.pid, exit_code=m.exit_status, exited_at=to_datetime(m.exited_at)
+    )
+    return EventType.EXIT, info
+
+
+def _oom(m: Any) -> tuple[EventType, EventInfo]:
+    return EventType.OOM, EventInfo(m.container_id, oom_killed=True)
+
+
+def _exec_added(m: Any) -> tuple[EventType, EventInfo]:
+    return EventType.EXEC_ADDED, EventInfo(m.container_id, m.exec_id)
+
+
+def _exec_started(m: Any) -> tuple[EventType, EventInfo]:
+    return EventType.EXEC_STARTED, EventInfo(m.container_id, m.exec_id, pid=m.pid)
+
+
+def _paused(m: Any) -> tuple[EventType, EventInfo]:
+    return EventType.PAUSED, EventInfo(m.container_id)
+
+
+def _resumed(m: Any) -> tuple[EventType, EventInfo]:
+    return EventType.RESUMED, EventInfo(m.container_id)
+
+
+_DECODERS: Final[dict[str, tuple[type[Message], Callable[[Any], tuple[EventType, EventInfo]]]]] = {
+    message.DESCRIPTOR.full_name: (message, convert)
+    for message, convert in (
+        (events_pb2.TaskCreate, _create),
+        (events_pb2.TaskStart, _start),
+        (events_pb2.TaskExit, _exit),
+        (events_pb2.TaskOOM, _oom),
+        (events_pb2.TaskExecAdded, _exec_added),
+        (events_pb2.TaskExecStarted, _exec_started),
+        (events_pb2.TaskPaused, _paused),
+        (events_pb2.TaskResumed, _resumed),
+    )
+}
+# Delivered by containerd on /tasks/ but not part of the contract.
+_IGNORED: Final = frozenset(
+    m.DESCRIPTOR.full_name
+    for m in (events_pb2.TaskDelete, events_pb2.TaskIO, events_pb2.TaskCheckpointed)
+)
+
+
+def decode(envelope: service_pb2.Envelope) -> tuple[EventType, EventInfo] | None:
+    """The contract's view of one envelope, or None (logged) when it is not a task event we know.
+
+    The init process's id is the container id on the wire and is reported as is.
+    """
+    if not envelope.HasField("event"):
+        log.warning("event on %s without a payload: skipped", envelope.topic)
+        return None
+    name = type_name(envelope.event)
+    entry = _DECODERS.get(name)
+    if entry is None:
+        if name not in _IGNORED:
+            log.info("event %s of unknown type %r: skipped", envelope.topic, name)
+        return None
+    message_type, convert = entry
+    try:
+        message = message_type.FromString(envelope.event.value)
+    except DecodeError:
+        log.warning("event %s: payload %r does not decode: skipped", envelope.topic, name)
+        return None
+    return convert(message)
+
+
+class EventDispatcher:
+    """Runs ``handler`` for each event: in order per container, containers in parallel.
+
+    A coroutine function is awaited on the event loop; a plain function runs
+    in a worker thread (several queued events of one container in one hop), so
+    a blocking handler never stalls the loop or another container. What the
+    handler raises is logged with the container id, and delivery goes on.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        after: Callable[[str, EventType, EventInfo], None] | None = None,
+    ) -> None:
+        self._handler = handler
+        self._after = after
+        self._is_async = inspect.iscoroutinefunction(handler)
+        self._queues: dict[str, collections.deque[tuple[EventType, EventInfo]]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def dispatch(self, container_id: str, event: EventType, info: EventInfo) -> None:
+        """Queue an event; never blocks."""
+        queue = self._queues.get(container_id)
+        if queue is None:
+            queue = self._queues[container_id] = collections.deque()
+        queue.append((event, info))
+        if container_id not in self._workers:
+            self._idle.clear()
+            self._workers[container_id] = asyncio.get_running_loop().create_task(
+                self._work(container_id, queue), name=f"libcontainerd-events-{container_id}"
+            )
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet handled."""
+        return sum(len(queue) for queue in self._queues.values())
+
+    async def drain(self) -> None:
+        """Wait until every queued event has been handled."""
+        await self._idle.wait()
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Let queued events finish for up to ``grace`` seconds, then cancel the rest."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self.drain()
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        self._queues.clear()
+        self._workers.clear()
+        self._idle.set()
+
+    async def _work(
+        self, container_id: str, queue: collections.deque[tuple[EventType, EventInfo]]
+    ) -> None:
+        try:
+            while queue:
+                if self._is_async:
+                    event, info = queue.popleft()
+                    await self._deliver(container_id, event, info)
+                else:
+                    batch = list(queue)
+                    queue.clear()
+                    await asyncio.to_thread(self._deliver_batch, container_id, batch)
+        finally:
+            del self._workers[container_id]
+            if self._queues.get(container_id) is queue and not queue:
+                del self._queues[container_id]
+            if not self._workers:
+                self._idle.set()
+
+    async def _deliver(self, container_id: str, event: EventType, info: EventInfo) -> None:
+        try:
+            result = self._handler(container_id, event, info)
+            if result is not None:
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("backend failed on %s event of container %s", event, container_id)
+        if self._after is not None:
+            self._after(container_id, event, info)
+
+    def _deliver_batch(
+        self, container_id: str, batch: Iterable[tuple[EventType, EventInfo]]
+    ) -> None:
+        for event, info in batch:
+            try:
+                self._handler(container_id, event, info)
+            except Exception:
+                log.exception("backend failed on %s event of container %s", event, container_id)
+            if self._after is not None:
+                self._after(container_id, event, info)
+
+
+class EventStream:
+    """The subscription to one namespace's task events, kept alive across containerd restarts.
+
+    ``on_event`` is called synchronously, in stream order, for every event to
+    report (after OOM flags and exit de-duplication are applied); it must not
+    block.
+    """
+
+    reconnect_delay_min = 0.05
+    reconnect_delay_max = 2.0
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        namespace: str,
+        on_event: Callable[[str, EventType, EventInfo], None],
+    ) -> None:
+        self._namespace = namespace
+        self._metadata = (("containerd-namespace", namespace),)
+        self._on_event = on_event
+        self._subscribe = channel.unary_stream(
+            "/containerd.services.events.v1.Events/Subscribe",
+            request_serializer=service_pb2.SubscribeRequest.SerializeToString,
+            response_deserializer=service_pb2.Envelope.FromString,
+        )
+        self._publish = channel.unary_unary(
+            "/containerd.services.events.v1.Events/Publish",
+            request_serializer=service_pb2.PublishRequest.SerializeToString,
+            response_deserializer=lambda data: data,
+        )
+        self._task_get = channel.unary_unary(
+            "/containerd.services.tasks.v1.Tasks/Get",
+            request_serializer=tasks_pb2.GetRequest.SerializeToString,
+            response_deserializer=tasks_pb2.GetResponse.FromString,
+        )
+        # (container id, process id as on the wire) -> pid, for processes seen alive.
+        self._alive: dict[tuple[str, str], int] = {}
+        # (container id, process id, pid) of exits already reported, oldest first.
+        self._exits: collections.OrderedDict[tuple[str, str, int], None] = collections.OrderedDict()
+        self._oom: set[str] = set()
+        self._live = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.subscriptions = 0
+        self.reconciled_exits = 0
+
+    async def start(self, live_within: float = 10.0) -> None:
+        """Subscribe and return once the subscription is live; raises Unavailable otherwise."""
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"libcontainerd-event-stream-{self._namespace}"
+        )
+        try:
+            async with asyncio.timeout(live_within):
+                await self._live.wait()
+        except TimeoutError:
+            await self.close()
+            raise Unavailable(
+                f"the event subscription of namespace {self._namespace!r} did not become live"
+                f" within {live_within:g} s"
+            ) from None
+
+    async def close(self) -> None:
+        """Stop the subscription; safe to call twice."""
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def wait_live(self) -> None:
+        """Wait until the stream is subscribed and reconciled (after a reconnect, too)."""
+        await self._live.wait()
+
+    @property
+    def live(self) -> bool:
+        return self._live.is_set()
+
+    def track(self, container_id: str, process_id: str, pid: int) -> None:
+        """Remember a process the caller saw alive, so a missed exit is found on reconnect."""
+        if (container_id, process_id, pid) not in self._exits:
+            self._alive[(container_id, process_id)] = pid
+
+    def oom_killed(self, container_id: str) -> bool:
+        return container_id in self._oom
+
+    # -- the stream ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = self.reconnect_delay_min
+        while not self._closing:
+            token = secrets.token_bytes(16)
+            call = self._subscribe(
+                service_pb2.SubscribeRequest(filters=[subscription_filter(self._namespace)])
+            )
+            marker = asyncio.get_running_loop().create_task(self._publish_marker(token, call))
+            try:
+                async for envelope in call:
+                    if envelope.topic == MARKER_TOPIC:
+                        if envelope.event.value == token and not self._live.is_set():
+                            await self._reconcile()
+                            self.subscriptions += 1
+                            self._live.set()
+                            delay = self.reconnect_delay_min
+                        continue
+                    self._handle(envelope)
+            except grpc.aio.AioRpcError as error:
+                if not self._closing:
+                    log.warning(
+                        "event stream of namespace %s broke (%s); reconnecting",
+                        self._namespace,
+                        error.code().name,
+                    )
+            except Exception:
+                # Never die quietly: a stream that stops is an exit that is lost.
+                log.exception("event stream of namespace %s failed; reconnecting", self._namespace)
+            finally:
+                marker.cancel()
+                call.cancel()
+                self._live.clear()
+            if not self._closing:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.reconnect_delay_max)
+
+    async def _publish_marker(self, token: bytes, call: Any) -> None:
+        """Publish the marker until it comes back: the first may precede the subscription."""
+        request = service_pb2.PublishRequest(topic=MARKER_TOPIC)
+        request.event.type_url = MARKER_TYPE
+        request.event.value = token
+        wait = 0.02
+        while not self._live.is_set():
+            try:
+                await self._publish(request, metadata=self._metadata, timeout=10)
+            except grpc.aio.AioRpcError:
+                call.cancel()  # containerd is away: the stream loop retries with back-off
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._live.wait()
+            wait = min(wait * 2, 1.0)
+
+    def _handle(self, envelope: service_pb2.Envelope) -> None:
+        if envelope.HasField("event") and type_name(envelope.event) == _TASK_DELETE:
+            self._task_deleted(envelope)
+            return
+        decoded = decode(envelope)
+        if decoded is None:
+            return
+        event, info = decoded
+        self._report(event, info)
+
+    def _task_deleted(self, envelope: service_pb2.Envelope) -> None:
+        try:
+            deleted = events_pb2.TaskDelete.FromString(envelope.event.value)
+        except DecodeError:
+            return
+        if deleted.id in ("", deleted.container_id):
+            self._oom.discard(deleted.container_id)
+            for key in [key for key in self._alive if key[0] == deleted.container_id]:
+                del self._alive[key]
+
+    def _report(self, event: EventType, info: EventInfo) -> None:
+        container_id = info.container_id
+        if event is EventType.OOM:
+            self._oom.add(container_id)
+        elif event is EventType.START or event is EventType.EXEC_STARTED:
+            self.track(container_id, info.process_id, info.pid)
+        elif event is EventType.EXIT:
+            key = (container_id, info.process_id, info.pid)
+            if key in self._exits:
+                log.info("duplicate exit of %s/%s (pid %d) dropped", *key)
+                return
+            self._exits[key] = None
+            if len(self._exits) > _REMEMBERED_EXITS:
+                self._exits.popitem(last=False)
+            self._alive.pop((container_id, info.process_id), None)
+        if container_id in self._oom and not info.oom_killed:
+            info = replace(info, oom_killed=True)
+        self._on_event(container_id, event, info)
+
+    async def _reconcile(self) -> None:
+        """Report the exits of tracked processes that ended while the stream was down."""
+        tracked = list(self._alive.items())
+        if not tracked:
+            return
+        replies = await asyncio.gather(
+            *(self._lookup(container_id, process_id) for (container_id, process_id), _ in tracked),
+            return_exceptions=True,
+        )
+        for ((container_id, process_id), pid), reply in zip(tracked, replies, strict=True):
+            if isinstance(reply, grpc.aio.AioRpcError):
+                if reply.code() != grpc.StatusCode.NOT_FOUND:
+                    raise reply  # containerd went away again: the stream loop retries
+                info = EventInfo(
+                    container_id,
+                    process_id,
+                    pid=pid,
+                    exit_code=255,
+                    exited_at=datetime.now(UTC),
+                    error="the process was deleted while the event stream was down;"
+                    " its exit code is unknown",
+                )
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                process = reply.process
+                if process.status != task_pb2.STOPPED and process.pid == pid:
+                    continue
+                if process.pid == pid:
+                    info = EventInfo(
+                        container_id,
+                        process_id,
+                        pid=pid,
+                        exit_code=process.exit_status,
+                        exited_at=to_datetime(process.exited_at),
+                    )
+                else:
+                    info = EventInfo(
+                        container_id,
+                        process_id,
+                        pid=pid,
+                        exit_code=255,
+                        exited_at=datetime.now(UTC),
+                        error="the process was replaced while the event stream was down;"
+                        " its exit code is unknown",
+                    )
+            if (container_id, process_id, pid) not in self._exits:
+                self.reconciled_exits += 1
+            self._report(EventType.EXIT, info)
+
+    async def _lookup(self, container_id: str, process_id: str) -> tasks_pb2.GetResponse:
+        exec_id = "" if process_id == container_id else process_id
+        request = tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id)
+        return await self._task_get(request, metadata=self._metadata, timeout=10)

@@ -1,0 +1,210 @@
+"""Event decoding and the per-container dispatcher, without a daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
+from libcontainerd._api.containerd.api.events import task_pb2 as events_pb2
+from libcontainerd._api.containerd.api.services.events.v1 import events_pb2 as service_pb2
+from libcontainerd.events import EventDispatcher, decode, subscription_filter
+from libcontainerd.types import EventInfo, EventType
+
+
+def envelope(message: Message, *, prefix: str = "") -> service_pb2.Envelope:
+    payload = any_pb2.Any(
+        type_url=prefix + message.DESCRIPTOR.full_name, value=message.SerializeToString()
+    )
+    return service_pb2.Envelope(namespace="ns", topic="/tasks/x", event=payload)
+
+
+def test_the_filter_selects_namespace_and_task_topics_in_one_expression() -> None:
+    assert subscription_filter("lcd") == "namespace==lcd,topic~=|^/tasks/|"
+
+
+def test_exit_carries_the_process_id_as_reported_and_the_real_code_and_time() -> None:
+    exit_event = events_pb2.TaskExit(container_id="c", id="c", pid=42, exit_status=3)
+    exit_event.exited_at.FromDatetime(datetime(2026, 11, 28, 12, 0, 1, tzinfo=UTC))
+    decoded = decode(envelope(exit_event))
+    assert decoded is not None
+    event, info = decoded
+    assert event is EventType.EXIT
+    assert info == EventInfo(
+        "c", "c", pid=42, exit_code=3, exited_at=datetime(2026, 11, 28, 12, 0, 1, tzinfo=UTC)
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "expected_type", "expected_info"),
+    [
+        (events_pb2.TaskCreate(container_id="c", pid=7), EventType.CREATE, EventInfo("c", "c", 7)),
+        (events_pb2.TaskStart(container_id="c", pid=7), EventType.START, EventInfo("c", "c", 7)),
+        (events_pb2.TaskOOM(container_id="c"), EventType.OOM, EventInfo("c", oom_killed=True)),
+        (
+            events_pb2.TaskExecAdded(container_id="c", exec_id="e"),
+            EventType.EXEC_ADDED,
+            EventInfo("c", "e"),
+        ),
+        (
+            events_pb2.TaskExecStarted(container_id="c", exec_id="e", pid=9),
+            EventType.EXEC_STARTED,
+            EventInfo("c", "e", 9),
+        ),
+        (events_pb2.TaskPaused(container_id="c"), EventType.PAUSED, EventInfo("c")),
+        (events_pb2.TaskResumed(container_id="c"), EventType.RESUMED, EventInfo("c")),
+        (
+            events_pb2.TaskExit(container_id="c", id="e", pid=9, exit_status=1),
+            EventType.EXIT,
+            EventInfo("c", "e", 9, 1),
+        ),
+    ],
+)
+def test_each_task_event_maps_as_in_the_reference(
+    message: Message, expected_type: EventType, expected_info: EventInfo
+) -> None:
+    assert decode(envelope(message)) == (expected_type, expected_info)
+
+
+def test_prefixed_type_urls_decode_too() -> None:
+    decoded = decode(
+        envelope(events_pb2.TaskPaused(container_id="c"), prefix="type.googleapis.com/")
+    )
+    assert decoded == (EventType.PAUSED, EventInfo("c"))
+
+
+def test_unknown_undecodable_and_empty_payloads_are_skipped() -> None:
+    unknown = service_pb2.Envelope(
+        topic="/tasks/x", event=any_pb2.Any(type_url="example.Unknown", value=b"\x08\x01")
+    )
+    garbage = service_pb2.Envelope(
+        topic="/tasks/exit",
+        event=any_pb2.Any(type_url="containerd.events.TaskExit", value=b"\xff\xff\xff\xff"),
+    )
+    empty = service_pb2.Envelope(topic="/tasks/exit")
+    assert decode(unknown) is None
+    assert decode(garbage) is None
+    assert decode(empty) is None
+    assert decode(envelope(events_pb2.TaskDelete(container_id="c"))) is None
+
+
+# -- the dispatcher -------------------------------------------------------------------------
+
+
+async def test_events_of_one_container_run_in_order_even_if_the_first_is_slow() -> None:
+    seen: list[int] = []
+
+    async def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        if info.pid == 0:
+            await asyncio.sleep(0.05)
+        seen.append(info.pid)
+
+    dispatcher = EventDispatcher(handler)
+    for pid in range(3):
+        dispatcher.dispatch("c", EventType.START, EventInfo("c", pid=pid))
+    await dispatcher.drain()
+    assert seen == [0, 1, 2]
+
+
+async def test_a_blocked_async_handler_for_one_container_does_not_delay_another() -> None:
+    release = asyncio.Event()
+    other_done = asyncio.Event()
+
+    async def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        if container_id == "slow":
+            await release.wait()
+        else:
+            other_done.set()
+
+    dispatcher = EventDispatcher(handler)
+    dispatcher.dispatch("slow", EventType.START, EventInfo("slow"))
+    dispatcher.dispatch("fast", EventType.START, EventInfo("fast"))
+    async with asyncio.timeout(10):
+        await other_done.wait()  # hangs (and fails) if "slow" blocks "fast"
+    release.set()
+    await dispatcher.drain()
+
+
+async def test_a_blocking_plain_handler_for_one_container_does_not_delay_another() -> None:
+    release = threading.Event()
+    other_done = threading.Event()
+
+    def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        if container_id == "slow":
+            release.wait(10)
+        else:
+            other_done.set()
+
+    dispatcher = EventDispatcher(handler)
+    dispatcher.dispatch("slow", EventType.START, EventInfo("slow"))
+    dispatcher.dispatch("fast", EventType.START, EventInfo("fast"))
+    assert await asyncio.to_thread(other_done.wait, 10)
+    release.set()
+    await dispatcher.drain()
+
+
+async def test_a_raising_handler_is_logged_and_later_events_still_arrive(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        if info.pid == 1:
+            raise RuntimeError("backend bug")
+        seen.append((container_id, info.pid))
+
+    dispatcher = EventDispatcher(handler)
+    for pid in range(3):
+        dispatcher.dispatch("a", EventType.START, EventInfo("a", pid=pid))
+    dispatcher.dispatch("b", EventType.START, EventInfo("b", pid=5))
+    await dispatcher.drain()
+    assert sorted(seen) == [("a", 0), ("a", 2), ("b", 5)]
+    assert "container a" in caplog.text
+    assert "backend bug" in caplog.text
+
+
+async def test_plain_handlers_see_each_containers_events_in_order() -> None:
+    seen: dict[str, list[int]] = {}
+    lock = threading.Lock()
+
+    def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        with lock:
+            seen.setdefault(container_id, []).append(info.pid)
+
+    dispatcher = EventDispatcher(handler)
+    for pid in range(200):
+        for container in ("a", "b", "c"):
+            dispatcher.dispatch(container, EventType.START, EventInfo(container, pid=pid))
+    await dispatcher.drain()
+    assert seen == {name: list(range(200)) for name in ("a", "b", "c")}
+    assert dispatcher.pending == 0
+
+
+async def test_the_after_hook_runs_once_per_event_after_the_handler() -> None:
+    order: list[str] = []
+
+    async def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        order.append(f"handle {info.pid}")
+
+    def after(container_id: str, event: EventType, info: EventInfo) -> None:
+        order.append(f"after {info.pid}")
+
+    dispatcher = EventDispatcher(handler, after)
+    dispatcher.dispatch("a", EventType.EXIT, EventInfo("a", pid=1))
+    dispatcher.dispatch("a", EventType.EXIT, EventInfo("a", pid=2))
+    await dispatcher.drain()
+    assert order == ["handle 1", "after 1", "handle 2", "after 2"]
+
+
+async def test_close_cancels_a_handler_that_never_returns() -> None:
+    async def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        await asyncio.Event().wait()
+
+    dispatcher = EventDispatcher(handler)
+    dispatcher.dispatch("a", EventType.START, EventInfo("a"))
+    await dispatcher.close(grace=0.05)
+    assert dispatcher.pending == 0
