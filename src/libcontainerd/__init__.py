@@ -5,7 +5,7 @@ the contract, and :mod:`libcontainerd.errors` for the error tree.
 """
 
 from . import oci, rootfs
-from .client import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, AsyncClient
+from .client import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, AsyncClient, EventSubscription
 from .errors import (
     AlreadyExists,
     Cancelled,
@@ -19,6 +19,7 @@ from .errors import (
     Unavailable,
 )
 from .supervisor import Supervisor
+from .sync import Client, EventIterator
 from .types import (
     INIT_PROCESS_ID,
     Backend,
@@ -38,8 +39,11 @@ __all__ = [
     "Backend",
     "Cancelled",
     "CheckpointUnsupported",
+    "Client",
     "DeadlineExceeded",
     "EventInfo",
+    "EventIterator",
+    "EventSubscription",
     "EventType",
     "FailedPrecondition",
     "InvalidArgument",

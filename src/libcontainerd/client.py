@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "RUNC_RUNTIME",
     "AsyncClient",
+    "Event",
     "EventSubscription",
 ]
 
@@ -218,8 +219,13 @@ class EventSubscription:
         return item
 
     def close(self) -> None:
-        """Stop receiving events; what is already queued is dropped."""
+        """Stop receiving events; what is already queued is still yielded."""
         self._listeners.discard(self._queue)
+
+    def end(self) -> None:
+        """Stop receiving events and end the iteration, waking a pending ``__anext__``."""
+        self.close()
+        self._queue.put_nowait(None)
 
     async def __aenter__(self) -> Self:
         return self

@@ -5,6 +5,7 @@ Loaded as a pytest plugin by this folder's conftest.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -21,16 +22,48 @@ from libcontainerd.client import AsyncClient
 from libcontainerd.errors import LibcontainerdError
 from libcontainerd.oci import SpecOption
 from libcontainerd.supervisor import Supervisor
+from libcontainerd.sync import Client
 from libcontainerd.types import INIT_PROCESS_ID
 
 TEST_NAMESPACE = "lcdtest"
 _serial = itertools.count()
 
 
-@pytest.fixture
-async def client(supervisor: Supervisor) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as opened:
-        yield opened
+class ThreadedClient:
+    """Drives the blocking Client from async tests: each method runs in a worker thread.
+
+    So one contract suite, written with ``await``, runs against both clients.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(attribute, *args, **kwargs)
+
+        return call
+
+
+@pytest.fixture(params=["async", "blocking"])
+async def client(
+    request: pytest.FixtureRequest, supervisor: Supervisor
+) -> AsyncIterator[AsyncClient]:
+    """The contract suite's client: AsyncClient, then the blocking Client."""
+    if request.param == "async":
+        async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as opened:
+            yield opened
+    else:
+        blocking = Client(supervisor.address, namespace=TEST_NAMESPACE)
+        await asyncio.to_thread(blocking.open)
+        try:
+            yield ThreadedClient(blocking)  # type: ignore[misc]
+        finally:
+            await asyncio.to_thread(blocking.close)
 
 
 async def remove_container(client: AsyncClient, container_id: str) -> None:

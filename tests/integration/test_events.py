@@ -218,11 +218,9 @@ async def test_a_raising_backend_does_not_stop_the_stream(
     assert first in caplog.text
 
 
-async def test_events_can_be_iterated_instead_of_a_backend(
-    client: AsyncClient, containers: ContainerFactory
-) -> None:
-    subscription = client.events()  # receives events from here on, before iteration starts
-    container_id = await containers.run(["/bin/sh", "-c", "exit 2"])
+async def test_events_can_be_iterated_instead_of_a_backend(watched: ContainerFactory) -> None:
+    subscription = watched.client.events()  # receives events from now, before iteration starts
+    container_id = await watched.run(["/bin/sh", "-c", "exit 2"])
     seen: list[tuple[EventType, EventInfo]] = []
     async with asyncio.timeout(60), subscription:
         async for cid, event, info in subscription:

@@ -372,12 +372,13 @@ async def test_without_an_address_the_error_says_how_to_start_a_daemon(
 
 
 async def test_a_task_that_is_created_but_not_started_reports_created(
-    client: AsyncClient, containers: ContainerFactory
+    client: AsyncClient, containers: ContainerFactory, supervisor: Supervisor
 ) -> None:
     # start() creates and starts in one step, so create the task by its RPC alone.
     from libcontainerd._api.containerd.api.services.tasks.v1 import tasks_pb2
 
     container_id = await containers.create()
-    request = tasks_pb2.CreateTaskRequest(container_id=container_id)
-    await client._call(client._methods.task_create, request, "create task")
+    async with AsyncClient(supervisor.address, TEST_NAMESPACE) as raw:
+        request = tasks_pb2.CreateTaskRequest(container_id=container_id)
+        await raw._call(raw._methods.task_create, request, "create task")
     assert await client.status(container_id) is Status.CREATED

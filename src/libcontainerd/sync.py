@@ -1,0 +1,226 @@
+"""Client: the blocking twin of AsyncClient, for programs without an event loop.
+
+It runs an :class:`AsyncClient` on a private event loop in a background
+thread, so every method has the same name, arguments, result and errors as
+its async twin, and works from any thread, including a thread of a program
+that runs an event loop of its own. A plain backend's ``process_event`` runs
+on a worker thread, never on the caller's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine, Iterator, Mapping
+from concurrent.futures import Future
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from .client import DEFAULT_NAMESPACE, AsyncClient, Event, EventSubscription
+from .errors import FailedPrecondition
+from .types import INIT_PROCESS_ID, Backend, ProcessSummary, Status, Version
+
+__all__ = ["Client", "EventIterator"]
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread, fed from other threads."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), name=name, daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(ready.set)
+        self.loop.run_forever()
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self.thread:
+            work.close()
+            raise FailedPrecondition(
+                "the blocking Client cannot be called from its own event-loop thread;"
+                " use AsyncClient inside async code"
+            )
+        future: Future[T] = asyncio.run_coroutine_threadsafe(work, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # e.g. KeyboardInterrupt: do not leave the call running
+            raise
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+class EventIterator:
+    """A blocking iterator over task events; ``close()`` may be called from any thread."""
+
+    def __init__(self, loop: _LoopThread, subscription: EventSubscription) -> None:
+        self._loop = loop
+        self._subscription = subscription
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        try:
+            return self._loop.run(self._subscription.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """Stop the iteration; a thread blocked in ``next()`` gets StopIteration."""
+        self._loop.loop.call_soon_threadsafe(self._subscription.end)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Client:
+    """The blocking twin of :class:`AsyncClient`: same methods, same errors.
+
+    Use it as a context manager (or call ``open()`` / ``close()``).
+    """
+
+    def __init__(
+        self,
+        address: str | os.PathLike[str] | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        backend: Backend | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        self._async = AsyncClient(address, namespace, backend, timeout=timeout)
+        self._loop: _LoopThread | None = None
+
+    @property
+    def address(self) -> str:
+        return self._async.address
+
+    @property
+    def namespace(self) -> str:
+        return self._async.namespace
+
+    @property
+    def runc_root(self) -> str:
+        return self._async.runc_root
+
+    def open(self) -> Self:
+        """Connect and subscribe to events; raises Unavailable if containerd does not answer."""
+        if self._loop is not None:
+            return self
+        loop = _LoopThread(f"libcontainerd-{self.namespace}")
+        try:
+            loop.run(self._async.open())
+        except BaseException:
+            loop.stop()
+            raise
+        self._loop = loop
+        return self
+
+    def close(self) -> None:
+        """Close the async client, then stop its thread; safe to call twice."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            try:
+                loop.run(self._async.close())
+            finally:
+                loop.stop()
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self, work: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            work.close()
+            raise FailedPrecondition(
+                "the client is not open: use 'with Client(...)' or 'client.open()'"
+            )
+        return self._loop.run(work)
+
+    # -- the contract (see AsyncClient for each method's documentation) ---------------
+
+    def version(self) -> Version:
+        return self._run(self._async.version())
+
+    def create(
+        self,
+        container_id: str,
+        spec: Mapping[str, Any],
+        runtime_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        return self._run(self._async.create(container_id, spec, runtime_options))
+
+    def start(
+        self,
+        container_id: str,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        with_stdin: bool = False,
+        attach_stdio: object | None = None,
+    ) -> int:
+        return self._run(self._async.start(container_id, checkpoint_dir, with_stdin, attach_stdio))
+
+    def signal_process(self, container_id: str, process_id: str, signal: int | str) -> None:
+        return self._run(self._async.signal_process(container_id, process_id, signal))
+
+    def status(self, container_id: str) -> Status:
+        return self._run(self._async.status(container_id))
+
+    def list_pids(self, container_id: str) -> list[int]:
+        return self._run(self._async.list_pids(container_id))
+
+    def summary(self, container_id: str) -> list[ProcessSummary]:
+        return self._run(self._async.summary(container_id))
+
+    def pause(self, container_id: str) -> None:
+        return self._run(self._async.pause(container_id))
+
+    def resume(self, container_id: str) -> None:
+        return self._run(self._async.resume(container_id))
+
+    def wait(
+        self, container_id: str, process_id: str = INIT_PROCESS_ID
+    ) -> tuple[int, datetime | None]:
+        return self._run(self._async.wait(container_id, process_id))
+
+    def delete_task(self, container_id: str) -> tuple[int, datetime | None]:
+        return self._run(self._async.delete_task(container_id))
+
+    def delete(self, container_id: str) -> None:
+        return self._run(self._async.delete(container_id))
+
+    def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None:
+        return self._run(self._async.update_resources(container_id, resources))
+
+    def events(self) -> EventIterator:
+        """A blocking iterator of ``(container_id, EventType, EventInfo)`` from now on."""
+        if self._loop is None:
+            raise FailedPrecondition("the client is not open")
+        subscription = self._run(_subscribe(self._async))
+        return EventIterator(self._loop, subscription)
+
+
+async def _subscribe(client: AsyncClient) -> EventSubscription:
+    # Made on the loop's thread: the client's listener set is only touched there.
+    return client.events()

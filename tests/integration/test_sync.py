@@ -1,0 +1,125 @@
+"""What only the blocking Client must do: work without an event loop, call back off-thread."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from libcontainerd import Client, EventInfo, EventType, oci, rootfs
+from libcontainerd.supervisor import Supervisor
+
+from .containers import TEST_NAMESPACE, remove_container
+
+pytestmark = pytest.mark.integration
+
+PROGRAM = """
+import sys
+from libcontainerd import Client, oci, rootfs
+
+address, root, container_id = sys.argv[1:4]
+with Client(address, namespace="{namespace}") as client:
+    spec = oci.default_spec(["/bin/sh", "-c", "exit 9"], rootfs.busybox(root))
+    client.create(container_id, spec)
+    client.start(container_id)
+    code, _ = client.wait(container_id)
+    client.delete_task(container_id)
+    client.delete(container_id)
+print("exit code", code)
+"""
+
+
+async def test_a_program_without_an_event_loop_runs_a_container(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-c",
+            PROGRAM.format(namespace=TEST_NAMESPACE),
+            supervisor.address,
+            str(tmp_path / "rootfs"),
+            "sync-program",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "exit code 9"
+
+
+def _run_one(client: Client, root: Path, container_id: str, args: list[str]) -> int:
+    client.create(container_id, oci.default_spec(args, rootfs.busybox(root)))
+    client.start(container_id)
+    return client.wait(container_id)[0]
+
+
+async def test_backend_callbacks_run_on_a_background_thread(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    threads: set[int] = set()
+    exited = threading.Event()
+
+    class Backend:
+        def process_event(self, container_id: str, event: EventType, info: EventInfo) -> None:
+            threads.add(threading.get_ident())
+            if event is EventType.EXIT and container_id == "sync-backend":
+                exited.set()
+
+    def scenario() -> int:
+        with Client(supervisor.address, TEST_NAMESPACE, backend=Backend()) as client:
+            try:
+                code = _run_one(client, tmp_path / "rootfs", "sync-backend", ["/bin/true"])
+                assert exited.wait(60)
+                return code
+            finally:
+                asyncio.run(_cleanup(supervisor, "sync-backend"))
+
+    caller = await asyncio.to_thread(lambda: (threading.get_ident(), scenario()))
+    assert caller[1] == 0
+    assert threads
+    assert caller[0] not in threads
+
+
+async def _cleanup(supervisor: Supervisor, container_id: str) -> None:
+    from libcontainerd import AsyncClient
+
+    async with AsyncClient(supervisor.address, TEST_NAMESPACE) as client:
+        await remove_container(client, container_id)
+
+
+async def test_it_works_when_called_from_inside_a_running_event_loop(
+    supervisor: Supervisor,
+) -> None:
+    # Blocking the loop for a moment is the caller's choice; it must not deadlock.
+    with Client(supervisor.address, TEST_NAMESPACE) as client:
+        assert client.version().version
+
+
+async def test_events_iteration_ends_when_closed_from_another_thread(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    def scenario() -> list[EventType]:
+        seen: list[EventType] = []
+        with Client(supervisor.address, TEST_NAMESPACE) as client:
+            events = client.events()
+            try:
+                _run_one(client, tmp_path / "rootfs", "sync-events", ["/bin/true"])
+                for container_id, event, _ in events:
+                    if container_id == "sync-events":
+                        seen.append(event)
+                        if event is EventType.EXIT:
+                            threading.Timer(0.1, events.close).start()
+                # Reached only because close() from the timer's thread ended the loop.
+            finally:
+                asyncio.run(_cleanup(supervisor, "sync-events"))
+        return seen
+
+    seen = await asyncio.wait_for(asyncio.to_thread(scenario), 120)
+    assert seen == [EventType.CREATE, EventType.START, EventType.EXIT]
