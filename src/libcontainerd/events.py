@@ -141,6 +141,18 @@ def decode(envelope: service_pb2.Envelope) -> tuple[EventType, EventInfo] | None
     return convert(message)
 
 
+def _unknown_exit(container_id: str, process_id: str, pid: int, what: str) -> EventInfo:
+    """An exit containerd no longer knows about: reported once, as Docker does, with 255."""
+    return EventInfo(
+        container_id,
+        process_id,
+        pid=pid,
+        exit_code=255,
+        exited_at=datetime.now(UTC),
+        error=f"the process was {what} while the event stream was down; its exit code is unknown",
+    )
+
+
 class EventDispatcher:
     """Runs ``handler`` for each event: in order per container, containers in parallel.
 
@@ -433,39 +445,21 @@ class EventStream:
             if isinstance(reply, grpc.aio.AioRpcError):
                 if reply.code() != grpc.StatusCode.NOT_FOUND:
                     raise reply  # containerd went away again: the stream loop retries
+                info = _unknown_exit(container_id, process_id, pid, "deleted")
+            elif isinstance(reply, BaseException):
+                raise reply
+            elif reply.process.pid != pid:
+                info = _unknown_exit(container_id, process_id, pid, "replaced")
+            elif reply.process.status == task_pb2.STOPPED:
                 info = EventInfo(
                     container_id,
                     process_id,
                     pid=pid,
-                    exit_code=255,
-                    exited_at=datetime.now(UTC),
-                    error="the process was deleted while the event stream was down;"
-                    " its exit code is unknown",
+                    exit_code=reply.process.exit_status,
+                    exited_at=to_datetime(reply.process.exited_at),
                 )
-            elif isinstance(reply, BaseException):
-                raise reply
             else:
-                process = reply.process
-                if process.status != task_pb2.STOPPED and process.pid == pid:
-                    continue
-                if process.pid == pid:
-                    info = EventInfo(
-                        container_id,
-                        process_id,
-                        pid=pid,
-                        exit_code=process.exit_status,
-                        exited_at=to_datetime(process.exited_at),
-                    )
-                else:
-                    info = EventInfo(
-                        container_id,
-                        process_id,
-                        pid=pid,
-                        exit_code=255,
-                        exited_at=datetime.now(UTC),
-                        error="the process was replaced while the event stream was down;"
-                        " its exit code is unknown",
-                    )
+                continue  # still alive
             if (container_id, process_id, pid) not in self._exits:
                 self.reconciled_exits += 1
             self._report(EventType.EXIT, info)
