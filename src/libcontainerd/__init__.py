@@ -25,6 +25,7 @@ from .types import (
     EventInfo,
     EventType,
     ProcessSummary,
+    Stats,
     Status,
     Version,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "NotFound",
     "NotImplemented",
     "ProcessSummary",
+    "Stats",
     "Status",
     "Supervisor",
     "Unavailable",

@@ -8,10 +8,11 @@ client, or a restarted one, sees the same truth.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -22,7 +23,7 @@ import grpc.aio
 from google.protobuf import empty_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from . import _typeurl, errors, oci
+from . import _typeurl, errors, metrics, oci
 from ._api.containerd.api.services.containers.v1 import containers_pb2
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
 from ._api.containerd.api.services.version.v1 import version_pb2
@@ -39,7 +40,7 @@ from .errors import (
     Unavailable,
     from_grpc,
 )
-from .types import INIT_PROCESS_ID, Backend, ProcessSummary, Status, Version
+from .types import INIT_PROCESS_ID, Backend, ProcessSummary, Stats, Status, Version
 
 __all__ = ["DEFAULT_ADDRESS", "DEFAULT_NAMESPACE", "RUNC_RUNTIME", "AsyncClient"]
 
@@ -142,6 +143,15 @@ class _Methods:
         )
         self.task_wait = _method(
             channel, tasks + "Wait", tasks_pb2.WaitRequest, tasks_pb2.WaitResponse
+        )
+        self.task_metrics = _method(
+            channel, tasks + "Metrics", tasks_pb2.MetricsRequest, tasks_pb2.MetricsResponse
+        )
+        self.task_checkpoint = _method(
+            channel,
+            tasks + "Checkpoint",
+            tasks_pb2.CheckpointTaskRequest,
+            tasks_pb2.CheckpointTaskResponse,
         )
 
 
@@ -579,6 +589,75 @@ class AsyncClient:
             raise NotFound(f"cannot delete container {container_id!r}: no such container") from None
         finally:
             self._terminal.pop(container_id, None)
+
+    async def stats(self, container_id: str) -> Stats:
+        """One metrics sample of the container's task (cgroup v1 or v2, see :mod:`metrics`).
+
+        Raises NotFound (no such container, or no task), FailedPrecondition
+        (the task has stopped, so its cgroup is gone), NotImplemented (a
+        metrics type this library cannot decode), Unavailable.
+        """
+        check_identifier(container_id)
+        reply = await self._call(
+            self._methods.task_metrics,
+            # Quoted, so that the id is one literal value whatever characters it holds.
+            tasks_pb2.MetricsRequest(filters=[f'id=="{container_id}"']),
+            f"read the metrics of container {container_id!r}",
+        )
+        for metric in reply.metrics:
+            if metric.id == container_id:
+                return metrics.decode(metric)
+        # containerd leaves out a task whose metrics it cannot read: say why.
+        task = await self._task_get(container_id, "read the metrics of")
+        state = _STATUS_BY_WIRE.get(task.process.status, Status.UNKNOWN)
+        if state is Status.STOPPED:
+            raise FailedPrecondition(
+                f"container {container_id!r} has no metrics: its task has stopped"
+            )
+        raise LibcontainerdError(
+            f"containerd reported no metrics for container {container_id!r} (its task is {state})"
+        )
+
+    async def stats_stream(self, container_id: str, interval: float = 1.0) -> AsyncIterator[Stats]:
+        """A sample every ``interval`` seconds until the task exits, then the iteration ends.
+
+        The first sample comes at once. Raises NotFound when there is no such
+        container or task to begin with, InvalidArgument for an interval that
+        is not a positive number; the errors of :meth:`stats` otherwise. Close
+        it early with ``contextlib.aclosing`` to stop its background wait at once.
+        """
+        check_identifier(container_id)
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
+            raise InvalidArgument(
+                f"interval must be a positive number of seconds, got {interval!r}"
+            )
+        exited: asyncio.Task[tuple[int, datetime | None]] | None = None
+        first = True
+        try:
+            while True:
+                try:
+                    sample = await self.stats(container_id)
+                except FailedPrecondition:
+                    return  # stopped: the task exited
+                except NotFound:
+                    if first:
+                        raise
+                    return  # the task was deleted after it exited
+                if exited is None:
+                    exited = asyncio.ensure_future(self.wait(container_id))
+                first = False
+                yield sample
+                await asyncio.wait([exited], timeout=interval)
+                if exited.done():
+                    if exited.cancelled() or exited.exception() is None:
+                        return
+                    # The wait itself failed (containerd restarting, ...): poll instead.
+                    exited = None
+                    await asyncio.sleep(interval)
+        finally:
+            if exited is not None and not exited.done():
+                exited.cancel()
+                await asyncio.wait([exited])
 
     async def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None:
         """Change the task's OCI ``linux.resources`` (memory, cpu, pids, blkio, ...).
