@@ -662,16 +662,30 @@ class AsyncClient:
     async def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None:
         """Change the task's OCI ``linux.resources`` (memory, cpu, pids, blkio, ...).
 
-        Raises InvalidArgument (checked before sending), NotFound.
+        Raises InvalidArgument, before sending when a value is malformed or out
+        of the kernel's range, and after it when the runtime refuses the
+        values (a cpuset this host lacks, a memory limit below current usage;
+        the message gives the runtime's reason); NotFound; Unavailable.
         """
         check_identifier(container_id)
         oci.validate_resources(resources)
-        await self._task_call(
-            self._methods.task_update,
-            tasks_pb2.UpdateTaskRequest(
-                container_id=container_id,
-                resources=_typeurl.pack_json(_typeurl.OCI_LINUX_RESOURCES, dict(resources)),
-            ),
-            container_id,
-            "update the resources of",
-        )
+        try:
+            await self._task_call(
+                self._methods.task_update,
+                tasks_pb2.UpdateTaskRequest(
+                    container_id=container_id,
+                    resources=_typeurl.pack_json(_typeurl.OCI_LINUX_RESOURCES, dict(resources)),
+                ),
+                container_id,
+                "update the resources of",
+            )
+        except LibcontainerdError as error:
+            # containerd passes the runtime's refusal on with code Unknown.
+            if type(error) is not LibcontainerdError:
+                raise
+            raise InvalidArgument(
+                f"cannot update the resources of container {container_id!r}: the runtime"
+                f" refused them: {errors.runtime_reason(error.details)}",
+                code=error.code,
+                details=error.details,
+            ) from None
