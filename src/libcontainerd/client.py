@@ -23,7 +23,7 @@ import grpc.aio
 from google.protobuf import empty_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from . import _typeurl, errors, metrics, oci
+from . import _typeurl, checkpoint, errors, metrics, oci
 from ._api.containerd.api.services.containers.v1 import containers_pb2
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
 from ._api.containerd.api.services.version.v1 import version_pb2
@@ -301,13 +301,18 @@ class AsyncClient:
         """Create a container from an OCI runtime spec (a JSON-shaped dict, see :mod:`oci`).
 
         ``runtime_options`` are runc v2 shim options by field name (``binary_name``,
-        ``systemd_cgroup``, ``criu_path``, ...). The spec's cgroups path defaults to
-        ``/<namespace>/<container_id>``. Raises InvalidArgument (bad id, spec or
-        option, before anything is sent), AlreadyExists, Unavailable.
+        ``systemd_cgroup``, ``criu_path``, ...); without ``criu_path``, the first
+        working CRIU found as :mod:`checkpoint` describes is recorded there. The
+        spec's cgroups path defaults to ``/<namespace>/<container_id>``. Raises
+        InvalidArgument (bad id, spec or option, before anything is sent),
+        AlreadyExists, Unavailable.
         """
         check_identifier(container_id)
         oci.validate_spec(spec)
         options = _runc_options(runtime_options, self.runc_root)
+        if "criu_path" not in (runtime_options or {}):
+            # runc's CRIU is fixed when a task is created: record a working one now.
+            options.criu_path = await checkpoint.usable_criu()
         document = copy.deepcopy(dict(spec))
         linux = document.setdefault("linux", {})
         if not linux.get("cgroupsPath"):
@@ -339,10 +344,16 @@ class AsyncClient:
         shim is left behind and the container can be started again. Raises
         NotFound, AlreadyExists (a task exists), InvalidArgument (the runtime
         refused the spec, e.g. a missing executable), Unavailable.
+
+        With ``checkpoint_dir`` (made by :meth:`create_checkpoint`) the new task
+        is restored from it and its processes go on where they were; see
+        :meth:`_start_from_checkpoint` for what that raises.
         """
         check_identifier(container_id)
         if checkpoint_dir is not None:
-            raise errors.NotImplemented("start from a checkpoint is not supported yet")
+            return await self._start_from_checkpoint(
+                container_id, checkpoint_dir, with_stdin, attach_stdio
+            )
         if with_stdin or attach_stdio is not None:
             raise errors.NotImplemented("attached stdio is not supported yet; output is discarded")
         terminal = await self._terminal_of(container_id)
@@ -367,6 +378,76 @@ class AsyncClient:
             await self._discard_task(container_id)
             raise
         return started.pid
+
+    async def _start_from_checkpoint(
+        self,
+        container_id: str,
+        checkpoint_dir: str | os.PathLike[str],
+        with_stdin: bool,
+        attach_stdio: object | None,
+    ) -> int:
+        """Create the task restored from ``checkpoint_dir`` (runc ``criu_image_path``), start it.
+
+        Raises InvalidArgument (the directory is missing or holds no
+        checkpoint, checked first; or CRIU refused its images, with CRIU's
+        reasons), CheckpointUnsupported (no working CRIU), NotFound,
+        AlreadyExists (a task exists). A failed restore leaves no task behind.
+        """
+        if with_stdin or attach_stdio is not None:
+            raise errors.NotImplemented(
+                "restoring a checkpoint with attached stdio is not supported yet"
+            )
+        source = checkpoint.image_directory(checkpoint_dir)
+        container = await self._container(container_id, "restore")
+        spec = _typeurl.unpack_json(container.spec) if container.spec.value else {}
+        if spec.get("process", {}).get("terminal", False):
+            raise InvalidArgument(
+                f"container {container_id!r} asks for a terminal (process.terminal=true),"
+                " which needs attached stdio"
+            )
+        runtime = _typeurl.unpack(container.runtime.options, runc_pb2.Options) or runc_pb2.Options()
+        criu = await checkpoint.find_criu(runtime.criu_path)
+        rpc = self._methods
+        await self._call(
+            rpc.task_create,
+            tasks_pb2.CreateTaskRequest(
+                container_id=container_id,
+                options=checkpoint.restore_options(runtime, source, criu),
+            ),
+            f"create the restored task of container {container_id!r}",
+        )
+        try:
+            started = await self._call(
+                rpc.task_start,
+                tasks_pb2.StartRequest(container_id=container_id),
+                f"restore container {container_id!r} from {source}",
+            )
+        except LibcontainerdError as error:
+            # Read CRIU's log before the failed task, and its bundle, are deleted.
+            failure = (
+                checkpoint.restore_failure(container_id, source, error)
+                if type(error) is LibcontainerdError
+                else error
+            )
+            await self._discard_task(container_id)
+            raise failure from None
+        except BaseException:
+            await self._discard_task(container_id)
+            raise
+        return started.pid
+
+    async def _container(self, container_id: str, doing: str) -> containers_pb2.Container:
+        try:
+            reply = await self._call(
+                self._methods.container_get,
+                containers_pb2.GetContainerRequest(id=container_id),
+                f"look up container {container_id!r}",
+            )
+        except NotFound:
+            raise NotFound(
+                f"cannot {doing} container {container_id!r}: no such container"
+            ) from None
+        return reply.container
 
     async def _terminal_of(self, container_id: str) -> bool:
         known = self._terminal.get(container_id)
@@ -689,3 +770,44 @@ class AsyncClient:
                 code=error.code,
                 details=error.details,
             ) from None
+
+    async def create_checkpoint(
+        self, container_id: str, checkpoint_dir: str | os.PathLike[str], exit: bool = False
+    ) -> None:
+        """Write the running container's CRIU images into ``checkpoint_dir``.
+
+        The directory must not exist yet or be empty; the images are written
+        beside it and renamed into place when complete, so a failure leaves
+        nothing behind. With ``exit`` the container stops once checkpointed
+        (its task ends as if killed, status 137). Raises, before the container
+        is touched: InvalidArgument (a path that cannot be a directory),
+        AlreadyExists (a directory with files in it), NotFound,
+        CheckpointUnsupported (no working CRIU, with ``criu check``'s reasons);
+        after: FailedPrecondition (the task has stopped, or CRIU could not dump
+        it, with CRIU's reasons; the container keeps running), Unavailable.
+        """
+        check_identifier(container_id)
+        target = checkpoint.target_directory(checkpoint_dir)
+        container = await self._container(container_id, "checkpoint")
+        runtime = _typeurl.unpack(container.runtime.options, runc_pb2.Options) or runc_pb2.Options()
+        await checkpoint.find_criu(runtime.criu_path)
+        with checkpoint.written_atomically(target) as partial:
+            try:
+                await self._task_call(
+                    self._methods.task_checkpoint,
+                    tasks_pb2.CheckpointTaskRequest(
+                        container_id=container_id,
+                        options=checkpoint.checkpoint_options(exit, partial),
+                    ),
+                    container_id,
+                    "checkpoint",
+                )
+            except LibcontainerdError as error:
+                if type(error) is not LibcontainerdError:
+                    raise
+                state = await self.status(container_id)
+                if state is Status.STOPPED:
+                    raise FailedPrecondition(
+                        f"cannot checkpoint container {container_id!r}: its task has stopped"
+                    ) from None
+                raise checkpoint.checkpoint_failure(container_id, error) from None
