@@ -399,7 +399,10 @@ class AsyncClient:
             )
         source = checkpoint.image_directory(checkpoint_dir)
         container = await self._container(container_id, "restore")
-        spec = _typeurl.unpack_json(container.spec) if container.spec.value else {}
+        try:
+            spec = _typeurl.unpack_json(container.spec) if container.spec.value else {}
+        except ValueError:
+            spec = {}
         if spec.get("process", {}).get("terminal", False):
             raise InvalidArgument(
                 f"container {container_id!r} asks for a terminal (process.terminal=true),"
@@ -674,9 +677,10 @@ class AsyncClient:
     async def stats(self, container_id: str) -> Stats:
         """One metrics sample of the container's task (cgroup v1 or v2, see :mod:`metrics`).
 
-        Raises NotFound (no such container, or no task), FailedPrecondition
-        (the task has stopped, so its cgroup is gone), NotImplemented (a
-        metrics type this library cannot decode), Unavailable.
+        A task that has exited still has its cgroup, and so its final numbers,
+        until it is deleted. Raises NotFound (no such container, or no task),
+        FailedPrecondition (containerd has no metrics for a stopped task),
+        NotImplemented (a metrics type this library cannot decode), Unavailable.
         """
         check_identifier(container_id)
         reply = await self._call(
@@ -702,10 +706,13 @@ class AsyncClient:
     async def stats_stream(self, container_id: str, interval: float = 1.0) -> AsyncIterator[Stats]:
         """A sample every ``interval`` seconds until the task exits, then the iteration ends.
 
-        The first sample comes at once. Raises NotFound when there is no such
-        container or task to begin with, InvalidArgument for an interval that
-        is not a positive number; the errors of :meth:`stats` otherwise. Close
-        it early with ``contextlib.aclosing`` to stop its background wait at once.
+        The first sample comes at once (so a task that has already exited gives
+        one, its last numbers); a concurrent Tasks.Wait ends the stream as soon
+        as the task exits, without waiting out the interval. Raises NotFound
+        when there is no such container or task to begin with, InvalidArgument
+        for an interval that is not a positive number; the errors of
+        :meth:`stats` otherwise. Close it early with ``contextlib.aclosing`` to
+        stop its background wait at once.
         """
         check_identifier(container_id)
         if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
