@@ -48,7 +48,7 @@ async def criu(supervisor: Supervisor) -> str:
     try:
         return await checkpoint.find_criu()
     except CheckpointUnsupported as error:
-        pytest.skip(f"no working CRIU ({error}); run: python3 scripts/criu.py")
+        pytest.skip(f"{error} -- provision one with: python3 scripts/criu.py")
 
 
 class Counter:
