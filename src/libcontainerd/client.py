@@ -346,8 +346,11 @@ class AsyncClient:
         refused the spec, e.g. a missing executable), Unavailable.
 
         With ``checkpoint_dir`` (made by :meth:`create_checkpoint`) the new task
-        is restored from it and its processes go on where they were; see
-        :meth:`_start_from_checkpoint` for what that raises.
+        is restored from it, and its processes go on where they were. That also
+        raises InvalidArgument for a directory that is missing or holds no
+        checkpoint (before anything is sent) or whose images CRIU refuses (with
+        CRIU's reasons; no task is left behind), and CheckpointUnsupported
+        when no working CRIU is found.
         """
         check_identifier(container_id)
         if checkpoint_dir is not None:
