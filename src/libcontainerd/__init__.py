@@ -26,6 +26,7 @@ from .types import (
     EventInfo,
     EventType,
     ProcessSummary,
+    Stats,
     Status,
     Version,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "NotFound",
     "NotImplemented",
     "ProcessSummary",
+    "Stats",
     "Status",
     "Supervisor",
     "Unavailable",

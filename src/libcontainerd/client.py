@@ -13,7 +13,7 @@ import contextlib
 import copy
 import logging
 import os
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -24,7 +24,7 @@ import grpc.aio
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
-from . import _typeurl, errors, oci
+from . import _typeurl, checkpoint, errors, metrics, oci
 from ._api.containerd.api.services.containers.v1 import containers_pb2
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
 from ._api.containerd.api.services.version.v1 import version_pb2
@@ -42,7 +42,16 @@ from .errors import (
     from_grpc,
 )
 from .events import EventDispatcher, EventStream
-from .types import INIT_PROCESS_ID, Backend, EventInfo, EventType, ProcessSummary, Status, Version
+from .types import (
+    INIT_PROCESS_ID,
+    Backend,
+    EventInfo,
+    EventType,
+    ProcessSummary,
+    Stats,
+    Status,
+    Version,
+)
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -160,6 +169,15 @@ class _Methods:
         )
         self.task_wait = _method(
             channel, tasks + "Wait", tasks_pb2.WaitRequest, tasks_pb2.WaitResponse
+        )
+        self.task_metrics = _method(
+            channel, tasks + "Metrics", tasks_pb2.MetricsRequest, tasks_pb2.MetricsResponse
+        )
+        self.task_checkpoint = _method(
+            channel,
+            tasks + "Checkpoint",
+            tasks_pb2.CheckpointTaskRequest,
+            tasks_pb2.CheckpointTaskResponse,
         )
 
 
@@ -410,13 +428,18 @@ class AsyncClient:
         """Create a container from an OCI runtime spec (a JSON-shaped dict, see :mod:`oci`).
 
         ``runtime_options`` are runc v2 shim options by field name (``binary_name``,
-        ``systemd_cgroup``, ``criu_path``, ...). The spec's cgroups path defaults to
-        ``/<namespace>/<container_id>``. Raises InvalidArgument (bad id, spec or
-        option, before anything is sent), AlreadyExists, Unavailable.
+        ``systemd_cgroup``, ``criu_path``, ...); without ``criu_path``, the first
+        working CRIU found as :mod:`checkpoint` describes is recorded there. The
+        spec's cgroups path defaults to ``/<namespace>/<container_id>``. Raises
+        InvalidArgument (bad id, spec or option, before anything is sent),
+        AlreadyExists, Unavailable.
         """
         check_identifier(container_id)
         oci.validate_spec(spec)
         options = _runc_options(runtime_options, self.runc_root)
+        if "criu_path" not in (runtime_options or {}):
+            # runc's CRIU is fixed when a task is created: record a working one now.
+            options.criu_path = await checkpoint.usable_criu()
         document = copy.deepcopy(dict(spec))
         linux = document.setdefault("linux", {})
         if not linux.get("cgroupsPath"):
@@ -448,10 +471,19 @@ class AsyncClient:
         shim is left behind and the container can be started again. Raises
         NotFound, AlreadyExists (a task exists), InvalidArgument (the runtime
         refused the spec, e.g. a missing executable), Unavailable.
+
+        With ``checkpoint_dir`` (made by :meth:`create_checkpoint`) the new task
+        is restored from it, and its processes go on where they were. That also
+        raises InvalidArgument for a directory that is missing or holds no
+        checkpoint (before anything is sent) or whose images CRIU refuses (with
+        CRIU's reasons; no task is left behind), and CheckpointUnsupported
+        when no working CRIU is found.
         """
         check_identifier(container_id)
         if checkpoint_dir is not None:
-            raise errors.NotImplemented("start from a checkpoint is not supported yet")
+            return await self._start_from_checkpoint(
+                container_id, checkpoint_dir, with_stdin, attach_stdio
+            )
         if with_stdin or attach_stdio is not None:
             raise errors.NotImplemented("attached stdio is not supported yet; output is discarded")
         terminal = await self._terminal_of(container_id)
@@ -478,6 +510,79 @@ class AsyncClient:
         if self._stream is not None:
             self._stream.track(container_id, container_id, started.pid)
         return started.pid
+
+    async def _start_from_checkpoint(
+        self,
+        container_id: str,
+        checkpoint_dir: str | os.PathLike[str],
+        with_stdin: bool,
+        attach_stdio: object | None,
+    ) -> int:
+        """Create the task restored from ``checkpoint_dir`` (runc ``criu_image_path``), start it.
+
+        Raises InvalidArgument (the directory is missing or holds no
+        checkpoint, checked first; or CRIU refused its images, with CRIU's
+        reasons), CheckpointUnsupported (no working CRIU), NotFound,
+        AlreadyExists (a task exists). A failed restore leaves no task behind.
+        """
+        if with_stdin or attach_stdio is not None:
+            raise errors.NotImplemented(
+                "restoring a checkpoint with attached stdio is not supported yet"
+            )
+        source = checkpoint.image_directory(checkpoint_dir)
+        container = await self._container(container_id, "restore")
+        try:
+            spec = _typeurl.unpack_json(container.spec) if container.spec.value else {}
+        except ValueError:
+            spec = {}
+        if spec.get("process", {}).get("terminal", False):
+            raise InvalidArgument(
+                f"container {container_id!r} asks for a terminal (process.terminal=true),"
+                " which needs attached stdio"
+            )
+        runtime = _typeurl.unpack(container.runtime.options, runc_pb2.Options) or runc_pb2.Options()
+        criu = await checkpoint.find_criu(runtime.criu_path)
+        rpc = self._methods
+        await self._call(
+            rpc.task_create,
+            tasks_pb2.CreateTaskRequest(
+                container_id=container_id,
+                options=checkpoint.restore_options(runtime, source, criu),
+            ),
+            f"create the restored task of container {container_id!r}",
+        )
+        try:
+            started = await self._call(
+                rpc.task_start,
+                tasks_pb2.StartRequest(container_id=container_id),
+                f"restore container {container_id!r} from {source}",
+            )
+        except LibcontainerdError as error:
+            # Read CRIU's log before the failed task, and its bundle, are deleted.
+            failure = (
+                checkpoint.restore_failure(container_id, source, error)
+                if type(error) is LibcontainerdError
+                else error
+            )
+            await self._discard_task(container_id)
+            raise failure from None
+        except BaseException:
+            await self._discard_task(container_id)
+            raise
+        return started.pid
+
+    async def _container(self, container_id: str, doing: str) -> containers_pb2.Container:
+        try:
+            reply = await self._call(
+                self._methods.container_get,
+                containers_pb2.GetContainerRequest(id=container_id),
+                f"look up container {container_id!r}",
+            )
+        except NotFound:
+            raise NotFound(
+                f"cannot {doing} container {container_id!r}: no such container"
+            ) from None
+        return reply.container
 
     async def _terminal_of(self, container_id: str) -> bool:
         known = self._terminal.get(container_id)
@@ -710,19 +815,147 @@ class AsyncClient:
         finally:
             self._terminal.pop(container_id, None)
 
+    async def stats(self, container_id: str) -> Stats:
+        """One metrics sample of the container's task (cgroup v1 or v2, see :mod:`metrics`).
+
+        A task that has exited still has its cgroup, and so its final numbers,
+        until it is deleted. Raises NotFound (no such container, or no task),
+        FailedPrecondition (containerd has no metrics for a stopped task),
+        NotImplemented (a metrics type this library cannot decode), Unavailable.
+        """
+        check_identifier(container_id)
+        reply = await self._call(
+            self._methods.task_metrics,
+            # Quoted, so that the id is one literal value whatever characters it holds.
+            tasks_pb2.MetricsRequest(filters=[f'id=="{container_id}"']),
+            f"read the metrics of container {container_id!r}",
+        )
+        for metric in reply.metrics:
+            if metric.id == container_id:
+                return metrics.decode(metric)
+        # containerd leaves out a task whose metrics it cannot read: say why.
+        task = await self._task_get(container_id, "read the metrics of")
+        state = _STATUS_BY_WIRE.get(task.process.status, Status.UNKNOWN)
+        if state is Status.STOPPED:
+            raise FailedPrecondition(
+                f"container {container_id!r} has no metrics: its task has stopped"
+            )
+        raise LibcontainerdError(
+            f"containerd reported no metrics for container {container_id!r} (its task is {state})"
+        )
+
+    async def stats_stream(self, container_id: str, interval: float = 1.0) -> AsyncIterator[Stats]:
+        """A sample every ``interval`` seconds until the task exits, then the iteration ends.
+
+        The first sample comes at once (so a task that has already exited gives
+        one, its last numbers); a concurrent Tasks.Wait ends the stream as soon
+        as the task exits, without waiting out the interval. Raises NotFound
+        when there is no such container or task to begin with, InvalidArgument
+        for an interval that is not a positive number; the errors of
+        :meth:`stats` otherwise. Close it early with ``contextlib.aclosing`` to
+        stop its background wait at once.
+        """
+        check_identifier(container_id)
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
+            raise InvalidArgument(
+                f"interval must be a positive number of seconds, got {interval!r}"
+            )
+        exited: asyncio.Task[tuple[int, datetime | None]] | None = None
+        first = True
+        try:
+            while True:
+                try:
+                    sample = await self.stats(container_id)
+                except FailedPrecondition:
+                    return  # stopped: the task exited
+                except NotFound:
+                    if first:
+                        raise
+                    return  # the task was deleted after it exited
+                if exited is None:
+                    exited = asyncio.ensure_future(self.wait(container_id))
+                first = False
+                yield sample
+                await asyncio.wait([exited], timeout=interval)
+                if exited.done():
+                    if exited.cancelled() or exited.exception() is None:
+                        return
+                    # The wait itself failed (containerd restarting, ...): poll instead.
+                    exited = None
+                    await asyncio.sleep(interval)
+        finally:
+            if exited is not None and not exited.done():
+                exited.cancel()
+                await asyncio.wait([exited])
+
     async def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None:
         """Change the task's OCI ``linux.resources`` (memory, cpu, pids, blkio, ...).
 
-        Raises InvalidArgument (checked before sending), NotFound.
+        Raises InvalidArgument, before sending when a value is malformed or out
+        of the kernel's range, and after it when the runtime refuses the
+        values (a cpuset this host lacks, a memory limit below current usage;
+        the message gives the runtime's reason); NotFound; Unavailable.
         """
         check_identifier(container_id)
         oci.validate_resources(resources)
-        await self._task_call(
-            self._methods.task_update,
-            tasks_pb2.UpdateTaskRequest(
-                container_id=container_id,
-                resources=_typeurl.pack_json(_typeurl.OCI_LINUX_RESOURCES, dict(resources)),
-            ),
-            container_id,
-            "update the resources of",
-        )
+        try:
+            await self._task_call(
+                self._methods.task_update,
+                tasks_pb2.UpdateTaskRequest(
+                    container_id=container_id,
+                    resources=_typeurl.pack_json(_typeurl.OCI_LINUX_RESOURCES, dict(resources)),
+                ),
+                container_id,
+                "update the resources of",
+            )
+        except LibcontainerdError as error:
+            # containerd passes the runtime's refusal on with code Unknown.
+            if type(error) is not LibcontainerdError:
+                raise
+            raise InvalidArgument(
+                f"cannot update the resources of container {container_id!r}: the runtime"
+                f" refused them: {errors.runtime_reason(error.details)}",
+                code=error.code,
+                details=error.details,
+            ) from None
+
+    async def create_checkpoint(
+        self, container_id: str, checkpoint_dir: str | os.PathLike[str], exit: bool = False
+    ) -> None:
+        """Write the running container's CRIU images into ``checkpoint_dir``.
+
+        The directory must not exist yet or be empty; the images are written
+        beside it and renamed into place when complete, so a failure leaves
+        nothing behind. With ``exit`` the container stops once checkpointed
+        (its task ends as if killed, status 137). Raises, before the container
+        is touched: InvalidArgument (a path that cannot be a directory),
+        AlreadyExists (a directory with files in it), NotFound,
+        CheckpointUnsupported (no working CRIU, with ``criu check``'s reasons);
+        after: FailedPrecondition (the task has stopped, or CRIU could not dump
+        it, with CRIU's reasons; the container keeps running), Unavailable.
+        """
+        check_identifier(container_id)
+        target = checkpoint.target_directory(checkpoint_dir)
+        container = await self._container(container_id, "checkpoint")
+        runtime = _typeurl.unpack(container.runtime.options, runc_pb2.Options) or runc_pb2.Options()
+        await checkpoint.find_criu(runtime.criu_path)
+        with checkpoint.written_atomically(target) as partial:
+            try:
+                await self._task_call(
+                    self._methods.task_checkpoint,
+                    tasks_pb2.CheckpointTaskRequest(
+                        container_id=container_id,
+                        options=checkpoint.checkpoint_options(exit, partial),
+                    ),
+                    container_id,
+                    "checkpoint",
+                )
+            except LibcontainerdError as error:
+                if type(error) is not LibcontainerdError:
+                    raise
+                state = await self.status(container_id)
+                if state is Status.STOPPED:
+                    raise FailedPrecondition(
+                        f"cannot checkpoint container {container_id!r}: its task has stopped"
+                    ) from None
+                raise checkpoint.checkpoint_failure(container_id, error) from None

@@ -33,6 +33,7 @@ __all__ = [
     "NotImplemented",
     "Unavailable",
     "from_grpc",
+    "runtime_reason",
 ]
 
 
@@ -107,3 +108,12 @@ def from_grpc(error: grpc.RpcError, context: str) -> LibcontainerdError:
     else:
         message = f"{context}: {details}"
     return kind(message, code=code.name, details=details)
+
+
+def runtime_reason(details: str) -> str:
+    """containerd's text for a runtime failure, without the ``": unknown"`` it appends."""
+    text = details.strip()
+    for suffix in (": unknown", ": Unknown"):
+        if text.endswith(suffix):
+            text = text[: -len(suffix)].rstrip()
+    return text

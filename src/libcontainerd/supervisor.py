@@ -8,6 +8,7 @@ Everything the daemon writes stays under two folders chosen by the caller::
     <state_dir>/containerd.log      containerd's stdout and stderr
     <state_dir>/daemon/             containerd's state (task bundles)
     <state_dir>/runc/               runc's root for our tasks (``.runc_root``)
+    <state_dir>/bin/criu            a working CRIU, first on containerd's PATH (if one is found)
     <root_dir>/daemon/              containerd's root (content, metadata, snapshots)
     <root_dir>/opt/                 the "opt" plugin's folder (else /opt/containerd)
 
@@ -41,6 +42,7 @@ from typing import BinaryIO
 import grpc
 import grpc.aio
 
+from . import checkpoint
 from .errors import FailedPrecondition, InvalidArgument, Unavailable
 
 __all__ = ["MAX_SOCKET_PATH", "Supervisor"]
@@ -238,6 +240,7 @@ class Supervisor:
             self._binary = self._find_binary()
             self._version, series = await self._detect_version(self._binary)
             self._prepare_directories()
+            await self._offer_criu()
             self._write_config(series)
             if not await self._adopt_from_pid_file():
                 await self._refuse_a_stranger_on_our_socket()
@@ -339,6 +342,18 @@ class Supervisor:
                 raise InvalidArgument(
                     f"cannot use {path} as a containerd directory: {err.strerror}"
                 ) from err
+
+    async def _offer_criu(self) -> None:
+        """Link a working CRIU (found as :mod:`checkpoint` says) as ``criu`` first on PATH.
+
+        runc looks ``criu`` up on its PATH, containerd's, whenever no
+        ``criu_path`` reaches it: on containerd 2.x and runc 1.2+ always, and
+        for containers created without one. The host's own may not work.
+        """
+        criu = await checkpoint.usable_criu()
+        if not criu:
+            log.info("no working CRIU found; checkpoints will fail with CheckpointUnsupported")
+        _link_criu(os.path.join(self._state_dir, "bin"), criu)
 
     def _write_config(self, series: tuple[int, int]) -> None:
         """Write the config for this containerd version (2.x reads format 3, 1.x format 2)."""
@@ -475,10 +490,13 @@ class Supervisor:
         return log_file, offset
 
     def _environment(self) -> dict[str, str]:
-        """The daemon's environment: the binary's own folder first on PATH, for its shims."""
+        """The daemon's environment: our CRIU link, then the binary's own folder first on PATH.
+
+        Its shims, and the runc they run, inherit it.
+        """
         assert self._binary is not None
         env = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
-        folders = [os.path.dirname(self._binary)]
+        folders = [os.path.join(self._state_dir, "bin"), os.path.dirname(self._binary)]
         real = os.path.dirname(os.path.realpath(self._binary))
         if real not in folders:
             folders.append(real)
@@ -776,6 +794,19 @@ def _write_atomically(path: str, text: str, *, mode: int) -> None:
     with os.fdopen(fd, "w") as file:
         file.write(text)
     os.replace(temporary, path)
+
+
+def _link_criu(folder: str, criu: str) -> None:
+    """Make ``folder/criu`` a link to ``criu``, or remove it when ``criu`` is ""."""
+    link = os.path.join(folder, "criu")
+    _remove_file(link)
+    if not criu:
+        return
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.symlink(os.path.abspath(criu), link)
+    except OSError as err:
+        log.warning("cannot link CRIU %s as %s: %s", criu, link, err.strerror)
 
 
 def _remove_file(path: str) -> None:

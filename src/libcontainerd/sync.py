@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping
 from concurrent.futures import Future
 from datetime import datetime
 from types import TracebackType
@@ -20,7 +20,7 @@ from typing import Any, Self, TypeVar
 
 from .client import DEFAULT_NAMESPACE, AsyncClient, Event, EventSubscription
 from .errors import FailedPrecondition
-from .types import INIT_PROCESS_ID, Backend, ProcessSummary, Status, Version
+from .types import INIT_PROCESS_ID, Backend, ProcessSummary, Stats, Status, Version
 
 __all__ = ["Client", "EventIterator"]
 
@@ -213,12 +213,42 @@ class Client:
     def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None:
         return self._run(self._async.update_resources(container_id, resources))
 
+    def stats(self, container_id: str) -> Stats:
+        return self._run(self._async.stats(container_id))
+
+    def stats_stream(self, container_id: str, interval: float = 1.0) -> Iterator[Stats]:
+        """A blocking iterator of samples until the task exits (see AsyncClient.stats_stream)."""
+        stream = self._async.stats_stream(container_id, interval)
+        try:
+            while True:
+                try:
+                    yield self._run(_next(stream))
+                except StopAsyncIteration:
+                    return
+        finally:
+            if self._loop is not None:
+                self._run(_close(stream))
+
+    def create_checkpoint(
+        self, container_id: str, checkpoint_dir: str | os.PathLike[str], exit: bool = False
+    ) -> None:
+        return self._run(self._async.create_checkpoint(container_id, checkpoint_dir, exit))
+
     def events(self) -> EventIterator:
         """A blocking iterator of ``(container_id, EventType, EventInfo)`` from now on."""
         if self._loop is None:
             raise FailedPrecondition("the client is not open")
         subscription = self._run(_subscribe(self._async))
         return EventIterator(self._loop, subscription)
+
+
+async def _next(stream: AsyncIterator[T]) -> T:
+    return await anext(stream)
+
+
+async def _close(stream: AsyncIterator[T]) -> None:
+    if isinstance(stream, AsyncGenerator):
+        await stream.aclose()
 
 
 async def _subscribe(client: AsyncClient) -> EventSubscription:

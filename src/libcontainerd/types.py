@@ -10,14 +10,19 @@ import enum
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+from ._api.cgroups.stats.v1 import metrics_pb2 as cgroups_v1
+from ._api.cgroups.v2.stats import metrics_pb2 as cgroups_v2
 
 __all__ = [
     "INIT_PROCESS_ID",
     "Backend",
+    "CgroupMetrics",
     "EventInfo",
     "EventType",
     "ProcessSummary",
+    "Stats",
     "Status",
     "Version",
 ]
@@ -86,6 +91,40 @@ class ProcessSummary:
 
     pid: int
     info: dict[str, Any] = field(default_factory=dict)
+
+
+CgroupMetrics: TypeAlias = cgroups_v1.Metrics | cgroups_v2.Metrics
+"""The runtime's full metrics message: cgroup v1 (``io.containerd.cgroups.v1.Metrics``) or v2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """One metrics sample of a container, and the common view of it.
+
+    ``read`` is when containerd collected the sample. ``metrics`` is the whole
+    decoded message, v1 or v2 as the host's cgroups are. The other attributes
+    mean the same on both (see :mod:`libcontainerd.metrics` for where each
+    comes from): counters are 0 when the runtime did not report them, and a
+    limit is None when there is none.
+    """
+
+    read: datetime
+    metrics: CgroupMetrics
+    cpu_usage_ns: int
+    """CPU time used by all the container's processes, in nanoseconds."""
+    memory_usage_bytes: int
+    """Memory in use minus inactive page cache, as ``docker stats`` shows it."""
+    memory_limit_bytes: int | None
+    pids_current: int
+    pids_limit: int | None
+    blkio_read_bytes: int
+    """Bytes read from block devices, summed over devices."""
+    blkio_write_bytes: int
+
+    @property
+    def cgroup_version(self) -> int:
+        """1 or 2: which kind of cgroup the sample came from."""
+        return 2 if isinstance(self.metrics, cgroups_v2.Metrics) else 1
 
 
 @runtime_checkable

@@ -3,6 +3,10 @@
 ``$LIBCONTAINERD_TEST_CONTAINERD`` (the path of a containerd binary, e.g. one
 printed by ``scripts/containerd_versions.py``) selects the daemon; the
 default is the system's ``containerd``.
+
+CRIU: unless ``$LIBCONTAINERD_CRIU`` is set, the suite uses the one that
+``scripts/criu.py`` provisions in this checkout's ``.cache/criu`` (``./run``
+does that), so running the tests writes nothing outside the checkout.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from libcontainerd.checkpoint import CRIU_ENV
 from libcontainerd.supervisor import Supervisor
 
 from .containers import client, containers  # noqa: F401 - fixtures for the whole folder
 
 CONTAINERD_ENV = "LIBCONTAINERD_TEST_CONTAINERD"
+PROVISIONED_CRIU = Path(__file__).resolve().parents[2] / ".cache" / "criu" / "bin" / "criu"
 
 
 def containerd_binary() -> str:
@@ -64,7 +70,16 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-async def supervisor() -> AsyncIterator[Supervisor]:
+def provisioned_criu() -> Iterator[None]:
+    """Point the library at this checkout's CRIU (if provisioned and no other is chosen)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if not os.environ.get(CRIU_ENV) and PROVISIONED_CRIU.is_file():
+            patch.setenv(CRIU_ENV, str(PROVISIONED_CRIU))
+        yield
+
+
+@pytest.fixture(scope="session")
+async def supervisor(provisioned_criu: None) -> AsyncIterator[Supervisor]:
     """One containerd for the session, in its own folders; tests must not kill it."""
     path = make_workdir()
     daemon = Supervisor(path / "state", path / "root", containerd=containerd_binary())

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import itertools
 import os
 import shutil
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,29 @@ class ThreadedClient:
         attribute = getattr(self._client, name)
         if not callable(attribute):
             return attribute
+        if inspect.isgeneratorfunction(attribute):
+            return self._stream(attribute)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             return await asyncio.to_thread(attribute, *args, **kwargs)
 
         return call
+
+
+    @staticmethod
+    def _stream(method: Callable[..., Iterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        """A blocking stream as an async iterator: each item fetched in a worker thread."""
+
+        async def iterate(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            stream = method(*args, **kwargs)
+            done = object()
+            try:
+                while (item := await asyncio.to_thread(next, stream, done)) is not done:
+                    yield item
+            finally:
+                await asyncio.to_thread(stream.close)
+
+        return iterate
 
 
 @pytest.fixture(params=["async", "blocking"])
@@ -137,3 +156,29 @@ def process_alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z"
+
+
+def cgroup_file(controller: str, container_id: str, name: str) -> Path:
+    """A cgroup v1 file of a container whose cgroups path is the default /<namespace>/<id>."""
+    return Path("/sys/fs/cgroup") / controller / TEST_NAMESPACE / container_id / name
+
+
+def read_cgroup(controller: str, container_id: str, name: str) -> str:
+    return cgroup_file(controller, container_id, name).read_text().strip()
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], what: str, seconds: float = 20.0
+) -> None:
+    """Poll ``check`` until it holds; fail the test naming ``what`` after ``seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        outcome = check()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if loop.time() > deadline:
+            pytest.fail(f"gave up after {seconds} s waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,307 @@
+"""Checkpoint and restore on a real containerd, runc and CRIU.
+
+The tests that need CRIU skip, saying why, when no working CRIU is found
+(``python3 scripts/criu.py`` provisions one; ``./run`` does it). The tests of
+what happens without one run everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from libcontainerd import _typeurl, checkpoint, oci
+from libcontainerd._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
+from libcontainerd.client import AsyncClient
+from libcontainerd.errors import (
+    AlreadyExists,
+    CheckpointUnsupported,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from libcontainerd.supervisor import Supervisor
+from libcontainerd.types import INIT_PROCESS_ID, Status
+
+from .containers import TEST_NAMESPACE, ContainerFactory, eventually, process_alive
+
+pytestmark = pytest.mark.integration
+
+# Counts in a shell variable (memory CRIU must restore) and writes each value
+# through fd 3, opened once before any checkpoint (a file CRIU must reopen).
+COUNTER = [
+    "/bin/sh",
+    "-c",
+    "exec 3>>/out/log; i=0;"
+    " while true; do i=$((i+1)); echo $i > /out/n.tmp; mv /out/n.tmp /out/n; echo $i >&3;"
+    " sleep 0.02; done",
+]
+
+
+@pytest.fixture
+async def criu(supervisor: Supervisor) -> str:
+    """The CRIU the library will use; skips the test, with the reason, when none works."""
+    try:
+        return await checkpoint.find_criu()
+    except CheckpointUnsupported as error:
+        pytest.skip(f"{error} -- provision one with: python3 scripts/criu.py")
+
+
+class Counter:
+    """A counting container, watched through a bind-mounted folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def value(self) -> int:
+        text = (self.folder / "n").read_text().strip() if (self.folder / "n").exists() else ""
+        return int(text or 0)
+
+    def logged(self) -> list[int]:
+        return [int(line) for line in (self.folder / "log").read_text().split()]
+
+    async def reaches(self, value: int) -> None:
+        await eventually(lambda: self.value() >= value, f"the counter to reach {value}")
+
+
+async def start_counter(containers: ContainerFactory, folder: Path) -> tuple[str, Counter]:
+    os.makedirs(folder)
+    container_id = await containers.run(COUNTER, oci.with_bind_mount(str(folder), "/out"))
+    counter = Counter(folder)
+    await counter.reaches(5)
+    return container_id, counter
+
+
+def entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [name for name in entries(folder) if name.endswith(".partial")]
+
+
+# -- checkpoint and restore ---------------------------------------------------------------
+
+
+async def test_a_restored_container_counts_on_from_its_checkpoint(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    container_id, counter = await start_counter(containers, tmp_path / "out")
+    images = tmp_path / "checkpoint"
+    await client.create_checkpoint(container_id, images, exit=True)
+    await client.wait(container_id)
+    at_checkpoint = counter.value()
+    await client.delete_task(container_id)
+
+    pid = await client.start(container_id, checkpoint_dir=images)
+    assert process_alive(pid)
+    assert await client.status(container_id) is Status.RUNNING
+    await counter.reaches(at_checkpoint + 10)
+    # One unbroken sequence: the count went on from its checkpointed value, not
+    # from 1, and each value after the restore went through the fd opened before it.
+    logged = counter.logged()
+    assert logged == list(range(1, len(logged) + 1))
+    assert len(logged) >= at_checkpoint + 10
+
+
+async def test_a_checkpoint_holds_criu_images_and_nothing_half_written(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    container_id, _ = await start_counter(containers, tmp_path / "out")
+    images = tmp_path / "cps" / "first"
+    await client.create_checkpoint(container_id, images)
+    names = {p.name for p in images.iterdir()}
+    assert {"inventory.img", "descriptors.json", "pstree.img"} <= names
+    assert leftovers(images.parent) == []
+
+
+async def test_without_exit_the_container_keeps_running(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    container_id, counter = await start_counter(containers, tmp_path / "out")
+    await client.create_checkpoint(container_id, tmp_path / "checkpoint", exit=False)
+    assert await client.status(container_id) is Status.RUNNING
+    after = counter.value()
+    await counter.reaches(after + 5)
+
+
+async def test_with_exit_the_container_stops_after_the_checkpoint(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    container_id, _ = await start_counter(containers, tmp_path / "out")
+    await client.create_checkpoint(container_id, tmp_path / "checkpoint", exit=True)
+    exit_code, exited_at = await asyncio.wait_for(client.wait(container_id), 30)
+    assert exit_code == 137
+    assert exited_at is not None
+    assert await client.status(container_id) is Status.STOPPED
+
+
+async def test_an_existing_empty_directory_receives_the_checkpoint(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    container_id, _ = await start_counter(containers, tmp_path / "out")
+    images = tmp_path / "empty"
+    images.mkdir()
+    await client.create_checkpoint(container_id, str(images))
+    assert (images / "inventory.img").is_file()
+
+
+async def test_a_container_created_with_criu_recorded_runs_it(
+    containers: ContainerFactory, criu: str, supervisor: Supervisor
+) -> None:
+    container_id = await containers.create()
+    async with AsyncClient(supervisor.address, TEST_NAMESPACE) as raw:
+        container = await raw._container(container_id, "inspect")
+    options = _typeurl.unpack(container.runtime.options, runc_pb2.Options)
+    assert options is not None
+    assert options.criu_path == criu
+
+
+async def test_without_criu_path_runc_finds_criu_on_containerds_path(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    # An empty criu_path: the shim passes no --criu and runc looks criu up on
+    # its PATH, where the Supervisor put the one the library found.
+    folder = tmp_path / "out"
+    folder.mkdir()
+    container_id = await containers.create(
+        COUNTER, oci.with_bind_mount(str(folder), "/out"), runtime_options={"criu_path": ""}
+    )
+    await client.start(container_id)
+    await Counter(folder).reaches(3)
+    await client.create_checkpoint(container_id, tmp_path / "checkpoint")
+    assert (tmp_path / "checkpoint" / "inventory.img").is_file()
+
+
+def test_the_supervisor_puts_the_criu_first_on_containerds_path(
+    supervisor: Supervisor, criu: str
+) -> None:
+    link = Path(supervisor.state_dir) / "bin" / "criu"
+    assert os.readlink(link) == os.path.abspath(criu)
+    assert supervisor.pid is not None
+    environ = Path(f"/proc/{supervisor.pid}/environ").read_bytes().split(b"\0")
+    path = next(item for item in environ if item.startswith(b"PATH=")).decode()[5:]
+    assert path.split(":")[0] == str(link.parent)
+
+
+# -- failures -----------------------------------------------------------------------------
+
+
+async def test_a_checkpoint_of_a_stopped_container_raises_failed_precondition(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    container_id = await containers.run(["/bin/true"])
+    await client.wait(container_id)
+    with pytest.raises(FailedPrecondition, match="stopped"):
+        await client.create_checkpoint(container_id, tmp_path / "checkpoint")
+    assert entries(tmp_path) == []
+    assert await client.status(container_id) is Status.STOPPED
+
+
+async def test_a_checkpoint_into_a_directory_with_files_raises_already_exists(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path
+) -> None:
+    container_id = await containers.run()
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes").write_text("mine")
+    with pytest.raises(AlreadyExists, match="already holds files"):
+        await client.create_checkpoint(container_id, tmp_path / "taken")
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes"]
+    assert await client.status(container_id) is Status.RUNNING
+
+
+async def test_a_checkpoint_of_an_unknown_container_raises_not_found(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    with pytest.raises(NotFound, match="no such container"):
+        await client.create_checkpoint("no-such-container", tmp_path / "checkpoint")
+    assert entries(tmp_path) == []
+
+
+async def test_a_checkpoint_of_a_container_without_a_task_raises_not_found(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    container_id = await containers.create()
+    with pytest.raises(NotFound, match="has no task"):
+        await client.create_checkpoint(container_id, tmp_path / "checkpoint")
+    assert entries(tmp_path) == []
+
+
+def broken_criu(folder: Path) -> Path:
+    """A stand-in for bookworm's CRIU 3.17 on this kernel: `criu check` fails."""
+    path = folder / "criu"
+    path.write_text(
+        "#!/bin/sh\n"
+        "echo 'Error (criu/vdso.c:381): vdso: Unexpected rt vDSO area bounds' >&2\n"
+        "exit 1\n"
+    )
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+async def test_without_a_working_criu_checkpoint_raises_checkpoint_unsupported_first(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path
+) -> None:
+    criu = broken_criu(tmp_path)
+    container_id = await containers.create(runtime_options={"criu_path": str(criu)})
+    await client.start(container_id)
+    with pytest.raises(CheckpointUnsupported, match="vDSO area bounds"):
+        await client.create_checkpoint(container_id, tmp_path / "checkpoint")
+    assert not (tmp_path / "checkpoint").exists()
+    assert leftovers(tmp_path) == []
+    assert await client.status(container_id) is Status.RUNNING
+
+
+async def test_without_a_working_criu_restore_raises_checkpoint_unsupported_first(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "inventory.img").write_bytes(b"x")
+    (images / "descriptors.json").write_text("[]")
+    container_id = await containers.create(
+        runtime_options={"criu_path": str(broken_criu(tmp_path))}
+    )
+    with pytest.raises(CheckpointUnsupported, match="vDSO area bounds"):
+        await client.start(container_id, checkpoint_dir=images)
+    with pytest.raises(NotFound, match="has no task"):
+        await client.status(container_id)
+
+
+async def test_a_restore_from_a_missing_or_empty_directory_raises_invalid_argument(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path
+) -> None:
+    container_id = await containers.create()
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        await client.start(container_id, checkpoint_dir=tmp_path / "missing")
+    with pytest.raises(InvalidArgument, match="holds no checkpoint"):
+        await client.start(container_id, checkpoint_dir=tmp_path)
+    # Nothing was created, and the container starts normally.
+    with pytest.raises(NotFound, match="has no task"):
+        await client.status(container_id)
+    assert await client.start(container_id) > 0
+
+
+async def test_a_restore_from_a_corrupt_checkpoint_raises_invalid_argument_and_leaves_no_task(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    container_id, _ = await start_counter(containers, tmp_path / "out")
+    images = tmp_path / "checkpoint"
+    await client.create_checkpoint(container_id, images, exit=True)
+    await client.wait(container_id)
+    await client.delete_task(container_id)
+    (images / "inventory.img").write_bytes(b"not a CRIU image")
+
+    with pytest.raises(InvalidArgument, match=r"cannot restore.*CRIU says") as raised:
+        await client.start(container_id, checkpoint_dir=images)
+    assert "inventory.img" in raised.value.message
+    with pytest.raises(NotFound, match="has no task"):
+        await client.status(container_id)
+    # The container is unharmed: it starts afresh.
+    assert await client.start(container_id) > 0
+    assert await client.status(container_id) is Status.RUNNING
+    await client.signal_process(container_id, INIT_PROCESS_ID, "SIGKILL")
