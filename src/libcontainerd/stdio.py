@@ -295,12 +295,18 @@ class FifoSet:
         return fifos
 
     def _open_end(self, stream: str, path: str) -> None:
-        keeper = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-        self._keepers.append(keeper)
-        if not stat.S_ISFIFO(os.fstat(keeper).st_mode):
+        flags = os.O_NONBLOCK | os.O_CLOEXEC
+        if stream == STDIN:
+            # A non-blocking writer may only open while a reader exists: the keeper.
+            self._keepers.append(os.open(path, os.O_RDWR | flags))
+            self._ends[stream] = end = os.open(path, os.O_WRONLY | flags)
+        else:
+            # Our reader first: the kernel reports a hang-up only for writers that
+            # opened after a reader, so the keeper's close ends a stream no shim writes.
+            self._ends[stream] = end = os.open(path, os.O_RDONLY | flags)
+            self._keepers.append(os.open(path, os.O_RDWR | flags))
+        if not stat.S_ISFIFO(os.fstat(end).st_mode):
             raise FailedPrecondition(f"{path} is not a FIFO")
-        direction = os.O_WRONLY if stream == STDIN else os.O_RDONLY
-        self._ends[stream] = os.open(path, direction | os.O_NONBLOCK | os.O_CLOEXEC)
 
     async def connect(self, on_stdin_closed: Callable[[], None] | None = None) -> DirectIO:
         """Wrap our ends in asyncio streams; they own the descriptors from now on.

@@ -20,6 +20,7 @@ from libcontainerd import oci, rootfs
 from libcontainerd.client import AsyncClient
 from libcontainerd.errors import LibcontainerdError
 from libcontainerd.oci import SpecOption
+from libcontainerd.stdio import DirectIO
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID
 
@@ -104,3 +105,25 @@ def process_alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z"
+
+
+class Capture:
+    """A StdioCallback that keeps the DirectIO, for a test to drive the streams itself."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._io: DirectIO | None = None
+
+    def __call__(self, io: DirectIO) -> None:
+        self.calls += 1
+        self._io = io
+
+    @property
+    def io(self) -> DirectIO:
+        assert self._io is not None, "the callback was not called"
+        return self._io
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))

@@ -274,6 +274,18 @@ async def test_released_readers_end_at_the_shims_eof(
         assert await direct.stdout.read() == b"last words"
 
 
+async def test_released_readers_end_even_if_no_shim_ever_wrote(directory: Path) -> None:
+    # An exec whose start failed: the shim never opened the FIFOs.
+    fifos = make(directory)
+    direct = await fifos.connect()
+    fifos.release()
+    async with asyncio.timeout(10):
+        assert await direct.stdout.read() == b""
+    assert direct.stderr is not None
+    async with asyncio.timeout(10):
+        assert await direct.stderr.read() == b""
+
+
 async def test_no_descriptor_is_left_open(directory: Path) -> None:
     async def cycle(index: int) -> None:
         fifos = FifoSet.create(str(directory), "c1", f"p{index}", stdin=True, terminal=False)
@@ -319,6 +331,18 @@ async def test_recorded_fifos_are_reopened_and_log_uris_skipped(
     shim.close_output()
     async with asyncio.timeout(10):
         assert await direct.stdout.read() == b"after restore"
+    restored.close()
+
+
+async def test_a_recorded_fifo_nobody_writes_any_more_ends_at_once(directory: Path) -> None:
+    # The restore of a task whose process has exited and whose shim closed its ends.
+    original = make(directory, stdin=False)
+    original.close()
+    restored = FifoSet.open_recorded("c1", "init", {"stdout": original.stdout}, terminal=False)
+    assert restored is not None
+    direct = await restored.connect()
+    async with asyncio.timeout(10):
+        assert await direct.stdout.read() == b""
     restored.close()
 
 
