@@ -699,7 +699,8 @@ class AttachTerminal(_Attacher[None]):
             )
         finally:
             if saved_mode is not None:
-                termios.tcsetattr(self._input_fd, termios.TCSADRAIN, saved_mode)
+                with contextlib.suppress(termios.error):  # the caller closed it already
+                    termios.tcsetattr(self._input_fd, termios.TCSADRAIN, saved_mode)
             if following:
                 loop.remove_signal_handler(signal.SIGWINCH)
             if feeding is not None:
@@ -718,10 +719,11 @@ class AttachTerminal(_Attacher[None]):
                 if watched:
                     await readable.wait()
                     readable.clear()
-                    try:
-                        data = os.read(self._input_fd, _CHUNK)
-                    except BlockingIOError:
+                    # The loop may report readiness once more after we have read
+                    # it all, and a terminal is a blocking descriptor: check first.
+                    if not select.select([self._input_fd], [], [], 0)[0]:
                         continue
+                    data = os.read(self._input_fd, _CHUNK)
                 else:
                     data = await asyncio.to_thread(os.read, self._input_fd, _CHUNK)
                 if not data:

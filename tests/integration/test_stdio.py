@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import select
+import signal
 import stat
+import struct
+import termios
 from pathlib import Path
 
 import pytest
@@ -12,7 +17,14 @@ import pytest
 from libcontainerd import oci
 from libcontainerd.client import AsyncClient
 from libcontainerd.errors import AlreadyExists, InvalidArgument, LibcontainerdError, NotFound
-from libcontainerd.stdio import CollectOutput, CopyToFiles, DirectIO, LogFile, discard
+from libcontainerd.stdio import (
+    AttachTerminal,
+    CollectOutput,
+    CopyToFiles,
+    DirectIO,
+    LogFile,
+    discard,
+)
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID
 
@@ -287,6 +299,72 @@ async def test_stale_fifos_of_a_crashed_client_are_replaced(
         await client.start(container_id, attach_stdio=output)
         assert await output == (b"fresh\n", b"")
     assert fifos_of(client, container_id) == ["init-stderr", "init-stdout"]
+
+
+def set_window_size(fd: int, rows: int, columns: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+
+async def read_until(fd: int, marker: bytes) -> bytes:
+    """Read from ``fd`` until ``marker`` has arrived; returns all that was read."""
+    loop = asyncio.get_running_loop()
+    readable = asyncio.Event()
+    loop.add_reader(fd, readable.set)
+    received = b""
+    try:
+        while marker not in received:
+            await readable.wait()
+            readable.clear()
+            if select.select([fd], [], [], 0)[0]:  # readiness may be stale, fd is blocking
+                received += os.read(fd, 65536)
+    finally:
+        loop.remove_reader(fd)
+    return received
+
+
+async def size_seen_by(master: int, expected: bytes) -> None:
+    """Ask the shell behind ``master`` for its terminal size until it reports ``expected``."""
+    while True:
+        # The marker is computed by the shell, so the echo of the typed line is not taken
+        # for it. busybox's sh swallows what is typed before its prompt is ready: retry.
+        os.write(master, b"stty size; echo $((6*7))x\n")
+        try:
+            output = await asyncio.wait_for(read_until(master, b"42x"), 2)
+        except TimeoutError:
+            continue
+        if expected in output:
+            return
+
+
+async def test_attach_terminal_connects_a_pty_and_follows_its_window_size(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    master, user_terminal = os.openpty()
+    try:
+        set_window_size(user_terminal, 30, 100)
+        mode_before = termios.tcgetattr(user_terminal)
+        handler_before = signal.getsignal(signal.SIGWINCH)
+        attacher = AttachTerminal(
+            client, input_fd=user_terminal, output_fd=user_terminal, error_fd=user_terminal
+        )
+        spec = {"args": ["/bin/sh"], "cwd": "/", "terminal": True}
+        async with asyncio.timeout(60):
+            await client.exec(container_id, "t1", spec, with_stdin=True, attach_stdio=attacher)
+            await size_seen_by(master, b"30 100")
+            # A terminal in raw mode while attached: our side does not echo.
+            assert not termios.tcgetattr(user_terminal)[3] & termios.ECHO
+            set_window_size(user_terminal, 40, 120)
+            os.kill(os.getpid(), signal.SIGWINCH)
+            await size_seen_by(master, b"40 120")
+            os.write(master, b"exit 9\n")
+            await attacher
+            assert (await client.wait(container_id, "t1"))[0] == 9
+        assert termios.tcgetattr(user_terminal) == mode_before
+        assert signal.getsignal(signal.SIGWINCH) == handler_before
+    finally:
+        os.close(master)
+        os.close(user_terminal)
 
 
 # -- log-file mode ----------------------------------------------------------------------
