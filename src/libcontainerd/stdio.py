@@ -17,7 +17,8 @@ One owner per file descriptor:
   writer sees no EPIPE and our readers no EOF before the shim has opened its
   own ends. :meth:`FifoSet.attach` closes the keepers once the shim holds
   its ends (after ``Tasks.Create`` for the init process, after
-  ``Tasks.Start`` for an exec); from then on EOF and EPIPE mean what they say.
+  ``Tasks.Start`` for an exec); from then on EOF and EPIPE mean what they say,
+  and a reader ends once no writer is left, even one no shim ever wrote to.
 - :meth:`FifoSet.connect` hands our ends to asyncio pipe transports, which own
   them from then on; the FifoSet keeps the transports and closes them.
 - The client owns the FifoSets and removes the FIFO files by their layout when
