@@ -3,7 +3,8 @@
 Each method reads as the containerd calls it makes, and makes as few as the
 contract allows: the client keeps no copy of containerd's state beyond what
 saves a round trip on the hot path (a container's terminal flag), so a second
-client, or a restarted one, sees the same truth.
+client, or a restarted one, sees the same truth. What it owns locally is the
+stdio of the processes it started or restored (see :mod:`libcontainerd.stdio`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import inspect
 import logging
 import os
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Generic, Self, TypeVar
+from typing import Any, Final, Generic, NamedTuple, Self, TypeAlias, TypeVar
 
 import grpc
 import grpc.aio
@@ -33,6 +35,7 @@ from ._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
 from ._identifiers import check_identifier
 from ._signals import parse_signal
 from .errors import (
+    AlreadyExists,
     Cancelled,
     FailedPrecondition,
     InvalidArgument,
@@ -42,6 +45,18 @@ from .errors import (
     from_grpc,
 )
 from .events import EventDispatcher, EventStream
+from .stdio import (
+    STDERR,
+    STDIN,
+    STDOUT,
+    FifoSet,
+    LogFile,
+    StdioCallback,
+    container_fifo_dir,
+    make_private_dirs,
+    remove_fifo_dir,
+    remove_process_fifos,
+)
 from .types import (
     INIT_PROCESS_ID,
     Backend,
@@ -73,6 +88,28 @@ RUNC_RUNTIME: Final = "io.containerd.runc.v2"
 # containerd's limit, so a large spec or a long pid list is never cut short.
 _MAX_MESSAGE = 16 * 1024 * 1024
 _NAMESPACE_HEADER = "containerd-namespace"
+
+# Clean-up calls made on the side (deleting a failed or exited exec, pending
+# CloseIO at close) get their own limit: the caller's may be gone, and an old
+# shim could hang (moby#38383).
+_CLEANUP_TIMEOUT = 15.0
+_MAX_TERMINAL_SIZE = 65535
+
+log = logging.getLogger(__name__)
+
+AttachStdio: TypeAlias = StdioCallback | LogFile
+"""Where a process's stdio goes: a callback that receives its FIFOs, or a log file."""
+
+
+class _Stdio(NamedTuple):
+    """The stdio fields of a create or exec request (``""`` = none)."""
+
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+
+
+_NULL_STDIO: Final = _Stdio()
 
 _STATUS_BY_WIRE: Final = {
     task_pb2.UNKNOWN: Status.UNKNOWN,
@@ -161,12 +198,6 @@ class _Methods:
         self.task_update = _method(
             channel, tasks + "Update", tasks_pb2.UpdateTaskRequest, empty_pb2.Empty
         )
-        self.task_delete_process = _method(
-            channel,
-            tasks + "DeleteProcess",
-            tasks_pb2.DeleteProcessRequest,
-            tasks_pb2.DeleteResponse,
-        )
         self.task_wait = _method(
             channel, tasks + "Wait", tasks_pb2.WaitRequest, tasks_pb2.WaitResponse
         )
@@ -178,6 +209,21 @@ class _Methods:
             tasks + "Checkpoint",
             tasks_pb2.CheckpointTaskRequest,
             tasks_pb2.CheckpointTaskResponse,
+        )
+        self.task_exec = _method(
+            channel, tasks + "Exec", tasks_pb2.ExecProcessRequest, empty_pb2.Empty
+        )
+        self.task_delete_process = _method(
+            channel,
+            tasks + "DeleteProcess",
+            tasks_pb2.DeleteProcessRequest,
+            tasks_pb2.DeleteResponse,
+        )
+        self.task_resize_pty = _method(
+            channel, tasks + "ResizePty", tasks_pb2.ResizePtyRequest, empty_pb2.Empty
+        )
+        self.task_close_io = _method(
+            channel, tasks + "CloseIO", tasks_pb2.CloseIORequest, empty_pb2.Empty
         )
 
 
@@ -265,6 +311,11 @@ class AsyncClient:
     exactly-once guarantees), and :meth:`events` yields them too. After an
     ``oom`` event, every later event of that container carries
     ``oom_killed=True`` until its task is deleted.
+
+    ``fifo_dir`` holds the FIFOs of attached processes, laid out
+    ``<fifo_dir>/<namespace>/<container_id>/<process_id>-stdin|-stdout|-stderr``,
+    every folder 0700; it defaults to ``fifo`` beside the socket (and
+    :attr:`runc_root`), so a client restarted on the same daemon finds them.
     """
 
     def __init__(
@@ -274,12 +325,18 @@ class AsyncClient:
         backend: Backend | None = None,
         *,
         timeout: float | None = None,
+        fifo_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.namespace = check_identifier(namespace, "namespace")
         self.address = resolve_address(address)
         self.backend = backend
         self.timeout = timeout
         self.runc_root = os.path.join(os.path.dirname(self.address), "runc")
+        self.fifo_dir = os.path.join(os.path.dirname(self.address), "fifo")
+        if fifo_dir is not None:
+            self.fifo_dir = os.fspath(fifo_dir)
+            if not os.path.isabs(self.fifo_dir):
+                raise InvalidArgument(f"fifo_dir must be an absolute path, got {fifo_dir!r}")
         self._explicit_address = address is not None or "CONTAINERD_ADDRESS" in os.environ
         self._metadata = ((_NAMESPACE_HEADER, self.namespace),)
         self._channel: grpc.aio.Channel | None = None
@@ -292,6 +349,10 @@ class AsyncClient:
         # Exec exits seen on the stream, so wait() still answers once the exec
         # process has been released; dropped when the container's task is deleted.
         self._exec_exits: dict[tuple[str, str], tuple[int, datetime | None]] = {}
+        # The FIFOs of the processes this client attached, by container and process id;
+        # _fifo_sets also holds released ones whose readers have not reached EOF yet.
+        self._fifos: dict[str, dict[str, FifoSet]] = {}
+        self._fifo_sets: set[FifoSet] = set()
         self._background: set[asyncio.Task[None]] = set()
 
     # -- connection -----------------------------------------------------------------
@@ -324,15 +385,25 @@ class AsyncClient:
         return self
 
     async def close(self) -> None:
-        """Stop the event stream, let queued events reach the backend, and close; idempotent."""
+        """Stop the event stream, let queued events reach the backend, and close; idempotent.
+
+        Every FIFO end this client holds is closed; the FIFO files of live
+        processes stay, so a restarted client can :meth:`restore` them.
+        """
         stream, self._stream = self._stream, None
         if stream is not None:
             await stream.close()
         dispatcher, self._dispatcher = self._dispatcher, None
         if dispatcher is not None:
             await dispatcher.close()
+        for fifos in self._fifo_sets:
+            fifos.close()  # may queue a pending stdin close, awaited just below
+        self._fifo_sets.clear()
+        self._fifos.clear()
         if self._background:
-            await asyncio.wait(list(self._background), timeout=10)
+            _, pending = await asyncio.wait(self._background, timeout=_CLEANUP_TIMEOUT)
+            for task in pending:
+                task.cancel()
         for listener in list(self._listeners):
             listener.put_nowait(None)
         channel, self._channel, self._rpc = self._channel, None, None
@@ -356,25 +427,15 @@ class AsyncClient:
         else:
             self._after_delivery(container_id, event, info)
 
+    def _track(self, container_id: str, process_id: str, pid: int) -> None:
+        """Tell the event stream a process is alive, so its exit is found even if missed."""
+        if self._stream is not None:
+            self._stream.track(container_id, process_id, pid)
+
     def _after_delivery(self, container_id: str, event: EventType, info: EventInfo) -> None:
         """An exec that has exited and been reported is released (Docker's order)."""
         if event is EventType.EXIT and info.process_id != container_id:
             self._spawn(self._release_exec(container_id, info.process_id))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run background work that close() waits for (briefly)."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _release_exec(self, container_id: str, exec_id: str) -> None:
-        """Delete an exited exec process; best effort, bounded, never raises."""
-        request = tasks_pb2.DeleteProcessRequest(container_id=container_id, exec_id=exec_id)
-        try:
-            rpc = self._methods
-            await rpc.task_delete_process.call(request, metadata=self._metadata, timeout=45)
-        except (grpc.aio.AioRpcError, LibcontainerdError) as error:
-            log.info("releasing exec %s of container %s failed: %s", exec_id, container_id, error)
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -463,14 +524,21 @@ class AsyncClient:
         container_id: str,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         with_stdin: bool = False,
-        attach_stdio: object | None = None,
+        attach_stdio: AttachStdio | None = None,
     ) -> int:
         """Create and start the container's task; returns the init process's pid.
 
-        If the task is created but cannot start, it is killed and deleted, so no
-        shim is left behind and the container can be started again. Raises
-        NotFound, AlreadyExists (a task exists), InvalidArgument (the runtime
-        refused the spec, e.g. a missing executable), Unavailable.
+        Without ``attach_stdio`` the process gets no stdio at all (and makes
+        no FIFOs). With a :data:`StdioCallback`, its FIFOs are made and opened
+        first and the callback receives them as a DirectIO before the task is
+        created, so no output is lost; with a :class:`LogFile` the shim writes
+        the output to that file. If the task is created but cannot start, it
+        is killed and deleted with its FIFOs, so no shim is left behind and
+        the container can be started again. Raises InvalidArgument (stdin or a
+        terminal without ``attach_stdio``, a log file with either), NotFound,
+        AlreadyExists (a task exists), LibcontainerdError with code
+        ``UNKNOWN`` when runc refuses (e.g. a missing executable, named in the
+        message), Unavailable; what the callback raises propagates.
 
         With ``checkpoint_dir`` (made by :meth:`create_checkpoint`) the new task
         is restored from it, and its processes go on where they were. That also
@@ -484,20 +552,29 @@ class AsyncClient:
             return await self._start_from_checkpoint(
                 container_id, checkpoint_dir, with_stdin, attach_stdio
             )
-        if with_stdin or attach_stdio is not None:
-            raise errors.NotImplemented("attached stdio is not supported yet; output is discarded")
         terminal = await self._terminal_of(container_id)
-        if terminal:
-            raise InvalidArgument(
-                f"container {container_id!r} asks for a terminal (process.terminal=true),"
-                " which needs attached stdio"
-            )
-        rpc = self._methods
-        await self._call(
-            rpc.task_create,
-            tasks_pb2.CreateTaskRequest(container_id=container_id, terminal=terminal),
-            f"create the task of container {container_id!r}",
+        stdio, fifos = await self._open_stdio(
+            container_id, INIT_PROCESS_ID, terminal, with_stdin, attach_stdio
         )
+        rpc = self._methods
+        try:
+            await self._call(
+                rpc.task_create,
+                tasks_pb2.CreateTaskRequest(
+                    container_id=container_id,
+                    terminal=terminal,
+                    stdin=stdio.stdin,
+                    stdout=stdio.stdout,
+                    stderr=stdio.stderr,
+                ),
+                f"create the task of container {container_id!r}",
+            )
+        except BaseException:
+            if fifos is not None:
+                self._drop_fifos(fifos)
+            raise
+        if fifos is not None:
+            fifos.attach()  # the shim opens the init process's stdio in Create
         try:
             started = await self._call(
                 rpc.task_start,
@@ -507,8 +584,7 @@ class AsyncClient:
         except BaseException:
             await self._discard_task(container_id)
             raise
-        if self._stream is not None:
-            self._stream.track(container_id, container_id, started.pid)
+        self._track(container_id, container_id, started.pid)
         return started.pid
 
     async def _start_from_checkpoint(
@@ -569,6 +645,7 @@ class AsyncClient:
         except BaseException:
             await self._discard_task(container_id)
             raise
+        self._track(container_id, container_id, started.pid)
         return started.pid
 
     async def _container(self, container_id: str, doing: str) -> containers_pb2.Container:
@@ -602,7 +679,7 @@ class AsyncClient:
         return terminal
 
     async def _discard_task(self, container_id: str) -> None:
-        """Kill and delete a task that failed to start; best effort, never raises."""
+        """Kill and delete a task that failed to start, and its FIFOs; best effort, never raises."""
         rpc = self._methods
         kill = tasks_pb2.KillRequest(container_id=container_id, signal=9, all=True)
         with contextlib.suppress(LibcontainerdError):
@@ -613,6 +690,391 @@ class AsyncClient:
                 tasks_pb2.DeleteTaskRequest(container_id=container_id),
                 "delete the task that failed to start",
             )
+        self._forget_task(container_id)
+
+    # -- stdio ------------------------------------------------------------------------
+
+    async def _open_stdio(
+        self,
+        container_id: str,
+        process_id: str,
+        terminal: bool,
+        with_stdin: bool,
+        attach_stdio: AttachStdio | None,
+    ) -> tuple[_Stdio, FifoSet | None]:
+        """Where a new process's stdio goes; its FIFOs made, opened and handed to the callback.
+
+        Raises InvalidArgument for what the shim cannot serve, before
+        anything is made; on any failure nothing is left behind.
+        """
+        process = f"process {process_id!r} of container {container_id!r}"
+        if attach_stdio is None:
+            if with_stdin:
+                raise InvalidArgument(
+                    f"{process}: with_stdin=True needs attach_stdio (it receives the stdin writer)"
+                )
+            if terminal:
+                raise InvalidArgument(
+                    f"{process} asks for a terminal (process.terminal=true),"
+                    " which needs attached stdio (attach_stdio)"
+                )
+            return _NULL_STDIO, None
+        if isinstance(attach_stdio, LogFile):
+            if with_stdin or terminal:
+                raise InvalidArgument(
+                    f"{process}: log-file mode serves neither stdin nor a terminal"
+                    " (containerd's runc shim copies a terminal only to a FIFO);"
+                    " attach a callback instead"
+                )
+            return _Stdio(stdout=attach_stdio.uri, stderr=attach_stdio.uri), None
+        if not callable(attach_stdio):
+            raise InvalidArgument(
+                "attach_stdio must be a callback that takes a DirectIO, or a LogFile,"
+                f" not {type(attach_stdio).__name__}"
+            )
+        fifos = await self._make_fifos(container_id, process_id, with_stdin, terminal)
+        try:
+            await self._hand_over(fifos, attach_stdio)
+        except BaseException:
+            self._drop_fifos(fifos)
+            raise
+        return _Stdio(fifos.stdin, fifos.stdout, fifos.stderr), fifos
+
+    async def _make_fifos(
+        self, container_id: str, process_id: str, with_stdin: bool, terminal: bool
+    ) -> FifoSet:
+        """Make and open a process's FIFOs, replacing stale ones a crashed client left behind.
+
+        Raises AlreadyExists when they belong to a live process (the check
+        costs a call only then), FailedPrecondition when they cannot be made.
+        """
+        directory = make_private_dirs(self.fifo_dir, self.namespace, container_id)
+
+        def create() -> FifoSet:
+            return FifoSet.create(
+                directory, container_id, process_id, stdin=with_stdin, terminal=terminal
+            )
+
+        try:
+            try:
+                fifos = create()
+            except FileExistsError:
+                await self._refuse_live_process(container_id, process_id)
+                remove_process_fifos(directory, process_id)
+                fifos = create()
+        except OSError as error:
+            raise FailedPrecondition(
+                f"cannot make the FIFOs of process {process_id!r} of container"
+                f" {container_id!r} in {directory}: {error.strerror}"
+            ) from error
+        self._own_fifos(fifos)
+        return fifos
+
+    async def _refuse_live_process(self, container_id: str, process_id: str) -> None:
+        try:
+            await self._call(
+                self._methods.task_get,
+                tasks_pb2.GetRequest(container_id=container_id, exec_id=self._exec_id(process_id)),
+                f"look up process {process_id!r} of container {container_id!r}",
+            )
+        except NotFound:
+            return
+        if process_id == INIT_PROCESS_ID:
+            raise AlreadyExists(f"container {container_id!r} has a task already")
+        raise AlreadyExists(f"container {container_id!r} has a process {process_id!r} already")
+
+    async def _hand_over(self, fifos: FifoSet, attach_stdio: StdioCallback) -> None:
+        """Give the FIFOs to the caller's callback as a DirectIO (awaiting it if it is async)."""
+        direct_io = await fifos.connect(lambda: self._stdin_closed(fifos))
+        attached = attach_stdio(direct_io)
+        if inspect.isawaitable(attached):
+            await attached
+
+    def _own_fifos(self, fifos: FifoSet) -> None:
+        processes = self._fifos.setdefault(fifos.container_id, {})
+        previous = processes.pop(fifos.process_id, None)
+        if previous is not None:
+            previous.close()
+        processes[fifos.process_id] = fifos
+        self._fifo_sets = {known for known in self._fifo_sets if not known.closed}
+        self._fifo_sets.add(fifos)
+
+    def _drop_fifos(self, fifos: FifoSet) -> None:
+        """Close a process's FIFO ends now and remove its files (a start or exec that failed).
+
+        Only this process's files: the folder may serve a live task's execs
+        (a second start fails with AlreadyExists after making its FIFOs).
+        """
+        fifos.close()
+        self._release_stdio(fifos.container_id, fifos.process_id)
+
+    def _release_stdio(self, container_id: str, process_id: str) -> None:
+        """The process is gone: release its FIFO ends (readers end at EOF) and remove its files."""
+        fifos = self._disown(container_id, process_id)
+        if fifos is not None:
+            fifos.release()
+        remove_process_fifos(self._container_fifo_dir(container_id), process_id)
+
+    def _disown(self, container_id: str, process_id: str) -> FifoSet | None:
+        processes = self._fifos.get(container_id, {})
+        fifos = processes.pop(process_id, None)
+        if not processes:
+            self._fifos.pop(container_id, None)
+        return fifos
+
+    def _container_fifo_dir(self, container_id: str) -> str:
+        return container_fifo_dir(self.fifo_dir, self.namespace, container_id)
+
+    def _stdin_closed(self, fifos: FifoSet) -> None:
+        self._spawn(self._close_io_once_attached(fifos))
+
+    async def _close_io_once_attached(self, fifos: FifoSet) -> None:
+        # The shim opens an init process's stdin in Tasks.Create but an exec's
+        # only in Tasks.Start; a CloseIO before that is lost and the process
+        # never sees EOF (moby#37870).
+        if not await fifos.wait_attached():
+            return
+        try:
+            await self._close_io(fifos.container_id, fifos.process_id)
+        except LibcontainerdError as error:
+            log.debug("closing the stdin of %r: %s", fifos, error)
+
+    async def _close_io(self, container_id: str, process_id: str) -> None:
+        await self._task_call(
+            self._methods.task_close_io,
+            tasks_pb2.CloseIORequest(
+                container_id=container_id, exec_id=self._exec_id(process_id), stdin=True
+            ),
+            container_id,
+            "close the stdin of",
+            process_id,
+        )
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close_stdin(self, container_id: str, process_id: str) -> None:
+        """Deliver EOF to a process's stdin: our writer is closed after what it buffered.
+
+        The shim is told with CloseIO (the process sees EOF only once both ends
+        are closed). Raises InvalidArgument, NotFound (no such container,
+        task or process), Unavailable.
+        """
+        check_identifier(container_id)
+        self._exec_id(process_id)
+        fifos = self._fifos.get(container_id, {}).get(process_id)
+        if fifos is not None:
+            fifos.close_stdin()
+        await self._close_io(container_id, process_id)
+
+    async def resize_terminal(
+        self, container_id: str, process_id: str, width: int, height: int
+    ) -> None:
+        """Set the size of a process's terminal, in columns and rows (1 to 65535).
+
+        A process without a terminal ignores it. Raises InvalidArgument (bad
+        id or size, before sending), NotFound, Unavailable.
+        """
+        check_identifier(container_id)
+        exec_id = self._exec_id(process_id)
+        for name, value in (("width", width), ("height", height)):
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 1 <= value <= _MAX_TERMINAL_SIZE
+            ):
+                raise InvalidArgument(
+                    f"terminal {name} must be an integer between 1 and {_MAX_TERMINAL_SIZE},"
+                    f" got {value!r}"
+                )
+        await self._task_call(
+            self._methods.task_resize_pty,
+            tasks_pb2.ResizePtyRequest(
+                container_id=container_id, exec_id=exec_id, width=width, height=height
+            ),
+            container_id,
+            "resize the terminal of",
+            process_id,
+        )
+
+    # -- exec -------------------------------------------------------------------------
+
+    async def exec(
+        self,
+        container_id: str,
+        process_id: str,
+        process_spec: Mapping[str, Any],
+        with_stdin: bool = False,
+        attach_stdio: AttachStdio | None = None,
+    ) -> int:
+        """Run another process in the container's running task; returns its pid.
+
+        ``process_spec`` is an OCI process (``args``, ``cwd``, ``env``,
+        ``terminal``, ``user``, ...), checked before sending; ``process_id``
+        names it in later calls (``wait``, ``signal_process``, ...). Stdio
+        works as in :meth:`start`. If it cannot start, the exec is deleted
+        with its FIFOs, so the id can be used again. Raises InvalidArgument
+        (bad id, spec or stdio, before anything is sent), NotFound (no such
+        container), FailedPrecondition (the container has no running task:
+        not started, stopped, or paused), AlreadyExists (the id is in use
+        until that exec is deleted), LibcontainerdError with code ``UNKNOWN``
+        when runc cannot run it (e.g. a missing executable, named in the
+        message), Unavailable; what the callback raises propagates.
+        """
+        check_identifier(container_id)
+        exec_id = check_identifier(process_id, "process id")
+        if exec_id == INIT_PROCESS_ID:
+            raise InvalidArgument(
+                f"process id {INIT_PROCESS_ID!r} names the container's main process;"
+                " choose another id for an exec"
+            )
+        oci.validate_process(process_spec)
+        process = copy.deepcopy(dict(process_spec))
+        terminal = bool(process.get("terminal", False))
+        stdio, fifos = await self._open_stdio(
+            container_id, exec_id, terminal, with_stdin, attach_stdio
+        )
+        rpc = self._methods
+        doing = f"exec process {exec_id!r} in container {container_id!r}"
+        try:
+            await self._call(
+                rpc.task_exec,
+                tasks_pb2.ExecProcessRequest(
+                    container_id=container_id,
+                    exec_id=exec_id,
+                    terminal=terminal,
+                    stdin=stdio.stdin,
+                    stdout=stdio.stdout,
+                    stderr=stdio.stderr,
+                    spec=_typeurl.pack_json(_typeurl.OCI_PROCESS, process),
+                ),
+                doing,
+            )
+        except BaseException as error:
+            if fifos is not None:
+                self._drop_fifos(fifos)
+            if isinstance(error, NotFound):
+                raise await self._not_running(container_id, doing) from None
+            if isinstance(error, LibcontainerdError) and "cannot exec in a" in error.details:
+                # The shim's own words for a stopped or paused init; it sends them as UNKNOWN.
+                raise FailedPrecondition(f"cannot {doing}: {error.details}") from None
+            raise
+        try:
+            started = await self._call(
+                rpc.task_start,
+                tasks_pb2.StartRequest(container_id=container_id, exec_id=exec_id),
+                f"start exec {exec_id!r} in container {container_id!r}",
+            )
+        except BaseException:
+            await self._release_exec(container_id, exec_id)
+            raise
+        if fifos is not None:
+            fifos.attach()  # the shim opens an exec's stdio in Start
+        self._track(container_id, exec_id, started.pid)
+        return started.pid
+
+    async def _not_running(self, container_id: str, doing: str) -> LibcontainerdError:
+        """NotFound without the container, FailedPrecondition when only its task is missing."""
+        if not await self._container_exists(container_id):
+            return NotFound(f"cannot {doing}: no such container")
+        return FailedPrecondition(f"cannot {doing}: the container is not running (it has no task)")
+
+    async def _release_exec(self, container_id: str, exec_id: str) -> None:
+        """Free what an exited exec holds: its FIFOs first, then containerd's record of it.
+
+        Called after the exec's exit event, and when an exec fails to start.
+        The FIFOs go first and their output is not waited for, so a
+        background child still holding the exec's output cannot stall it
+        (moby#39383); DeleteProcess has its own time limit. Never raises:
+        failures are logged.
+        """
+        try:
+            check_identifier(container_id)
+            if check_identifier(exec_id, "exec id") == INIT_PROCESS_ID:
+                raise InvalidArgument("'init' is the main process, not an exec")
+            self._release_stdio(container_id, exec_id)
+            await asyncio.wait_for(
+                self._call(
+                    self._methods.task_delete_process,
+                    tasks_pb2.DeleteProcessRequest(container_id=container_id, exec_id=exec_id),
+                    f"delete exec {exec_id!r} of container {container_id!r}",
+                ),
+                _CLEANUP_TIMEOUT,
+            )
+        except (LibcontainerdError, TimeoutError) as error:
+            log.warning(
+                "cleaning up exec %r of container %r: %s",
+                exec_id,
+                container_id,
+                error or "timed out",
+            )
+
+    # -- restore ----------------------------------------------------------------------
+
+    async def restore(
+        self, container_id: str, attach_stdio: StdioCallback | None = None
+    ) -> tuple[bool, int]:
+        """Find a container's task again after this program restarted; returns ``(alive, pid)``.
+
+        ``alive`` is False only for a stopped task: created, running, paused,
+        pausing and unknown all count, as in Docker (a paused container stays
+        paused). A container without a task gives ``(False, 0)``. With
+        ``attach_stdio``, the FIFOs containerd recorded for the task are opened
+        again and handed to it as a DirectIO: output held meanwhile (up to a
+        pipe's worth) and everything later arrives, and closing stdin delivers
+        EOF. A task without FIFOs (no stdio, log-file mode) does not call it;
+        execs are not re-attached. Raises InvalidArgument, NotFound (no such
+        container), Unavailable; what the callback raises propagates.
+        """
+        check_identifier(container_id)
+        if attach_stdio is not None and (
+            isinstance(attach_stdio, LogFile) or not callable(attach_stdio)
+        ):
+            raise InvalidArgument(
+                "restore's attach_stdio must be a callback that takes a DirectIO"
+                " (a task's output destination is fixed when it starts)"
+            )
+        try:
+            reply = await self._call(
+                self._methods.task_get,
+                tasks_pb2.GetRequest(container_id=container_id),
+                f"restore container {container_id!r}",
+            )
+        except NotFound:
+            if not await self._container_exists(container_id):
+                raise NotFound(
+                    f"cannot restore container {container_id!r}: no such container"
+                ) from None
+            return False, 0
+        process = reply.process
+        if attach_stdio is not None:
+            await self._reattach(container_id, process, attach_stdio)
+        alive = process.status != task_pb2.STOPPED
+        if alive:
+            self._track(container_id, container_id, process.pid)
+        return alive, process.pid
+
+    async def _reattach(
+        self, container_id: str, process: task_pb2.Process, attach_stdio: StdioCallback
+    ) -> None:
+        recorded = {STDIN: process.stdin, STDOUT: process.stdout, STDERR: process.stderr}
+        try:
+            fifos = FifoSet.open_recorded(container_id, INIT_PROCESS_ID, recorded, process.terminal)
+        except OSError as error:
+            raise FailedPrecondition(
+                f"cannot re-open the FIFOs of container {container_id!r}: {error.strerror}"
+            ) from error
+        if fifos is None:
+            return
+        self._own_fifos(fifos)
+        try:
+            await self._hand_over(fifos, attach_stdio)
+        except BaseException:
+            self._disown(container_id, INIT_PROCESS_ID)
+            fifos.close()  # the files stay: the task lives on
+            raise
 
     async def signal_process(self, container_id: str, process_id: str, signal: int | str) -> None:
         """Send ``signal`` (a number, or a name like ``"SIGTERM"``) to a process.
@@ -652,8 +1114,32 @@ class AsyncClient:
         except NotFound:
             raise await self._no_task(container_id, doing) from None
 
-    async def _no_task(self, container_id: str, doing: str) -> NotFound:
-        """Say whether the container or only its task is missing (costs a call on failure only)."""
+    async def _no_task(
+        self, container_id: str, doing: str, process_id: str = INIT_PROCESS_ID
+    ) -> NotFound:
+        """Say whether the container, its task or the process is missing (calls made on failure)."""
+        if not await self._container_exists(container_id):
+            return NotFound(f"cannot {doing} container {container_id!r}: no such container")
+        if process_id != INIT_PROCESS_ID:
+            try:
+                await self._call(
+                    self._methods.task_get,
+                    tasks_pb2.GetRequest(container_id=container_id),
+                    f"look up the task of container {container_id!r}",
+                )
+            except NotFound:
+                pass
+            else:
+                return NotFound(
+                    f"cannot {doing} container {container_id!r}: it has no process"
+                    f" {process_id!r} (never started, or deleted)"
+                )
+        return NotFound(
+            f"cannot {doing} container {container_id!r}: it has no task"
+            " (not started yet, or its task was deleted)"
+        )
+
+    async def _container_exists(self, container_id: str) -> bool:
         try:
             await self._call(
                 self._methods.container_get,
@@ -661,19 +1147,21 @@ class AsyncClient:
                 f"look up container {container_id!r}",
             )
         except NotFound:
-            return NotFound(f"cannot {doing} container {container_id!r}: no such container")
-        return NotFound(
-            f"cannot {doing} container {container_id!r}: it has no task"
-            " (not started yet, or its task was deleted)"
-        )
+            return False
+        return True
 
     async def _task_call(
-        self, method: _Method[Request, Response], request: Request, container_id: str, doing: str
+        self,
+        method: _Method[Request, Response],
+        request: Request,
+        container_id: str,
+        doing: str,
+        process_id: str = INIT_PROCESS_ID,
     ) -> Response:
         try:
             return await self._call(method, request, f"{doing} container {container_id!r}")
         except NotFound:
-            raise await self._no_task(container_id, doing) from None
+            raise await self._no_task(container_id, doing, process_id) from None
 
     async def list_pids(self, container_id: str) -> list[int]:
         """The host pids of every process in the container. Raises NotFound."""
@@ -740,6 +1228,7 @@ class AsyncClient:
                 tasks_pb2.WaitRequest(container_id=container_id, exec_id=exec_id),
                 container_id,
                 "wait for",
+                process_id,
             )
         except NotFound:
             # An exec is released once its exit is reported; its result is kept.
@@ -778,12 +1267,15 @@ class AsyncClient:
         return reply.exit_status, _typeurl.to_datetime(reply.exited_at)
 
     def _forget_task(self, container_id: str) -> None:
-        """Drop what the client keeps about a deleted task."""
+        """Drop what the client keeps per task: exec results and the FIFOs of its processes."""
         for key in [key for key in self._exec_exits if key[0] == container_id]:
             del self._exec_exits[key]
+        for fifos in self._fifos.pop(container_id, {}).values():
+            fifos.release()
+        remove_fifo_dir(self._container_fifo_dir(container_id))
 
     async def delete(self, container_id: str) -> None:
-        """Delete the container and everything this client created for it.
+        """Delete the container and everything this client created for it (its FIFO folder too).
 
         Raises FailedPrecondition while the container still has a task (delete
         the task first), NotFound, Unavailable.
@@ -814,6 +1306,7 @@ class AsyncClient:
             raise NotFound(f"cannot delete container {container_id!r}: no such container") from None
         finally:
             self._terminal.pop(container_id, None)
+            self._forget_task(container_id)
 
     async def stats(self, container_id: str) -> Stats:
         """One metrics sample of the container's task (cgroup v1 or v2, see :mod:`metrics`).

@@ -18,8 +18,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .client import DEFAULT_NAMESPACE, AsyncClient, Event, EventSubscription
+from .client import DEFAULT_NAMESPACE, AsyncClient, AttachStdio, Event, EventSubscription
 from .errors import FailedPrecondition
+from .stdio import StdioCallback
 from .types import INIT_PROCESS_ID, Backend, ProcessSummary, Stats, Status, Version
 
 __all__ = ["Client", "EventIterator"]
@@ -118,6 +119,10 @@ class Client:
     def runc_root(self) -> str:
         return self._async.runc_root
 
+    @property
+    def fifo_dir(self) -> str:
+        return self._async.fifo_dir
+
     def open(self) -> Self:
         """Connect and subscribe to events; raises Unavailable if containerd does not answer."""
         if self._loop is not None:
@@ -177,9 +182,33 @@ class Client:
         container_id: str,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         with_stdin: bool = False,
-        attach_stdio: object | None = None,
+        attach_stdio: AttachStdio | None = None,
     ) -> int:
+        """Like AsyncClient.start; an ``attach_stdio`` callback runs on the client's loop thread."""
         return self._run(self._async.start(container_id, checkpoint_dir, with_stdin, attach_stdio))
+
+    def exec(
+        self,
+        container_id: str,
+        process_id: str,
+        process_spec: Mapping[str, Any],
+        with_stdin: bool = False,
+        attach_stdio: AttachStdio | None = None,
+    ) -> int:
+        return self._run(
+            self._async.exec(container_id, process_id, process_spec, with_stdin, attach_stdio)
+        )
+
+    def close_stdin(self, container_id: str, process_id: str) -> None:
+        return self._run(self._async.close_stdin(container_id, process_id))
+
+    def resize_terminal(self, container_id: str, process_id: str, width: int, height: int) -> None:
+        return self._run(self._async.resize_terminal(container_id, process_id, width, height))
+
+    def restore(
+        self, container_id: str, attach_stdio: StdioCallback | None = None
+    ) -> tuple[bool, int]:
+        return self._run(self._async.restore(container_id, attach_stdio))
 
     def signal_process(self, container_id: str, process_id: str, signal: int | str) -> None:
         return self._run(self._async.signal_process(container_id, process_id, signal))

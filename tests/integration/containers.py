@@ -22,6 +22,7 @@ from libcontainerd import oci, rootfs
 from libcontainerd.client import AsyncClient
 from libcontainerd.errors import LibcontainerdError
 from libcontainerd.oci import SpecOption
+from libcontainerd.stdio import DirectIO
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.sync import Client
 from libcontainerd.types import INIT_PROCESS_ID
@@ -73,6 +74,11 @@ async def client(
     request: pytest.FixtureRequest, supervisor: Supervisor
 ) -> AsyncIterator[AsyncClient]:
     """The contract suite's client: AsyncClient, then the blocking Client."""
+    if request.param == "blocking" and request.node.get_closest_marker("async_only"):
+        pytest.skip(
+            "drives DirectIO streams or client internals, which live on the blocking"
+            " client's own event loop"
+        )
     if request.param == "async":
         async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as opened:
             yield opened
@@ -182,3 +188,25 @@ async def eventually(
         if loop.time() > deadline:
             pytest.fail(f"gave up after {seconds} s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+class Capture:
+    """A StdioCallback that keeps the DirectIO, for a test to drive the streams itself."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._io: DirectIO | None = None
+
+    def __call__(self, io: DirectIO) -> None:
+        self.calls += 1
+        self._io = io
+
+    @property
+    def io(self) -> DirectIO:
+        assert self._io is not None, "the callback was not called"
+        return self._io
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))

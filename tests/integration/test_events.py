@@ -172,11 +172,13 @@ async def test_a_slow_backend_for_one_container_does_not_delay_another(
     async with AsyncClient(supervisor.address, TEST_NAMESPACE, backend=Backend()) as client:
         factory = ContainerFactory(client, tmp_path_factory.mktemp("slow"))
         try:
-            slow_id = factory.new_id("slow")
+            slow_id, fast_id = factory.new_id("slow"), factory.new_id("fast")
             await client.create(slow_id, factory.spec(["/bin/true"], container_id=slow_id))
             factory.created.append(slow_id)
             await client.start(slow_id)
-            fast_id = await factory.run(["/bin/true"])
+            await client.create(fast_id, factory.spec(["/bin/true"], container_id=fast_id))
+            factory.created.append(fast_id)
+            await client.start(fast_id)
             # Hangs (and times out) if the blocked slow container held up the fast one.
             assert await asyncio.to_thread(fast_exited.wait, 60)
             assert not any(cid == slow_id for cid, _, _ in seen)

@@ -1,0 +1,320 @@
+"""Exec on a real containerd: exit codes, stdio, terminals, clean-up, and every refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from libcontainerd import oci
+from libcontainerd.client import AsyncClient
+from libcontainerd.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    LibcontainerdError,
+    NotFound,
+)
+from libcontainerd.stdio import CollectOutput, LogFile, discard
+from libcontainerd.types import INIT_PROCESS_ID
+
+from .containers import TEST_NAMESPACE, Capture, ContainerFactory, process_alive
+
+pytestmark = pytest.mark.integration
+
+
+def process(*args: str, **fields: Any) -> dict[str, Any]:
+    """An OCI process spec as an exec takes it."""
+    return {"args": list(args), "cwd": "/", "env": [oci.DEFAULT_PATH_ENV], **fields}
+
+
+def exec_fifos(client: AsyncClient, container_id: str, exec_id: str) -> list[str]:
+    directory = Path(client.fifo_dir) / TEST_NAMESPACE / container_id
+    if not directory.exists():
+        return []
+    return sorted(name for name in os.listdir(directory) if name.startswith(f"{exec_id}-"))
+
+
+async def test_exec_returns_a_live_pid_and_wait_gives_its_exit_code(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    pid = await client.exec(container_id, "e1", process("/bin/sleep", "300"))
+    assert process_alive(pid)
+    assert pid in await client.list_pids(container_id)
+    await client.signal_process(container_id, "e1", "SIGKILL")
+    async with asyncio.timeout(30):
+        assert (await client.wait(container_id, "e1"))[0] == 137
+    pid = await client.exec(container_id, "e2", process("/bin/sh", "-c", "exit 5"))
+    async with asyncio.timeout(30):
+        code, exited_at = await client.wait(container_id, "e2")
+    assert (code, exited_at is not None) == (5, True)
+
+
+@pytest.mark.async_only
+@pytest.mark.async_only
+async def test_exec_output_and_stdin_round_trip(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    output = CollectOutput(stdin=b"to cat\n")
+    spec = process("/bin/sh", "-c", "cat; echo err >&2")
+    async with asyncio.timeout(30):
+        await client.exec(container_id, "e1", spec, with_stdin=True, attach_stdio=output)
+        assert await output == (b"to cat\n", b"err\n")
+        assert (await client.wait(container_id, "e1"))[0] == 0
+
+
+async def test_an_exec_with_empty_stdin_does_not_hang(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    # moby#37870: closing stdin before the exec has started must still reach it.
+    container_id = await containers.run()
+    async with asyncio.timeout(30):
+        await client.exec(
+            container_id, "e1", process("/bin/cat"), with_stdin=True, attach_stdio=discard
+        )
+        assert (await client.wait(container_id, "e1"))[0] == 0
+
+
+@pytest.mark.async_only
+@pytest.mark.async_only
+async def test_close_stdin_ends_an_exec_reading_its_input(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    capture = Capture()
+    async with asyncio.timeout(30):
+        await client.exec(
+            container_id, "e1", process("/bin/cat"), with_stdin=True, attach_stdio=capture
+        )
+        assert capture.io.stdin is not None
+        capture.io.stdin.write(b"abc\n")
+        assert await capture.io.stdout.readline() == b"abc\n"
+        await client.close_stdin(container_id, "e1")
+        assert (await client.wait(container_id, "e1"))[0] == 0
+
+
+@pytest.mark.async_only
+@pytest.mark.async_only
+async def test_a_tty_exec_sees_a_resize(client: AsyncClient, containers: ContainerFactory) -> None:
+    container_id = await containers.run()
+    capture = Capture()
+    spec = process("/bin/sh", terminal=True)
+    async with asyncio.timeout(30):
+        await client.exec(container_id, "t1", spec, with_stdin=True, attach_stdio=capture)
+        io = capture.io
+        assert (io.terminal, io.stderr) == (True, None)
+        assert io.stdin is not None
+        await client.resize_terminal(container_id, "t1", 123, 45)
+        io.stdin.write(b"stty size; exit 3\n")
+        output = await io.stdout.read()
+        assert (await client.wait(container_id, "t1"))[0] == 3
+    assert b"45 123" in output
+
+
+@pytest.mark.async_only
+async def test_an_exec_in_log_file_mode_writes_to_the_file(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path
+) -> None:
+    container_id = await containers.run()
+    log_path = tmp_path / "exec.log"
+    spec = process("/bin/sh", "-c", "echo from-exec")
+    async with asyncio.timeout(30):
+        await client.exec(container_id, "e1", spec, attach_stdio=LogFile(log_path))
+        await client.wait(container_id, "e1")
+    await client._release_exec(container_id, "e1")
+    assert log_path.read_bytes() == b"from-exec\n"
+
+
+# -- clean-up -----------------------------------------------------------------------------
+
+
+@pytest.mark.async_only
+@pytest.mark.async_only
+async def test_release_exec_removes_its_fifos_and_the_process(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    output = CollectOutput()
+    spec = process("/bin/sh", "-c", "echo hi")
+    await client.exec(container_id, "e1", spec, with_stdin=True, attach_stdio=output)
+    assert exec_fifos(client, container_id, "e1") == ["e1-stderr", "e1-stdin", "e1-stdout"]
+    async with asyncio.timeout(30):
+        await client.wait(container_id, "e1")
+        assert await output == (b"hi\n", b"")
+        await client._release_exec(container_id, "e1")
+    assert exec_fifos(client, container_id, "e1") == []
+    # containerd has forgotten the exec; the client still knows how it ended.
+    assert (await client.wait(container_id, "e1"))[0] == 0
+    # The id is free again.
+    await client.exec(container_id, "e1", process("/bin/true"))
+
+
+@pytest.mark.async_only
+@pytest.mark.async_only
+async def test_a_background_child_holding_the_output_does_not_stall_release_exec(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    # moby#39383: the exec exits, but a child it left behind keeps its stdout open.
+    container_id = await containers.run()
+    output = CollectOutput()
+    spec = process("/bin/sh", "-c", "sleep 300 & echo started")
+    async with asyncio.timeout(60):
+        await client.exec(container_id, "e1", spec, attach_stdio=output)
+        assert (await client.wait(container_id, "e1"))[0] == 0
+        await client._release_exec(container_id, "e1")
+        # Deleting the exec closes the shim's copy, so the output ends too.
+        assert await output == (b"started\n", b"")
+    assert exec_fifos(client, container_id, "e1") == []
+    assert (await client.wait(container_id, "e1"))[0] == 0  # remembered after the release
+
+
+@pytest.mark.async_only
+async def test_release_exec_never_raises(client: AsyncClient, containers: ContainerFactory) -> None:
+    container_id = await containers.run()
+    await client._release_exec(container_id, "never-started")
+    await client._release_exec("no-such-container", "e1")
+    await client._release_exec(container_id, "../bad")
+
+
+@pytest.mark.async_only
+async def test_a_missing_executable_fails_the_exec_start_and_cleans_up(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    output = CollectOutput()
+    with pytest.raises(LibcontainerdError, match="/bin/nope") as raised:
+        await client.exec(
+            container_id, "e1", process("/bin/nope"), with_stdin=True, attach_stdio=output
+        )
+    # containerd passes runc's failure on as UNKNOWN: no more specific kind exists.
+    assert raised.value.code == "UNKNOWN"
+    assert exec_fifos(client, container_id, "e1") == []
+    async with asyncio.timeout(30):
+        assert await output == (b"", b"")
+    with pytest.raises(NotFound):
+        await client.wait(container_id, "e1")
+    await client.exec(container_id, "e1", process("/bin/true"))
+
+
+async def test_an_exec_id_in_use_raises_already_exists(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    await client.exec(container_id, "e1", process("/bin/sleep", "300"), attach_stdio=discard)
+    with pytest.raises(AlreadyExists, match="e1"):
+        await client.exec(container_id, "e1", process("/bin/true"), attach_stdio=discard)
+    with pytest.raises(AlreadyExists, match="e1"):
+        await client.exec(container_id, "e1", process("/bin/true"))
+    # The running exec kept its FIFOs.
+    assert exec_fifos(client, container_id, "e1") == ["e1-stderr", "e1-stdout"]
+    # An exited exec is released once its exit is reported, and its id is free again.
+    await client.exec(container_id, "e2", process("/bin/true"))
+    assert (await client.wait(container_id, "e2"))[0] == 0
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                await client.exec(container_id, "e2", process("/bin/true"))
+                break
+            except AlreadyExists:
+                await asyncio.sleep(0.02)  # the release is still on its way
+
+
+async def test_exec_without_a_task_raises_failed_precondition(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.create()
+    with pytest.raises(FailedPrecondition, match="not running"):
+        await client.exec(container_id, "e1", process("/bin/true"), attach_stdio=discard)
+    assert exec_fifos(client, container_id, "e1") == []
+
+
+async def test_exec_in_a_stopped_container_raises_failed_precondition(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run(["/bin/true"])
+    await client.wait(container_id)
+    with pytest.raises(FailedPrecondition, match="stopped"):
+        await client.exec(container_id, "e1", process("/bin/true"))
+
+
+async def test_exec_in_a_paused_container_raises_failed_precondition(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    await client.pause(container_id)
+    with pytest.raises(FailedPrecondition, match="paused"):
+        await client.exec(container_id, "e1", process("/bin/true"), attach_stdio=discard)
+    assert exec_fifos(client, container_id, "e1") == []
+
+
+async def test_exec_in_an_unknown_container_raises_not_found(client: AsyncClient) -> None:
+    with pytest.raises(NotFound, match="no such container"):
+        await client.exec("no-such-container", "e1", process("/bin/true"))
+
+
+async def test_wait_for_an_unknown_exec_names_it(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    with pytest.raises(NotFound, match="no process 'zz'"):
+        await client.wait(container_id, "zz")
+    with pytest.raises(NotFound, match="no process 'zz'"):
+        await client.resize_terminal(container_id, "zz", 80, 24)
+    with pytest.raises(NotFound, match="no process 'zz'"):
+        await client.close_stdin(container_id, "zz")
+
+
+# -- refused before anything is sent ---------------------------------------------------------
+# An unknown container would give NotFound: InvalidArgument shows nothing was asked.
+
+
+@pytest.mark.parametrize("bad_id", ["../x", "", "a b", "x" * 77, INIT_PROCESS_ID])
+async def test_a_bad_exec_id_is_refused(client: AsyncClient, bad_id: str) -> None:
+    with pytest.raises(InvalidArgument, match="process id"):
+        await client.exec("no-such-container", bad_id, process("/bin/true"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        ({"cwd": "/"}, r"process\.args"),
+        ({"args": [], "cwd": "/"}, r"process\.args"),
+        ({"args": ["/bin/true"], "cwd": "tmp"}, r"process\.cwd"),
+        ({"args": ["/bin/true"]}, r"process\.cwd"),
+        ({"args": ["/bin/true"], "cwd": "/", "env": ["NOEQUALS"]}, r"process\.env\[0\]"),
+        ({"args": ["/bin/true"], "cwd": "/", "terminal": "yes"}, r"process\.terminal"),
+    ],
+)
+async def test_a_bad_process_spec_is_refused_naming_the_field(
+    client: AsyncClient, spec: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=named):
+        await client.exec("no-such-container", "e1", spec)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "named"),
+    [(-1, 24, "width"), (0, 24, "width"), (80, 65536, "height"), (80, True, "height")],
+)
+async def test_a_bad_terminal_size_is_refused(
+    client: AsyncClient, width: int, height: int, named: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=f"terminal {named}"):
+        await client.resize_terminal("no-such-container", INIT_PROCESS_ID, width, height)
+
+
+async def test_bad_ids_are_refused_by_close_stdin_and_resize(client: AsyncClient) -> None:
+    with pytest.raises(InvalidArgument, match="process id"):
+        await client.close_stdin("no-such-container", "../x")
+    with pytest.raises(InvalidArgument, match="container id"):
+        await client.resize_terminal("../x", INIT_PROCESS_ID, 80, 24)
+
+
+async def test_a_terminal_exec_needs_attached_stdio(client: AsyncClient) -> None:
+    with pytest.raises(InvalidArgument, match="terminal"):
+        await client.exec("no-such-container", "e1", process("/bin/sh", terminal=True))
