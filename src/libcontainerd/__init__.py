@@ -23,6 +23,7 @@ from .sync import Client, EventIterator
 from .types import (
     INIT_PROCESS_ID,
     Backend,
+    ContainerInfo,
     EventInfo,
     EventType,
     ProcessSummary,
@@ -40,6 +41,7 @@ __all__ = [
     "Cancelled",
     "CheckpointUnsupported",
     "Client",
+    "ContainerInfo",
     "DeadlineExceeded",
     "EventInfo",
     "EventIterator",

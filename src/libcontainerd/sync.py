@@ -20,7 +20,7 @@ from typing import Any, Self, TypeVar
 
 from .client import DEFAULT_NAMESPACE, AsyncClient, Event, EventSubscription
 from .errors import FailedPrecondition
-from .types import INIT_PROCESS_ID, Backend, ProcessSummary, Status, Version
+from .types import INIT_PROCESS_ID, Backend, ContainerInfo, ProcessSummary, Status, Version
 
 __all__ = ["Client", "EventIterator"]
 
@@ -219,6 +219,9 @@ class Client:
             raise FailedPrecondition("the client is not open")
         subscription = self._run(_subscribe(self._async))
         return EventIterator(self._loop, subscription)
+
+    def list_containers(self) -> list[ContainerInfo]:
+        return self._run(self._async.list_containers())
 
 
 async def _subscribe(client: AsyncClient) -> EventSubscription:

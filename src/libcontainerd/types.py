@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = [
     "INIT_PROCESS_ID",
     "Backend",
+    "ContainerInfo",
     "EventInfo",
     "EventType",
     "ProcessSummary",
@@ -86,6 +87,25 @@ class ProcessSummary:
 
     pid: int
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """One container of a namespace, as :meth:`AsyncClient.list_containers` reports it.
+
+    ``status`` and ``pid`` are None when the container has no task (created
+    but never started, or its task was deleted); ``exit_code`` and
+    ``exited_at`` are set once the task has stopped. ``created_at`` is
+    containerd's own record of when the container was created.
+    """
+
+    id: str
+    status: Status | None = None
+    pid: int | None = None
+    exit_code: int | None = None
+    exited_at: datetime | None = None
+    created_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable
