@@ -595,14 +595,23 @@ class ContainerRequest:
                 options.append(_option(flag, build, value))
         return options
 
-    def spec_options(self, root: Path) -> list[oci.SpecOption]:
-        """Every spec option; user names are looked up in ``root``."""
+    def validate(self) -> None:
+        """Refuse a bad value before anything is contacted or built.
+
+        User and group names are checked later, in the root filesystem.
+        """
+        if self.name is not None:
+            check_identifier(self.name)
+        self.spec_options(None)
+
+    def spec_options(self, root: Path | None) -> list[oci.SpecOption]:
+        """Every spec option; user names are looked up in ``root`` (skipped without one)."""
         options = self.resource_options()
         if self.env:
             options.append(_option("--env", oci.with_env, parse_env(self.env)))
         if self.workdir is not None:
             options.append(_option("--workdir", oci.with_cwd, self.workdir))
-        if self.user is not None:
+        if self.user is not None and (root is not None or _numeric_user(self.user)):
             uid, gid = parse_user(self.user, root)
             options.append(_option("--user", oci.with_user, uid, gid))
         if self.hostname is not None:
@@ -610,6 +619,10 @@ class ContainerRequest:
         if self.terminal:
             options.append(oci.with_terminal(True))
         return options
+
+
+def _numeric_user(text: str) -> bool:
+    return all(part.isdigit() for part in text.split(":"))
 
 
 def _option(flag: str, build: Callable[..., oci.SpecOption], *values: Any) -> oci.SpecOption:
@@ -645,10 +658,17 @@ class Stdio:
         """Wait until the process's output has been copied out (nothing to copy yet)."""
 
 
-def stdio_for(client: AsyncClient, interactive: bool, tty: bool) -> Stdio:
-    """The stdio of a new process; -i/-t raise until attached stdio lands."""
+def check_stdio(interactive: bool, tty: bool) -> None:
+    """Refuse -i and -t before anything is created or started: attached stdio has not landed.
+
+    Wiring it: drop this refusal and have :func:`stdio_for` return the attachers.
+    """
     if interactive or tty:
         raise not_supported_yet("attached stdio (-i/-t)")
+
+
+def stdio_for(client: AsyncClient, interactive: bool, tty: bool) -> Stdio:
+    """The stdio of a new process: for now none (its output is discarded)."""
     return Stdio()
 
 
@@ -658,7 +678,7 @@ def stdio_for(client: AsyncClient, interactive: bool, tty: bool) -> Stdio:
 def _request(args: tuple[str, ...], tty: bool, options: dict[str, Any]) -> ContainerRequest:
     if not args:
         raise click.UsageError("missing the command to run, e.g. 'lcd run -- echo hello'")
-    return ContainerRequest(
+    request = ContainerRequest(
         args=args,
         name=options["name"],
         hostname=options["hostname"],
@@ -671,6 +691,8 @@ def _request(args: tuple[str, ...], tty: bool, options: dict[str, Any]) -> Conta
         user=options["user"],
         terminal=tty,
     )
+    request.validate()
+    return request
 
 
 COMMAND_CONTEXT = {**CONTEXT, "allow_interspersed_args": False}
@@ -709,6 +731,7 @@ def run(
     """
     try:
         request = _request(args, tty, options)
+        check_stdio(interactive, tty)
         if detach and remove:
             raise click.UsageError(
                 "--rm with -d is not supported: nothing would be left to remove the container"
@@ -819,8 +842,7 @@ def create(
 ) -> None:
     """Create a container that runs ARGS when started ('lcd start'); print its id."""
     request = _request(args, tty, options)
-    if interactive or tty:
-        raise not_supported_yet("attached stdio (-i/-t)")
+    check_stdio(interactive, tty)
 
     async def work() -> str:
         async with connect(settings, Output()) as client:
@@ -835,7 +857,6 @@ async def _create(
     """Create the container (and its busybox root filesystem); returns its id."""
     container_id = request.name or secrets.token_hex(6)
     check_identifier(container_id)
-    request.resource_options()  # refuses a bad limit before anything is built
     if request.rootfs is not None:
         root = Path(request.rootfs)
         spec = oci.default_spec(list(request.args), root, *request.spec_options(root))
@@ -1310,12 +1331,16 @@ def version(settings: Settings, as_json: bool) -> None:
 @stdio_options
 @process_options
 @click.argument("container_id", metavar="ID")
-@click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.argument(
+    "args", nargs=-1, type=click.UNPROCESSED, required=True, metavar="[--] COMMAND [ARG]..."
+)
 @pass_settings
 def exec_(settings: Settings, /, container_id: str, args: tuple[str, ...], **options: Any) -> None:
-    # To wire: build the process spec from the container's, call
+    # To wire: check_stdio(-i, -t); build the process spec (ContainerRequest's process
+    # options applied to the container's process); in connect(): stdio_for(...),
     # client.exec(container_id, exec_id, process, stdio.with_stdin, stdio.attach), then
-    # wait(container_id, exec_id) and exit with its status, as _run does.
+    # unless -d: _wait_forwarding_signals on (container_id, exec_id), stdio.finish(),
+    # and exit with its status, as _run does.
     check_identifier(container_id)
     raise not_supported_yet("exec")
 
