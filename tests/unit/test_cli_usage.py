@@ -105,40 +105,15 @@ def test_an_address_where_nothing_answers_is_one_line_and_starts_nothing(
     assert not (tmp_path / "state").exists()
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        [],
-        ["daemon"],
-        *(
-            [name]
-            for name in [
-                "run",
-                "create",
-                "start",
-                "exec",
-                "kill",
-                "stop",
-                "pause",
-                "resume",
-                "update",
-                "checkpoint",
-                "restore",
-                "rm",
-                "ps",
-                "top",
-                "stats",
-                "events",
-                "version",
-                "demo",
-            ]
-        ),
-        ["daemon", "start"],
-        ["daemon", "stop"],
-        ["daemon", "status"],
-        ["daemon", "run"],
-    ],
-)
+COMMANDS = [
+    *([name] for name in ("run", "create", "start", "exec", "kill", "stop", "pause", "resume")),
+    *([name] for name in ("update", "checkpoint", "restore", "rm", "ps", "top", "stats")),
+    *([name] for name in ("events", "version", "demo", "daemon")),
+    *(["daemon", name] for name in ("start", "stop", "status", "run")),
+]
+
+
+@pytest.mark.parametrize("command", [[], *COMMANDS])
 def test_every_command_has_help(env: dict[str, str], command: list[str]) -> None:
     result = lcd(env, *command, "--help")
     assert result.returncode == 0, result.stderr
