@@ -22,7 +22,7 @@ import secrets
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - only without the extra
     sys.stderr.write("lcd needs the cli extra: pip install 'libcontainerd[cli]'\n")
     raise SystemExit(2) from None
 
-from . import errors, oci, rootfs
+from . import oci, rootfs
 from ._cli_values import parse_env, parse_size, parse_user
 from ._embedded import (
     DEFAULT_ROOT_DIR,
@@ -52,6 +52,7 @@ from ._signals import parse_signal
 from .client import DEFAULT_NAMESPACE, AsyncClient
 from .errors import (
     AlreadyExists,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     LibcontainerdError,
@@ -61,8 +62,6 @@ from .errors import (
 from .types import INIT_PROCESS_ID, ContainerInfo, EventInfo, EventType, Status
 
 __all__ = ["cli", "main"]
-
-T = TypeVar("T")
 
 # Exit statuses of `lcd run` when the container does not run (as docker run's).
 EXIT_LCD_FAILED = 125
@@ -173,11 +172,10 @@ class Output:
     """stdout for results (tables, ids, JSON), stderr for notes and progress."""
 
     def __init__(self) -> None:
-        plain = {"markup": False, "highlight": False, "emoji": False}
         # A table piped to a file or a program keeps every column whole.
         width = None if sys.stdout.isatty() else 100_000
-        self.stdout = Console(width=width, **plain)  # type: ignore[arg-type]
-        self.stderr = Console(stderr=True, **plain)  # type: ignore[arg-type]
+        self.stdout = Console(width=width, markup=False, highlight=False, emoji=False)
+        self.stderr = Console(stderr=True, markup=False, highlight=False, emoji=False)
 
     def note(self, message: str) -> None:
         click.echo(f"lcd: {message}", err=True)
@@ -287,13 +285,6 @@ async def _open_soon(client: AsyncClient, within: float = 10.0) -> None:
         await asyncio.sleep(0.2)
 
 
-def run_async(work: Awaitable[T]) -> T:
-    async def run() -> T:
-        return await work
-
-    return asyncio.run(run())
-
-
 # --- the command group -----------------------------------------------------------
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -368,8 +359,9 @@ def daemon() -> None:
     """The embedded containerd, supervised by a background process of lcd.
 
     Its state lives in --state-dir (socket containerd.sock), its data in
-    --root-dir. It keeps running after lcd exits and is restarted whenever
-    containerd dies; containers keep running when it stops.
+    --root-dir; --address does not apply here. It keeps running after lcd
+    exits and is restarted whenever containerd dies; containers keep running
+    when it stops.
     """
 
 
@@ -380,7 +372,7 @@ def daemon_start(settings: Settings) -> None:
     embedded = settings.daemon()
     out = Output()
     with out.progress("starting the embedded containerd"):
-        pid, started = run_async(embedded.start())
+        pid, started = asyncio.run(embedded.start())
     state = embedded.state()
     if started:
         click.echo(
@@ -398,7 +390,7 @@ def daemon_stop(settings: Settings) -> None:
     embedded = settings.daemon()
     out = Output()
     with out.progress("stopping the embedded containerd"):
-        pid, stopped = run_async(embedded.stop())
+        pid, stopped = asyncio.run(embedded.stop())
     if not stopped:
         click.echo("the embedded containerd is not running")
     elif pid is None:
@@ -435,7 +427,7 @@ def daemon_status(settings: Settings, as_json: bool) -> None:
         "error": None,
     }
     if state.running or state.containerd_pid is not None:
-        report.update(run_async(_daemon_facts(embedded.address, settings.namespace)))
+        report.update(asyncio.run(_daemon_facts(embedded.address, settings.namespace)))
     if as_json:
         Output().json(report)
     else:
@@ -737,7 +729,7 @@ def run(
                 "--rm with -d is not supported: nothing would be left to remove the container"
                 " when it exits (use 'lcd rm -f' later)"
             )
-        status = run_async(_run(settings, request, detach, remove, interactive, tty))
+        status = asyncio.run(_run(settings, request, detach, remove, interactive, tty))
     except (LibcontainerdError, OSError) as error:
         message = str(error) if isinstance(error, LibcontainerdError) else _describe_os_error(error)
         raise Failure(message, EXIT_LCD_FAILED) from None
@@ -757,17 +749,15 @@ async def _run(
     out = Output()
     async with connect(settings, out) as client:
         stdio = stdio_for(client, interactive, tty)
-        container_id = await _create(client, settings, out, request)
-        try:
-            await client.start(container_id, with_stdin=stdio.with_stdin, attach_stdio=stdio.attach)
-        except LibcontainerdError as error:
-            with contextlib.suppress(LibcontainerdError):
-                await _remove(client, settings, container_id, force=True)
-            raise Failure(str(error), _start_failure_status(str(error))) from None
         if detach:
-            click.echo(container_id)
+            click.echo(await _create_and_start(client, settings, out, request, stdio))
             return 0
-        exit_code = await _wait_forwarding_signals(client, container_id, out)
+        # Installed first, so a signal that comes early waits for the container to run.
+        with SignalForwarder(client, out) as forwarder:
+            container_id = await _create_and_start(client, settings, out, request, stdio)
+            forwarder.forward_to(container_id)
+            exit_code, _ = await client.wait(container_id)
+            await forwarder.drain()
         await stdio.finish()
         if remove:
             await _remove(client, settings, container_id, force=True)
@@ -775,6 +765,20 @@ async def _run(
             with contextlib.suppress(NotFound):
                 await client.delete_task(container_id)
         return min(exit_code, 255)
+
+
+async def _create_and_start(
+    client: AsyncClient, settings: Settings, out: Output, request: ContainerRequest, stdio: Stdio
+) -> str:
+    """Create and start the container; one that cannot start is removed again."""
+    container_id = await _create(client, settings, out, request)
+    try:
+        await client.start(container_id, with_stdin=stdio.with_stdin, attach_stdio=stdio.attach)
+    except LibcontainerdError as error:
+        with contextlib.suppress(LibcontainerdError):
+            await _remove(client, settings, container_id, force=True)
+        raise Failure(str(error), _start_failure_status(str(error))) from None
+    return container_id
 
 
 def _start_failure_status(message: str) -> int:
@@ -786,32 +790,14 @@ def _start_failure_status(message: str) -> int:
     return EXIT_LCD_FAILED
 
 
-async def _wait_forwarding_signals(client: AsyncClient, container_id: str, out: Output) -> int:
-    """Wait for the container's exit, forwarding the signals lcd gets; Ctrl-C twice kills it."""
-    loop = asyncio.get_running_loop()
-    interrupts = 0
-    pending: set[asyncio.Task[None]] = set()
+class SignalForwarder:
+    """Forwards the signals lcd receives to a container's process; Ctrl-C twice kills it.
 
-    async def send(signum: int) -> None:
-        with contextlib.suppress(LibcontainerdError):
-            await client.signal_process(container_id, INIT_PROCESS_ID, signum)
+    Installed before the container exists, so a signal that arrives while it
+    is being created or started is held and forwarded once it runs.
+    """
 
-    def forward(signum: int) -> None:
-        nonlocal interrupts
-        if signum == signal.SIGINT:
-            interrupts += 1
-            if interrupts == 1:
-                out.note(
-                    "sent SIGINT to the container (its main process ignores signals it does not"
-                    " handle); press Ctrl-C again to kill it"
-                )
-            else:
-                signum = signal.SIGKILL
-        task = loop.create_task(send(signum))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
-    forwarded = (
+    FORWARDED = (
         signal.SIGINT,
         signal.SIGTERM,
         signal.SIGHUP,
@@ -819,16 +805,64 @@ async def _wait_forwarding_signals(client: AsyncClient, container_id: str, out: 
         signal.SIGUSR1,
         signal.SIGUSR2,
     )
-    for signum in forwarded:
-        loop.add_signal_handler(signum, forward, signum)
-    try:
-        exit_code, _ = await client.wait(container_id)
-    finally:
-        for signum in forwarded:
+
+    def __init__(self, client: AsyncClient, out: Output) -> None:
+        self._client = client
+        self._out = out
+        self._container_id: str | None = None
+        self._process_id = INIT_PROCESS_ID
+        self._held: list[int] = []
+        self._interrupts = 0
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def __enter__(self) -> SignalForwarder:
+        loop = asyncio.get_running_loop()
+        for signum in self.FORWARDED:
+            loop.add_signal_handler(signum, self._received, signum)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in self.FORWARDED:
             loop.remove_signal_handler(signum)
-        if pending:
-            await asyncio.wait(list(pending))
-    return exit_code
+
+    def forward_to(self, container_id: str, process_id: str = INIT_PROCESS_ID) -> None:
+        """Forward from now on to that process, starting with what was held."""
+        self._container_id = container_id
+        self._process_id = process_id
+        held, self._held = self._held, []
+        for signum in held:
+            self._send(signum)
+
+    async def drain(self) -> None:
+        """Wait for the signals being sent."""
+        if self._sending:
+            await asyncio.wait(list(self._sending))
+
+    def _received(self, signum: int) -> None:
+        if signum == signal.SIGINT:
+            self._interrupts += 1
+            if self._interrupts == 1:
+                self._out.note(
+                    "sent SIGINT to the container (its main process ignores signals it does not"
+                    " handle); press Ctrl-C again to kill it"
+                )
+            else:
+                signum = signal.SIGKILL
+        if self._container_id is None:
+            self._held.append(signum)
+        else:
+            self._send(signum)
+
+    def _send(self, signum: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._signal(signum))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _signal(self, signum: int) -> None:
+        assert self._container_id is not None
+        with contextlib.suppress(LibcontainerdError):
+            await self._client.signal_process(self._container_id, self._process_id, signum)
 
 
 @cli.command(context_settings=COMMAND_CONTEXT)
@@ -848,7 +882,7 @@ def create(
         async with connect(settings, Output()) as client:
             return await _create(client, settings, Output(), request)
 
-    click.echo(run_async(work()))
+    click.echo(asyncio.run(work()))
 
 
 async def _create(
@@ -914,7 +948,7 @@ def _each(
                     click.echo(container_id)
         return ok
 
-    if not run_async(work()):
+    if not asyncio.run(work()):
         raise SystemExit(1)
 
 
@@ -941,6 +975,7 @@ async def _task_state(client: AsyncClient, container_id: str) -> Status | None:
     try:
         return await client.status(container_id)
     except NotFound as error:
+        # status() says which is missing (it costs a Containers.Get only on failure).
         if "no such container" in str(error):
             raise NotFound(f"no such container: {container_id!r}") from None
         return None
@@ -1015,7 +1050,7 @@ async def _signal_and_reap(
             return
         except TimeoutError:
             if current == signal.SIGKILL:
-                raise errors.DeadlineExceeded(
+                raise DeadlineExceeded(
                     f"container {container_id!r} did not exit within {wait_for:g} s of SIGKILL"
                 ) from None
 
@@ -1112,7 +1147,7 @@ def ps(settings: Settings, show_all: bool, quiet: bool, as_json: bool) -> None:
         async with connect(settings, Output()) as client:
             return await client.list_containers()
 
-    listing = run_async(work())
+    listing = asyncio.run(work())
     if not show_all:
         listing = [info for info in listing if info.status in _ALIVE]
     listing.sort(key=lambda info: info.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
@@ -1180,7 +1215,7 @@ def top(settings: Settings, container_id: str, as_json: bool) -> None:
 
     check_identifier(container_id)
     processes: list[dict[str, Any]] = []
-    for pid, exec_id in run_async(work()):
+    for pid, exec_id in asyncio.run(work()):
         info = process_info(pid)
         processes.append(
             {
@@ -1257,7 +1292,7 @@ def events(settings: Settings, container_ids: tuple[str, ...], as_json: bool) ->
                 if not wanted or container_id in wanted:
                     _print_event(container_id, event, info, as_json)
 
-    run_async(work())
+    asyncio.run(work())
 
 
 def _print_event(container_id: str, event: EventType, info: EventInfo, as_json: bool) -> None:
@@ -1302,7 +1337,7 @@ def version(settings: Settings, as_json: bool) -> None:
             reply = await client.version()
             return reply.version, reply.revision, client.address
 
-    containerd, revision, address = run_async(work())
+    containerd, revision, address = asyncio.run(work())
     ours = metadata.version("libcontainerd")
     if as_json:
         Output().json(
@@ -1339,8 +1374,8 @@ def exec_(settings: Settings, /, container_id: str, args: tuple[str, ...], **opt
     # To wire: check_stdio(-i, -t); build the process spec (ContainerRequest's process
     # options applied to the container's process); in connect(): stdio_for(...),
     # client.exec(container_id, exec_id, process, stdio.with_stdin, stdio.attach), then
-    # unless -d: _wait_forwarding_signals on (container_id, exec_id), stdio.finish(),
-    # and exit with its status, as _run does.
+    # unless -d: wait(container_id, exec_id) under a SignalForwarder aimed at the exec,
+    # stdio.finish(), and exit with its status, as _run does.
     check_identifier(container_id)
     raise not_supported_yet("exec")
 
