@@ -1001,7 +1001,15 @@ def kill(settings: Settings, signum: int, container_ids: tuple[str, ...]) -> Non
     """
 
     async def action(client: AsyncClient, container_id: str) -> None:
-        await client.signal_process(container_id, INIT_PROCESS_ID, signum)
+        try:
+            await client.signal_process(container_id, INIT_PROCESS_ID, signum)
+        except NotFound:
+            # Say which is missing: the container, its task, or (below) its process.
+            if await _task_state(client, container_id) is None:
+                raise NotFound(
+                    f"container {container_id!r} is not running (it has no task)"
+                ) from None
+            raise
 
     _each(settings, container_ids, action)
 

@@ -313,6 +313,12 @@ async def _has_pids(cli: Lcd, container_id: str, count: int) -> bool:
     return len(await cli.client.list_pids(container_id)) == count
 
 
+async def test_kill_says_when_a_container_has_no_task(cli: Lcd) -> None:
+    assert (await cli("create", "--name", "idle", "--", "true")).status == 0
+    line = (await cli("kill", "idle")).one_error_line()
+    assert line == "lcd: container 'idle' is not running (it has no task)"
+
+
 @pytest.mark.parametrize(
     "command",
     [
