@@ -145,8 +145,10 @@ class EmbeddedDaemon:
             child = self._spawn_supervisor(write_end)
         except OSError as error:
             os.close(read_end)
+            where = f": {error.filename}" if error.filename else ""
             raise Unavailable(
-                f"cannot start the embedded containerd in {self.state_dir}: {error}"
+                f"cannot start the embedded containerd in {self.state_dir}:"
+                f" {error.strerror or error}{where}"
             ) from None
         finally:
             os.close(write_end)

@@ -312,7 +312,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     envvar=STATE_DIR_ENV,
     default=DEFAULT_STATE_DIR,
     show_default=True,
-    type=click.Path(file_okay=False),
+    metavar="DIR",
     help=f"the embedded daemon's state (socket, pid files, logs) [${STATE_DIR_ENV}]",
 )
 @click.option(
@@ -320,7 +320,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     envvar=ROOT_DIR_ENV,
     default=DEFAULT_ROOT_DIR,
     show_default=True,
-    type=click.Path(file_okay=False),
+    metavar="DIR",
     help=f"the embedded daemon's data, and lcd's root filesystems [${ROOT_DIR_ENV}]",
 )
 @click.pass_context

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import json
 import os
+import pty
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 
 from .conftest import make_workdir, remove_workdir
 from .containers import process_alive
-from .lcd import Result, environment, lcd
+from .lcd import LCD, Result, environment, lcd
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +189,36 @@ async def test_a_daemon_that_cannot_start_is_one_line_and_leaves_nothing(
     assert "is not an executable file" in line
     assert str(embedded.state_dir / "lcd-daemon.log") in line
     assert embedded.processes() == []
+
+
+async def test_progress_shows_on_a_terminal_and_only_there(embedded: Embedded) -> None:
+    output, started = await asyncio.to_thread(
+        _stderr_on_a_terminal, [LCD, "daemon", "start"], embedded.env
+    )
+    assert started.startswith("started the embedded containerd")
+    assert b"starting the embedded containerd" in output  # rich's spinner, on stderr
+    stopped = await embedded("daemon", "stop")
+    assert stopped.stderr == ""  # not a terminal: no spinner
+
+
+def _stderr_on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[bytes, str]:
+    """Run ``argv`` with stderr on a new pseudo-terminal; what the terminal got, and stdout."""
+    controller, terminal = pty.openpty()
+    try:
+        completed = subprocess.run(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=90,
+            check=True,
+        )
+    finally:
+        os.close(terminal)
+    output = b""
+    with contextlib.suppress(OSError):  # EIO once everything is read
+        while chunk := os.read(controller, 4096):
+            output += chunk
+    os.close(controller)
+    return output, completed.stdout
