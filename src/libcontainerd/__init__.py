@@ -33,6 +33,7 @@ from .sync import Client, EventIterator
 from .types import (
     INIT_PROCESS_ID,
     Backend,
+    ContainerInfo,
     EventInfo,
     EventType,
     ProcessSummary,
@@ -53,6 +54,7 @@ __all__ = [
     "CheckpointUnsupported",
     "Client",
     "CollectOutput",
+    "ContainerInfo",
     "CopyToFiles",
     "DeadlineExceeded",
     "DirectIO",

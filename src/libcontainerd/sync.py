@@ -21,7 +21,15 @@ from typing import Any, Self, TypeVar
 from .client import DEFAULT_NAMESPACE, AsyncClient, AttachStdio, Event, EventSubscription
 from .errors import FailedPrecondition
 from .stdio import StdioCallback
-from .types import INIT_PROCESS_ID, Backend, ProcessSummary, Stats, Status, Version
+from .types import (
+    INIT_PROCESS_ID,
+    Backend,
+    ContainerInfo,
+    ProcessSummary,
+    Stats,
+    Status,
+    Version,
+)
 
 __all__ = ["Client", "EventIterator"]
 
@@ -269,6 +277,9 @@ class Client:
             raise FailedPrecondition("the client is not open")
         subscription = self._run(_subscribe(self._async))
         return EventIterator(self._loop, subscription)
+
+    def list_containers(self) -> list[ContainerInfo]:
+        return self._run(self._async.list_containers())
 
 
 async def _next(stream: AsyncIterator[T]) -> T:

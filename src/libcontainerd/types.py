@@ -19,6 +19,7 @@ __all__ = [
     "INIT_PROCESS_ID",
     "Backend",
     "CgroupMetrics",
+    "ContainerInfo",
     "EventInfo",
     "EventType",
     "ProcessSummary",
@@ -125,6 +126,25 @@ class Stats:
     def cgroup_version(self) -> int:
         """1 or 2: which kind of cgroup the sample came from."""
         return 2 if isinstance(self.metrics, cgroups_v2.Metrics) else 1
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """One container of a namespace, as :meth:`AsyncClient.list_containers` reports it.
+
+    ``status`` and ``pid`` are None when the container has no task (created
+    but never started, or its task was deleted); ``exit_code`` and
+    ``exited_at`` are set once the task has stopped. ``created_at`` is
+    containerd's own record of when the container was created.
+    """
+
+    id: str
+    status: Status | None = None
+    pid: int | None = None
+    exit_code: int | None = None
+    exited_at: datetime | None = None
+    created_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable
