@@ -376,6 +376,14 @@ class AsyncClient:
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE),
                 ("grpc.max_send_message_length", _MAX_MESSAGE),
+                # gRPC's own reconnect back-off grows to 120 s; containerd restarts in well
+                # under a second, and the event stream must notice it coming back.
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+                # A private subchannel, so one client's failed attempt does not make
+                # every other client on the same socket wait out its back-off.
+                ("grpc.use_local_subchannel_pool", 1),
             ],
         )
         self._rpc = _Methods(self._channel)
