@@ -357,3 +357,38 @@ async def test_a_dead_shims_duplicate_exit_is_not_reported_twice(
         listener.cancel()
     assert all(message.pid == pid for message in raw_exits)
     assert [info.exit_code for info in recorder.exits_of(container_id)] == [3]
+
+
+async def test_an_exec_exit_releases_the_exec_without_stalling_the_containers_events(
+    watched: ContainerFactory, recorder: Recorder
+) -> None:
+    # moby#39383: the exec exits, but a child it left behind keeps its output open.
+    from libcontainerd.stdio import discard
+
+    client = watched.client
+    container_id = await watched.run()
+    spec = {"args": ["/bin/sh", "-c", "sleep 300 & exit 4"], "cwd": "/", "env": ["PATH=/bin"]}
+    await client.exec(container_id, "e1", spec, attach_stdio=discard)
+    await recorder.wait_until(
+        lambda: any(info.process_id == "e1" for info in recorder.exits_of(container_id))
+    )
+    exec_exit = next(info for info in recorder.exits_of(container_id) if info.process_id == "e1")
+    assert exec_exit.exit_code == 4
+    fifo_dir = Path(client.fifo_dir) / TEST_NAMESPACE / container_id
+
+    async def released() -> bool:
+        return not any(fifo_dir.glob("e1-*"))
+
+    async with asyncio.timeout(30):
+        while not await released():
+            await asyncio.sleep(0.02)
+    # The container's queue is not stuck behind the exec: later events still arrive.
+    await client.pause(container_id)
+    await client.resume(container_id)
+    await recorder.wait_until(lambda: EventType.RESUMED in recorder.types_of(container_id))
+    assert recorder.types_of(container_id)[-4:] == [
+        EventType.EXEC_STARTED,
+        EventType.EXIT,
+        EventType.PAUSED,
+        EventType.RESUMED,
+    ]
