@@ -41,14 +41,24 @@ def _event(step: int, container_id: str, serial: int) -> tuple[str, Any]:
         ("create", events_pb2.TaskCreate(container_id=container_id, bundle="/run/b", pid=1000)),
         ("start", events_pb2.TaskStart(container_id=container_id, pid=1000)),
         ("exec-added", events_pb2.TaskExecAdded(container_id=container_id, exec_id=exec_id)),
-        ("exec-started",
-         events_pb2.TaskExecStarted(container_id=container_id, exec_id=exec_id, pid=2000)),
-        ("exit", events_pb2.TaskExit(container_id=container_id, id=exec_id, pid=2000,
-                                     exit_status=0, exited_at=stamp)),
+        (
+            "exec-started",
+            events_pb2.TaskExecStarted(container_id=container_id, exec_id=exec_id, pid=2000),
+        ),
+        (
+            "exit",
+            events_pb2.TaskExit(
+                container_id=container_id, id=exec_id, pid=2000, exit_status=0, exited_at=stamp
+            ),
+        ),
         ("paused", events_pb2.TaskPaused(container_id=container_id)),
         ("resumed", events_pb2.TaskResumed(container_id=container_id)),
-        ("exit", events_pb2.TaskExit(container_id=container_id, id=container_id, pid=1000,
-                                     exit_status=3, exited_at=stamp)),
+        (
+            "exit",
+            events_pb2.TaskExit(
+                container_id=container_id, id=container_id, pid=1000, exit_status=3, exited_at=stamp
+            ),
+        ),
     ]
     return events[step % len(events)]
 
@@ -64,8 +74,9 @@ def synthetic_envelopes(count: int, containers: int = 1000) -> list[bytes]:
             timestamp=now,
             namespace="bench",
             topic=f"/tasks/{topic}",
-            event=any_pb2.Any(type_url=message.DESCRIPTOR.full_name,
-                              value=message.SerializeToString()),
+            event=any_pb2.Any(
+                type_url=message.DESCRIPTOR.full_name, value=message.SerializeToString()
+            ),
         )
         blobs.append(envelope.SerializeToString())
     return blobs
@@ -78,8 +89,9 @@ def _pin_to_one_core() -> int:
     return cores[-1]
 
 
-async def _pipeline(blobs: list[bytes], *, plain_handler: bool, dispatch: bool,
-                    chunk: int = 64) -> dict[str, float]:
+async def _pipeline(
+    blobs: list[bytes], *, plain_handler: bool, dispatch: bool, chunk: int = 64
+) -> dict[str, float]:
     handled = 0
 
     async def handle_async(container_id: str, event: EventType, info: EventInfo) -> None:
@@ -109,8 +121,12 @@ async def _pipeline(blobs: list[bytes], *, plain_handler: bool, dispatch: bool,
     await dispatcher.close()
     if dispatch and handled != len(blobs):
         raise RuntimeError(f"handled {handled} of {len(blobs)} events")
-    return {"events": len(blobs), "seconds": elapsed, "cpu_seconds": cpu,
-            "events_per_second": len(blobs) / elapsed}
+    return {
+        "events": len(blobs),
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "events_per_second": len(blobs) / elapsed,
+    }
 
 
 def event_pipeline(count: int) -> dict[str, Any]:
@@ -122,8 +138,9 @@ def event_pipeline(count: int) -> dict[str, Any]:
         ("async_backend", False, True),
         ("plain_backend", True, True),
     ):
-        runs = [asyncio.run(_pipeline(blobs, plain_handler=plain, dispatch=dispatch))
-                for _ in range(3)]
+        runs = [
+            asyncio.run(_pipeline(blobs, plain_handler=plain, dispatch=dispatch)) for _ in range(3)
+        ]
         best = max(runs, key=lambda run: run["events_per_second"])
         results[name] = {**best, "all_events_per_second": [r["events_per_second"] for r in runs]}
     return results
@@ -227,18 +244,29 @@ def import_times(runs: int) -> dict[str, Any]:
     As a user's machine has them: with bytecode caches (pip writes grpc's at
     install; an unset ``PYTHONDONTWRITEBYTECODE`` and a first import write ours).
     """
-    environment = {key: value for key, value in os.environ.items()
-                   if key != "PYTHONDONTWRITEBYTECODE"}
+    environment = {
+        key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"
+    }
     subprocess.run([sys.executable, "-c", "import libcontainerd"], check=True, env=environment)
     samples: dict[str, list[float]] = {"libcontainerd": [], "grpc": []}
     for _ in range(runs):
         for module in samples:
-            done = subprocess.run([sys.executable, "-c", _IMPORT_PROBE.format(module=module)],
-                                  capture_output=True, text=True, check=True, env=environment)
+            done = subprocess.run(
+                [sys.executable, "-c", _IMPORT_PROBE.format(module=module)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=environment,
+            )
             samples[module].append(float(done.stdout))
     # Where the time goes, by top-level package (one run, -X importtime).
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import libcontainerd"],
-                          capture_output=True, text=True, check=True, env=environment)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import libcontainerd"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+    )
     cumulative: dict[str, int] = {}
     for line in done.stderr.splitlines():
         parts = line.split("|")

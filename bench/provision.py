@@ -26,8 +26,9 @@ _updated = False
 
 
 def _installed(package: str) -> bool:
-    query = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
-                           capture_output=True, text=True, check=False)
+    query = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False
+    )
     return "install ok installed" in query.stdout
 
 
@@ -44,9 +45,19 @@ def apt_install(packages: tuple[str, ...]) -> None:
         _updated = True
     # Without an init system, invoke-rc.d starts no service (docker.io's dockerd stays off).
     subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-         "-o", "DPkg::Lock::Timeout=600", *missing],
-        check=True, env=environment, stdout=subprocess.DEVNULL,
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "-o",
+            "DPkg::Lock::Timeout=600",
+            *missing,
+        ],
+        check=True,
+        env=environment,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -68,8 +79,9 @@ def go_client() -> Path:
         "GOCACHE": str(REPO / ".cache" / "go-build"),
     }
     go = shutil.which("go") or "/usr/bin/go"
-    subprocess.run([go, "build", "-o", str(GO_BINARY), "."], cwd=GO_SOURCE, check=True,
-                   env=environment)
+    subprocess.run(
+        [go, "build", "-o", str(GO_BINARY), "."], cwd=GO_SOURCE, check=True, env=environment
+    )
     return GO_BINARY
 
 

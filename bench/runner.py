@@ -76,8 +76,9 @@ class Run:
 
     # -- latency: round-robin per iteration ------------------------------------------
 
-    async def latency(self, name: str, systems: list[System], iterations: int,
-                      warmup: int) -> dict[str, Any]:
+    async def latency(
+        self, name: str, systems: list[System], iterations: int, warmup: int
+    ) -> dict[str, Any]:
         description, method = LATENCY_BENCHMARKS.get(name, (name, name))
         samples: dict[str, list[float]] = {}
         skipped: dict[str, str] = {}
@@ -92,7 +93,7 @@ class Run:
                 except Unsupported as reason:
                     skipped[system.name] = str(reason)
                     continue
-                except Exception as error:  # noqa: BLE001 - a broken anchor is reported, not fatal
+                except Exception as error:  # a broken anchor is reported, not fatal
                     skipped[system.name] = f"failed: {error}"
                     log(f"bench: {name} on {system.label} failed: {error}")
                     continue
@@ -112,15 +113,14 @@ class Run:
     def _ratios(systems: dict[str, Any], key: str, ours: str = "ours") -> dict[str, float | None]:
         mine = systems.get(ours, {}).get(key)
         return {
-            name: ratio(mine, summary.get(key))
-            for name, summary in systems.items()
-            if name != ours
+            name: ratio(mine, summary.get(key)) for name, summary in systems.items() if name != ours
         }
 
     # -- throughput --------------------------------------------------------------------
 
-    async def throughput(self, systems: list[System], count: int,
-                         concurrencies: list[int]) -> dict[str, Any]:
+    async def throughput(
+        self, systems: list[System], count: int, concurrencies: list[int]
+    ) -> dict[str, Any]:
         levels: dict[str, Any] = {}
         skipped: dict[str, str] = {}
         for index, concurrency in enumerate(concurrencies):
@@ -133,7 +133,7 @@ class Run:
                 except Unsupported as reason:
                     skipped[system.name] = str(reason)
                     continue
-                except Exception as error:  # noqa: BLE001
+                except Exception as error:
                     skipped[system.name] = f"failed: {error}"
                     log(f"bench: throughput on {system.label} failed: {error}")
                     continue
@@ -156,8 +156,11 @@ class Run:
             "unit": "lifecycles per second",
             "concurrency": levels,
             "best": best,
-            "best_ratios": {name: ratio(best.get("ours"), value)
-                            for name, value in best.items() if name != "ours"},
+            "best_ratios": {
+                name: ratio(best.get("ours"), value)
+                for name, value in best.items()
+                if name != "ours"
+            },
             "skipped": skipped,
         }
 
@@ -171,7 +174,7 @@ class Run:
                 per_lifecycle[system.name] = await system.cpu_per_lifecycle(count)
             except Unsupported as reason:
                 skipped[system.name] = str(reason)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 skipped[system.name] = f"failed: {error}"
         return {
             "description": (
@@ -181,8 +184,11 @@ class Run:
             ),
             "unit": "seconds",
             "systems": per_lifecycle,
-            "ratios": {name: ratio(per_lifecycle.get("ours"), value)
-                       for name, value in per_lifecycle.items() if name != "ours"},
+            "ratios": {
+                name: ratio(per_lifecycle.get("ours"), value)
+                for name, value in per_lifecycle.items()
+                if name != "ours"
+            },
             "skipped": skipped,
         }
 
@@ -191,8 +197,14 @@ class Run:
 
 
 def _python_module(*args: str, timeout: float = 600) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False, cwd=provision.REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=provision.REPO,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
@@ -213,15 +225,18 @@ async def profile_lifecycles(ours: Ours, count: int, path: Path) -> dict[str, An
     path.write_text(text.getvalue())
     top = []
     for (filename, line, function), (_, calls, tottime, cumtime, _) in sorted(
-        stats.stats.items(), key=lambda item: -item[1][2]  # type: ignore[attr-defined]
+        stats.stats.items(),
+        key=lambda item: -item[1][2],  # type: ignore[attr-defined]
     )[:15]:
-        top.append({
-            "function": f"{filename.split('site-packages/')[-1].split('/src/')[-1]}:{line}"
-                        f"({function})",
-            "calls_per_lifecycle": calls / count,
-            "tottime_per_lifecycle": tottime / count,
-            "cumtime_per_lifecycle": cumtime / count,
-        })
+        top.append(
+            {
+                "function": f"{filename.split('site-packages/')[-1].split('/src/')[-1]}:{line}"
+                f"({function})",
+                "calls_per_lifecycle": calls / count,
+                "tottime_per_lifecycle": tottime / count,
+                "cumtime_per_lifecycle": cumtime / count,
+            }
+        )
     return {"lifecycles": count, "report": str(path), "top_by_own_time": top}
 
 
@@ -247,33 +262,59 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("pause+resume vs Go", _get(bench, "pause_resume", "ratios", "go"), "<=", 1.1),
         ("stats vs Go", _get(bench, "stats", "ratios", "go"), "<=", 1.5),
         ("stats vs docker-py", _get(bench, "stats", "ratios", "docker"), "<=", 0.01),
-        ("throughput at concurrency 4 vs Go",
-         _get(bench, "throughput", "concurrency", "4", "ratios", "go"), ">=", 1.0),
-        ("throughput at best concurrency vs Go",
-         _get(bench, "throughput", "best_ratios", "go"), ">=", 1.3),
+        (
+            "throughput at concurrency 4 vs Go",
+            _get(bench, "throughput", "concurrency", "4", "ratios", "go"),
+            ">=",
+            1.0,
+        ),
+        (
+            "throughput at best concurrency vs Go",
+            _get(bench, "throughput", "best_ratios", "go"),
+            ">=",
+            1.3,
+        ),
         ("client CPU per lifecycle vs Go", _get(bench, "client_cpu", "ratios", "go"), "<=", 1.0),
         ("version() vs raw grpcio call", _get(bench, "version_vs_raw", "ratio"), "<=", 1.2),
-        ("event pipeline, events/s on one core (async backend)",
-         _get(bench, "event_pipeline", "async_backend", "events_per_second"), ">=", 50_000),
-        ("event pipeline, events/s on one core (plain backend)",
-         _get(bench, "event_pipeline", "plain_backend", "events_per_second"), ">=", 50_000),
-        ("client memory per tracked container, KiB",
-         _kib(_get(bench, "memory", "traced_bytes_per_container")), "<=", 20),
+        (
+            "event pipeline, events/s on one core (async backend)",
+            _get(bench, "event_pipeline", "async_backend", "events_per_second"),
+            ">=",
+            50_000,
+        ),
+        (
+            "event pipeline, events/s on one core (plain backend)",
+            _get(bench, "event_pipeline", "plain_backend", "events_per_second"),
+            ">=",
+            50_000,
+        ),
+        (
+            "client memory per tracked container, KiB",
+            _kib(_get(bench, "memory", "traced_bytes_per_container")),
+            "<=",
+            20,
+        ),
         ("import libcontainerd vs import grpc", _get(bench, "import", "ratio"), "<=", 1.5),
     ]
     calls_ours = _get(bench, "grpc_calls", "per_operation", "ours", "lifecycle")
     calls_go = _get(bench, "grpc_calls", "per_operation", "go", "lifecycle")
     targets = [
-        {"target": name, "value": value, "rule": f"{op} {limit:g}",
-         "met": None if value is None else (value <= limit if op == "<=" else value >= limit)}
+        {
+            "target": name,
+            "value": value,
+            "rule": f"{op} {limit:g}",
+            "met": None if value is None else (value <= limit if op == "<=" else value >= limit),
+        }
         for name, value, op, limit in checks
     ]
-    targets.append({
-        "target": "gRPC calls per lifecycle, fewer than the Go client's",
-        "value": calls_ours,
-        "rule": f"< {calls_go if calls_go is not None else 12}",
-        "met": None if calls_ours is None else calls_ours < (calls_go or 12),
-    })
+    targets.append(
+        {
+            "target": "gRPC calls per lifecycle, fewer than the Go client's",
+            "value": calls_ours,
+            "rule": f"< {calls_go if calls_go is not None else 12}",
+            "met": None if calls_ours is None else calls_ours < (calls_go or 12),
+        }
+    )
     return targets
 
 
@@ -287,28 +328,37 @@ def _kib(value: float | None) -> float | None:
 def print_report(results: dict[str, Any], labels: dict[str, str]) -> None:
     out = sys.stdout
     machine = results["machine"]
-    print(f"\nlibcontainerd benchmarks — {machine['cpus']} CPUs, containerd"
-          f" {machine['containerd']}, runc {machine['runc']}, {results['mode']} mode", file=out)
+    print(
+        f"\nlibcontainerd benchmarks — {machine['cpus']} CPUs, containerd"
+        f" {machine['containerd']}, runc {machine['runc']}, {results['mode']} mode",
+        file=out,
+    )
     bench = results["benchmarks"]
     for name in LATENCY_BENCHMARKS:
         if name not in bench:
             continue
         result = bench[name]
         print(f"\n{name}: {result['description']}", file=out)
-        print(f"  {'system':<26}{'median':>10}{'p25–p75':>22}{'n':>5}{'ours/x':>9}", file=out)
+        print(f"  {'system':<26}{'median':>10}{'p25-p75':>22}{'n':>5}{'ours/x':>9}", file=out)
         for system, summary in result["systems"].items():
-            spread = f"{format_seconds(summary['p25'])}–{format_seconds(summary['p75'])}"
+            spread = f"{format_seconds(summary['p25'])}-{format_seconds(summary['p75'])}"
             share = result["ratios"].get(system)
             shown = "" if system == "ours" else (f"{share:.2f}" if share else "-")
-            print(f"  {labels.get(system, system):<26}{format_seconds(summary['median']):>10}"
-                  f"{spread:>22}{summary['n']:>5}{shown:>9}", file=out)
+            print(
+                f"  {labels.get(system, system):<26}{format_seconds(summary['median']):>10}"
+                f"{spread:>22}{summary['n']:>5}{shown:>9}",
+                file=out,
+            )
         for system, reason in result["skipped"].items():
             print(f"  {labels.get(system, system):<26}skipped: {reason}", file=out)
     if "version_vs_raw" in bench:
         raw = bench["version_vs_raw"]
-        print(f"\nversion() vs a raw grpcio call on an open channel: "
-              f"{format_seconds(raw['ours'])} vs {format_seconds(raw['raw'])}"
-              f" = {raw['ratio']:.2f}x", file=out)
+        print(
+            f"\nversion() vs a raw grpcio call on an open channel: "
+            f"{format_seconds(raw['ours'])} vs {format_seconds(raw['raw'])}"
+            f" = {raw['ratio']:.2f}x",
+            file=out,
+        )
     if "throughput" in bench:
         result = bench["throughput"]
         print(f"\nthroughput: {result['description']} (lifecycles/s)", file=out)
@@ -321,8 +371,10 @@ def print_report(results: dict[str, Any], labels: dict[str, str]) -> None:
             print(f"  concurrency {level:>2}: {row}", file=out)
     if "client_cpu" in bench:
         result = bench["client_cpu"]
-        row = ", ".join(f"{labels.get(name, name)} {format_seconds(value)}"
-                        for name, value in result["systems"].items())
+        row = ", ".join(
+            f"{labels.get(name, name)} {format_seconds(value)}"
+            for name, value in result["systems"].items()
+        )
         print(f"\nclient CPU per lifecycle: {row}", file=out)
     if "grpc_calls" in bench:
         for system, ops in bench["grpc_calls"]["per_operation"].items():
@@ -330,28 +382,49 @@ def print_report(results: dict[str, Any], labels: dict[str, str]) -> None:
             print(f"gRPC calls, {labels.get(system, system)}: {row}", file=out)
     if "event_pipeline" in bench:
         events = bench["event_pipeline"]
-        print("\nevent pipeline on one core: " + ", ".join(
-            f"{kind} {events[kind]['events_per_second']:,.0f}/s"
-            for kind in ("decode_only", "async_backend", "plain_backend") if kind in events
-        ), file=out)
+        print(
+            "\nevent pipeline on one core: "
+            + ", ".join(
+                f"{kind} {events[kind]['events_per_second']:,.0f}/s"
+                for kind in ("decode_only", "async_backend", "plain_backend")
+                if kind in events
+            ),
+            file=out,
+        )
     if "memory" in bench:
         memory = bench["memory"]
-        print(f"client memory per tracked container: "
-              f"{memory['traced_bytes_per_container']:.0f} B traced,"
-              f" {memory['rss_bytes_per_container']:.0f} B RSS", file=out)
+        print(
+            f"client memory per tracked container: "
+            f"{memory['traced_bytes_per_container']:.0f} B traced,"
+            f" {memory['rss_bytes_per_container']:.0f} B RSS",
+            file=out,
+        )
         if "traced_bytes_kept_per_finished_lifecycle" in memory:
-            print(f"  kept per finished lifecycle: "
-                  f"{memory['traced_bytes_kept_per_finished_lifecycle']:.0f} B", file=out)
+            print(
+                f"  kept per finished lifecycle: "
+                f"{memory['traced_bytes_kept_per_finished_lifecycle']:.0f} B",
+                file=out,
+            )
     if "import" in bench:
         imports = bench["import"]
-        print(f"import: libcontainerd {format_seconds(imports['median']['libcontainerd'])},"
-              f" grpc {format_seconds(imports['median']['grpc'])} = {imports['ratio']:.2f}x",
-              file=out)
+        print(
+            f"import: libcontainerd {format_seconds(imports['median']['libcontainerd'])},"
+            f" grpc {format_seconds(imports['median']['grpc'])} = {imports['ratio']:.2f}x",
+            file=out,
+        )
     if "levers" in bench:
-        print("\ncontainerd levers (lifecycle medians):", file=out)
+        print("\ncontainerd levers (lifecycle median; throughput):", file=out)
+        levels = bench["levers"]["throughput"]["concurrency"]
         for name, summary in bench["levers"]["systems"].items():
-            print(f"  {labels.get(name, name):<26}{format_seconds(summary['median']):>10}",
-                  file=out)
+            rates = "".join(
+                f"{level['systems'][name]['per_second']:>8.1f}/s at {concurrency}"
+                for concurrency, level in levels.items()
+                if name in level["systems"]
+            )
+            print(
+                f"  {labels.get(name, name):<26}{format_seconds(summary['median']):>10}{rates}",
+                file=out,
+            )
     print("\ntargets:", file=out)
     for target in results["targets"]:
         value = target["value"]
@@ -380,8 +453,9 @@ def machine() -> dict[str, Any]:
         load = loadavg.read().split()[:3]
     model = ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        model = next((line.split(":", 1)[1].strip() for line in cpuinfo
-                      if line.startswith("model name")), "")
+        model = next(
+            (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), ""
+        )
     return {
         "cpus": os.cpu_count(),
         "cpu_model": model,
@@ -429,29 +503,59 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench", description="libcontainerd against its anchors, side by side, in one run."
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="seconds-long smoke run: tiny counts, no Go build, no docker")
-    parser.add_argument("--with-docker", action="store_true",
-                        help="install docker.io and docker-py if needed, run a private dockerd,"
-                             " and add docker-py as an anchor")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="seconds-long smoke run: tiny counts, no Go build, no docker",
+    )
+    parser.add_argument(
+        "--with-docker",
+        action="store_true",
+        help="install docker.io and docker-py if needed, run a private dockerd,"
+        " and add docker-py as an anchor",
+    )
     parser.add_argument("--no-go", action="store_true", help="leave out the Go client anchor")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
-                        help=f"where to write the results (default {DEFAULT_JSON})")
-    parser.add_argument("--iterations", type=int, default=30,
-                        help="measured iterations per latency benchmark (default 30)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        help=f"where to write the results (default {DEFAULT_JSON})",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=30,
+        help="measured iterations per latency benchmark (default 30)",
+    )
     parser.add_argument("--warmup", type=int, default=5, help="warm-up iterations (default 5)")
-    parser.add_argument("--count", type=int, default=100,
-                        help="lifecycles per throughput measurement (default 100)")
-    parser.add_argument("--concurrency", default="1,4,16",
-                        help="throughput concurrency levels (default 1,4,16)")
-    parser.add_argument("--events", type=int, default=100_000,
-                        help="synthetic events for the event pipeline (default 100000)")
-    parser.add_argument("--containers", type=int, default=1000,
-                        help="created containers for the memory benchmark (default 1000)")
-    parser.add_argument("--no-levers", action="store_true",
-                        help="skip the containerd levers (shim grouping, one lease)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile ours (cProfile of lifecycles) into .cache/bench/")
+    parser.add_argument(
+        "--count", type=int, default=100, help="lifecycles per throughput measurement (default 100)"
+    )
+    parser.add_argument(
+        "--concurrency", default="1,4,16", help="throughput concurrency levels (default 1,4,16)"
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=100_000,
+        help="synthetic events for the event pipeline (default 100000)",
+    )
+    parser.add_argument(
+        "--containers",
+        type=int,
+        default=1000,
+        help="created containers for the memory benchmark (default 1000)",
+    )
+    parser.add_argument(
+        "--no-levers",
+        action="store_true",
+        help="skip the containerd levers (shim grouping, one lease)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile ours (cProfile of lifecycles) into .cache/bench/",
+    )
     options = parser.parse_args(argv)
     if options.quick:
         options.iterations, options.warmup, options.count = 3, 1, 4
@@ -471,8 +575,11 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "quick" if options.quick else "full",
         "machine": machine(),
-        "options": {key: value for key, value in vars(options).items()
-                    if isinstance(value, int | str | bool | list)},
+        "options": {
+            key: value
+            for key, value in vars(options).items()
+            if isinstance(value, int | str | bool | list)
+        },
         "benchmarks": {},
     }
     bench = results["benchmarks"]
@@ -502,21 +609,25 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
 
         for name in LATENCY_BENCHMARKS:
             log(f"bench: {name}")
-            bench[name] = await session.latency(name, systems, options.iterations,
-                                                options.warmup)
+            bench[name] = await session.latency(name, systems, options.iterations, options.warmup)
 
         log("bench: version() vs raw grpcio")
-        pairs = await session.latency("version", [ours, raw], options.iterations * 10,
-                                      options.warmup)
+        pairs = await session.latency(
+            "version", [ours, raw], options.iterations * 10, options.warmup
+        )
         ours_median = pairs["systems"]["ours"]["median"]
         raw_median = pairs["systems"]["raw-grpc"]["median"]
-        bench["version_vs_raw"] = {"ours": ours_median, "raw": raw_median,
-                                   "ratio": ours_median / raw_median,
-                                   "samples": options.iterations * 10}
+        bench["version_vs_raw"] = {
+            "ours": ours_median,
+            "raw": raw_median,
+            "ratio": ours_median / raw_median,
+            "samples": options.iterations * 10,
+        }
 
         log("bench: throughput")
-        bench["throughput"] = await session.throughput(systems, options.count,
-                                                       options.concurrency_levels)
+        bench["throughput"] = await session.throughput(
+            systems, options.count, options.concurrency_levels
+        )
         log("bench: client CPU")
         bench["client_cpu"] = await session.cpu(systems, max(options.iterations, 3))
 
@@ -527,35 +638,44 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                 calls[system.name] = system.calls
         bench["grpc_calls"] = {
             "by_method": calls,
-            "per_operation": {name: {op: sum(methods.values()) for op, methods in ops.items()}
-                              for name, ops in calls.items()},
+            "per_operation": {
+                name: {op: sum(methods.values()) for op, methods in ops.items()}
+                for name, ops in calls.items()
+            },
         }
 
         if not options.no_levers:
             log("bench: containerd levers")
             levers: list[System] = [Ours(env, namespace="bench-lcd-g", group="lcd-group")]
             if go_binary is not None:
-                levers += [GoClient(env, go_binary, namespace="bench-go-g", group="go-group"),
-                           GoClient(env, go_binary, namespace="bench-go-l", lease=True)]
+                levers += [
+                    GoClient(env, go_binary, namespace="bench-go-g", group="go-group"),
+                    GoClient(env, go_binary, namespace="bench-go-l", lease=True),
+                ]
             for system in levers:
                 await system.start()
             systems += levers
             labels.update({system.name: system.label for system in levers})
-            compared = [system for system in systems if system.name in
-                        ("ours", "ours-grouped", "go", "go-grouped", "go-lease")]
-            bench["levers"] = await session.latency("lifecycle", compared, options.iterations,
-                                                    options.warmup)
+            compared = [
+                system
+                for system in systems
+                if system.name in ("ours", "ours-grouped", "go", "go-grouped", "go-lease")
+            ]
+            bench["levers"] = await session.latency(
+                "lifecycle", compared, options.iterations, options.warmup
+            )
             bench["levers"]["description"] = (
-                "lifecycle with containerd's levers: runc v2 shim grouping (every container"
-                " labelled io.containerd.runc.v2.group, a long-running one keeping the group's"
-                " shim alive) and, for Go, one long-lived lease instead of one per container"
+                "lifecycle with containerd's levers: runc v2 shim grouping (the spec annotation"
+                " io.containerd.runc.v2.group on every container, a long-running one keeping"
+                " the group's shim alive) and, for Go, one long-lived lease instead of one per"
+                " container"
+            )
+            bench["levers"]["throughput"] = await session.throughput(
+                compared, options.count, [4, max(options.concurrency_levels)]
             )
             for system in levers:
                 if system.calls:
                     bench["grpc_calls"]["by_method"][system.name] = system.calls
-            grouped = levers[0]
-            assert isinstance(grouped, Ours)
-            bench["grpc_calls"]["by_method"]["ours-grouped"] = await grouped.count_calls()
 
         if options.profile:
             log("bench: profile")
@@ -572,8 +692,12 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         bench["event_pipeline"] = _python_module("bench.inprocess", "events", str(options.events))
         log("bench: client memory")
         bench["memory"] = _python_module(
-            "bench.inprocess", "memory", supervisor.address, str(root),
-            str(options.containers), str(0 if options.quick else 200),
+            "bench.inprocess",
+            "memory",
+            supervisor.address,
+            str(root),
+            str(options.containers),
+            str(0 if options.quick else 200),
         )
         log("bench: import time")
         imports = import_times(2 if options.quick else 15)

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import resource
 import shutil
 import signal
@@ -34,8 +33,10 @@ from libcontainerd._api.containerd.api.services.version.v1 import version_pb2
 
 TRUE = ["/bin/true"]
 SLEEP = ["/bin/sleep", "1000000"]
-# The runc v2 shim serves every container whose label has the same value (opt-in).
-GROUP_LABEL = "io.containerd.runc.v2.group"
+# The runc v2 shim of containerd 1.6 serves, in one shim process, every container whose
+# spec carries this annotation with the same value (opt-in; it reads the spec's
+# annotations, not the container's labels).
+GROUP_ANNOTATION = "io.containerd.runc.v2.group"
 
 
 class Unsupported(Exception):
@@ -143,32 +144,21 @@ def _channels_with(interceptor: Any) -> Any:
     """While open: every grpc.aio insecure channel made gets ``interceptor`` (bench only)."""
     real = grpc.aio.insecure_channel
 
-    def with_interceptor(target: str, options: Any = None, compression: Any = None,
-                         interceptors: Any = None) -> grpc.aio.Channel:
-        return real(target, options=options, compression=compression,
-                    interceptors=[*(interceptors or []), interceptor])
+    def with_interceptor(
+        target: str, options: Any = None, compression: Any = None, interceptors: Any = None
+    ) -> grpc.aio.Channel:
+        return real(
+            target,
+            options=options,
+            compression=compression,
+            interceptors=[*(interceptors or []), interceptor],
+        )
 
     grpc.aio.insecure_channel = with_interceptor  # type: ignore[assignment]
     try:
         yield
     finally:
         grpc.aio.insecure_channel = real  # type: ignore[assignment]
-
-
-def group_labels(client: AsyncClient, group: str) -> None:
-    """Bench-only experiment: make ``client.create`` label every container with a shim group.
-
-    The library has no ``labels=`` argument yet; this wraps its Containers.Create
-    call to measure what the label would buy.
-    """
-    method = client._methods.container_create  # noqa: SLF001 - experiment, not an API
-    real = method.call
-
-    def call(request: Any, **kwargs: Any) -> Any:
-        request.container.labels[GROUP_LABEL] = group
-        return real(request, **kwargs)
-
-    object.__setattr__(method, "call", call)
 
 
 class Ours(System):
@@ -187,24 +177,24 @@ class Ours(System):
         self.client = AsyncClient(env.address, namespace=namespace, backend=_NoOpBackend())
         self.long_id = f"{self.name}-long"
         self._long_started = False
-        self._created: set[str] = set()
         self._exec_ids = itertools.count()
 
     async def start(self) -> None:
         await self.client.open()
-        if self.group:
-            group_labels(self.client, self.group)
-        await self._create_and_start(self.long_id, SLEEP)
+        await self.client.create(self.long_id, self._spec(SLEEP))
+        await self.client.start(self.long_id)
         self._long_started = True
 
-    async def _create_and_start(self, container_id: str, args: list[str]) -> None:
-        await self.client.create(container_id, oci.default_spec(args, self.env.rootfs))
-        self._created.add(container_id)
-        await self.client.start(container_id)
+    def _spec(self, args: list[str]) -> dict[str, Any]:
+        if self.group:
+            return oci.default_spec(
+                args, self.env.rootfs, oci.with_annotations({GROUP_ANNOTATION: self.group})
+            )
+        return oci.default_spec(args, self.env.rootfs)
 
     async def _one_lifecycle(self, client: AsyncClient, container_id: str) -> None:
         # Building the spec is part of the caller's work, as it is for the Go client.
-        spec = oci.default_spec(TRUE, self.env.rootfs)
+        spec = self._spec(TRUE)
         await client.create(container_id, spec)
         await client.start(container_id)
         await client.wait(container_id)
@@ -279,8 +269,6 @@ class Ours(System):
         with _channels_with(counter):  # the channel is made in open()
             await counting.open()
         try:
-            if self.group:
-                group_labels(counting, self.group)
             counter.take()
             await self._one_lifecycle(counting, self.next_id("count"))
             self.calls["lifecycle"] = counter.take()
@@ -354,9 +342,12 @@ def _run(argv: list[str], timeout: float = 60, *, detached: bool = False) -> flo
     """
     started = time.perf_counter()
     done = subprocess.run(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL if detached else subprocess.PIPE,
-        timeout=timeout, check=False,
+        timeout=timeout,
+        check=False,
     )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
@@ -443,11 +434,13 @@ class Runc(System):
     async def close(self) -> None:
         if not self.root.exists():
             return
-        listing = subprocess.run(self._runc("list", "-q"), capture_output=True, text=True,
-                                 check=False)
+        listing = subprocess.run(
+            self._runc("list", "-q"), capture_output=True, text=True, check=False
+        )
         for container_id in listing.stdout.split():
-            subprocess.run(self._runc("delete", "--force", container_id), capture_output=True,
-                           check=False)
+            subprocess.run(
+                self._runc("delete", "--force", container_id), capture_output=True, check=False
+            )
 
 
 class Ctr(System):
@@ -467,8 +460,12 @@ class Ctr(System):
         return [*self.base, *args]
 
     def _run_container(self, container_id: str, args: list[str], *flags: str) -> float:
-        return _run(self._ctr("run", *flags, "--null-io", "--rootfs", str(self.env.rootfs),
-                              container_id, *args), detached="--detach" in flags)
+        return _run(
+            self._ctr(
+                "run", *flags, "--null-io", "--rootfs", str(self.env.rootfs), container_id, *args
+            ),
+            detached="--detach" in flags,
+        )
 
     async def start(self) -> None:
         self._run_container(self.long_id, SLEEP, "--detach")
@@ -477,12 +474,14 @@ class Ctr(System):
         return self._run_container(self.next_id("lc"), TRUE, "--rm")
 
     async def exec(self) -> float:
-        return _run(self._ctr("task", "exec", "--exec-id", f"x{next(self._exec_ids)}",
-                              self.long_id, *TRUE))
+        return _run(
+            self._ctr("task", "exec", "--exec-id", f"x{next(self._exec_ids)}", self.long_id, *TRUE)
+        )
 
     async def pause_resume(self) -> float:
-        return (_run(self._ctr("task", "pause", self.long_id))
-                + _run(self._ctr("task", "resume", self.long_id)))
+        return _run(self._ctr("task", "pause", self.long_id)) + _run(
+            self._ctr("task", "resume", self.long_id)
+        )
 
     async def stats(self) -> float:
         return _run(self._ctr("task", "metrics", self.long_id))
@@ -494,7 +493,8 @@ class Ctr(System):
         prefix = self.next_id("tp")
         return await _threaded_throughput(
             lambda index: self._run_container(f"{prefix}-{index}", TRUE, "--rm"),
-            count, concurrency,
+            count,
+            concurrency,
         )
 
     async def cpu_per_lifecycle(self, count: int) -> float:
@@ -504,19 +504,33 @@ class Ctr(System):
         return (cpu_seconds(resource.RUSAGE_CHILDREN) - before) / count
 
     async def close(self) -> None:
-        tasks = subprocess.run(self._ctr("task", "ls", "-q"), capture_output=True, text=True,
-                               check=False)
+        tasks = subprocess.run(
+            self._ctr("task", "ls", "-q"), capture_output=True, text=True, check=False
+        )
         for container_id in tasks.stdout.split():
-            subprocess.run(self._ctr("task", "rm", "--force", container_id), capture_output=True,
-                           check=False)
-        containers = subprocess.run(self._ctr("container", "ls", "-q"), capture_output=True,
-                                    text=True, check=False)
+            subprocess.run(
+                self._ctr("task", "rm", "--force", container_id), capture_output=True, check=False
+            )
+        containers = subprocess.run(
+            self._ctr("container", "ls", "-q"), capture_output=True, text=True, check=False
+        )
         for container_id in containers.stdout.split():
-            subprocess.run(self._ctr("container", "rm", container_id), capture_output=True,
-                           check=False)
+            subprocess.run(
+                self._ctr("container", "rm", container_id), capture_output=True, check=False
+            )
 
 
 # -- containerd's Go client ------------------------------------------------------------
+
+
+# The Go program's operations whose gRPC calls are reported, by benchmark name.
+_COUNTED_GO_OPS = {
+    "lifecycle": "lifecycle",
+    "exec": "exec",
+    "pause_resume": "pause_resume",
+    "metrics": "stats",
+    "version": "version",
+}
 
 
 class GoClient(System):
@@ -529,8 +543,15 @@ class GoClient(System):
     name = "go"
     label = "Go client"
 
-    def __init__(self, env: Env, binary: Path, *, namespace: str = "bench-go",
-                 group: str = "", lease: bool = False) -> None:
+    def __init__(
+        self,
+        env: Env,
+        binary: Path,
+        *,
+        namespace: str = "bench-go",
+        group: str = "",
+        lease: bool = False,
+    ) -> None:
         super().__init__(env)
         self.binary = binary
         self.namespace = namespace
@@ -546,9 +567,16 @@ class GoClient(System):
         self._log = env.workdir / f"{self.name}.log"
 
     async def _request(self, op: str, **fields: Any) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdin and self.process.stdout
-        message = {"op": op, "rootfs": str(self.env.rootfs), "group": self.group,
-                   "lease": self.lease, **fields}
+        assert self.process is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        message = {
+            "op": op,
+            "rootfs": str(self.env.rootfs),
+            "group": self.group,
+            "lease": self.lease,
+            **fields,
+        }
         self.process.stdin.write(json.dumps(message).encode() + b"\n")
         await self.process.stdin.drain()
         line = await self.process.stdout.readline()
@@ -557,15 +585,20 @@ class GoClient(System):
         reply: dict[str, Any] = json.loads(line)
         if not reply.get("ok"):
             raise RuntimeError(f"Go client {op}: {reply.get('error')}")
-        if reply.get("calls") and op not in self.calls:
-            self.calls[op] = reply["calls"]
+        counted = _COUNTED_GO_OPS.get(op)
+        if counted and counted not in self.calls:
+            self.calls[counted] = reply.get("calls") or {}
         return reply
 
     async def start(self) -> None:
         with open(self._log, "wb") as log:
             self.process = await asyncio.create_subprocess_exec(
-                str(self.binary), self.env.address, self.namespace,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                str(self.binary),
+                self.env.address,
+                self.namespace,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
             )
         if self.lease:
             await self._request("lease")
@@ -576,8 +609,9 @@ class GoClient(System):
         return float(reply["seconds"])
 
     async def exec(self) -> float:
-        reply = await self._request("exec", id=self.long_id, exec_id=f"x{next(self._exec_ids)}",
-                                    args=TRUE)
+        reply = await self._request(
+            "exec", id=self.long_id, exec_id=f"x{next(self._exec_ids)}", args=TRUE
+        )
         return float(reply["seconds"])
 
     async def pause_resume(self) -> float:
@@ -590,8 +624,9 @@ class GoClient(System):
         return float((await self._request("version"))["seconds"])
 
     async def throughput(self, count: int, concurrency: int) -> tuple[float, list[float]]:
-        reply = await self._request("throughput", id=self.next_id("tp"), n=count,
-                                    concurrency=concurrency, args=TRUE)
+        reply = await self._request(
+            "throughput", id=self.next_id("tp"), n=count, concurrency=concurrency, args=TRUE
+        )
         return float(reply["seconds"]), [float(x) for x in reply["latencies"]]
 
     async def cpu_per_lifecycle(self, count: int) -> float:
@@ -644,17 +679,31 @@ class DockerDaemon:
         self.process = subprocess.Popen(
             [
                 shutil.which("dockerd") or "dockerd",
-                "--data-root", str(self.home / "root"),
-                "--exec-root", str(self.home / "exec"),
-                "--pidfile", str(self.home / "dockerd.pid"),
-                "--host", f"unix://{self.socket}",
-                "--containerd", self.env.address,
-                "--containerd-namespace", "bench-docker",
-                "--containerd-plugins-namespace", "bench-docker-plugins",
-                "--bridge", "none", "--iptables=false", "--ip-masq=false",
-                "--userland-proxy=false", "--storage-driver", "vfs",
+                "--data-root",
+                str(self.home / "root"),
+                "--exec-root",
+                str(self.home / "exec"),
+                "--pidfile",
+                str(self.home / "dockerd.pid"),
+                "--host",
+                f"unix://{self.socket}",
+                "--containerd",
+                self.env.address,
+                "--containerd-namespace",
+                "bench-docker",
+                "--containerd-plugins-namespace",
+                "bench-docker-plugins",
+                "--bridge",
+                "none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--userland-proxy=false",
+                "--storage-driver",
+                "vfs",
             ],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -668,7 +717,7 @@ class DockerDaemon:
                 try:
                     docker.DockerClient(base_url=f"unix://{self.socket}").ping()
                     return
-                except Exception:  # noqa: BLE001 - not ready yet
+                except Exception:  # not ready yet
                     pass
             time.sleep(0.2)
         raise RuntimeError("dockerd did not answer in time")
@@ -706,8 +755,7 @@ class DockerPy(System):
         subprocess.run(["tar", "-C", str(self.env.rootfs), "-cf", str(archive), "."], check=True)
         with open(archive, "rb") as data:
             self.client.api.import_image_from_data(data.read(), repository=self.image)
-        self.long = self.client.containers.run(self.image, SLEEP, detach=True,
-                                               network_mode="none")
+        self.long = self.client.containers.run(self.image, SLEEP, detach=True, network_mode="none")
 
     def _lifecycle(self) -> float:
         started = time.perf_counter()

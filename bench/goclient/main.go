@@ -21,14 +21,17 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/leases"
+	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
 	"github.com/containerd/containerd/pkg/dialer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 )
 
-// groupLabel asks the runc v2 shim to serve every container with the same value.
-const groupLabel = "io.containerd.runc.v2.group"
+// groupAnnotation asks containerd 1.6's runc v2 shim to serve, in one shim
+// process, every container whose spec has the same value (it reads the spec's
+// annotations, not the container's labels).
+const groupAnnotation = "io.containerd.runc.v2.group"
 
 type request struct {
 	Op          string   `json:"op"`
@@ -95,7 +98,8 @@ type bench struct {
 	client  *containerd.Client
 	counter *callCounter
 	long    map[string]*longRunning
-	lease   context.Context // a context carrying one long-lived lease, once made
+	base    context.Context // carries the namespace, which spec generation reads
+	lease   context.Context // base, plus one long-lived lease once made
 }
 
 func cpuSeconds() float64 {
@@ -103,28 +107,28 @@ func cpuSeconds() float64 {
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
 		return 0
 	}
-	return time.Duration(usage.Utime.Nano()+usage.Stime.Nano()).Seconds()
+	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano()).Seconds()
 }
 
 func (b *bench) context(req request) context.Context {
 	if req.Lease && b.lease != nil {
 		return b.lease
 	}
-	return context.Background()
+	return b.base
 }
 
-func labels(group string) map[string]string {
-	if group == "" {
-		return nil
+// specOpts is containerd's default spec on the rootfs, running args, in a shim group if asked.
+func specOpts(rootfs string, args []string, group string) containerd.NewContainerOpts {
+	opts := []oci.SpecOpts{oci.WithRootFSPath(rootfs), oci.WithProcessArgs(args...)}
+	if group != "" {
+		opts = append(opts, oci.WithAnnotations(map[string]string{groupAnnotation: group}))
 	}
-	return map[string]string{groupLabel: group}
+	return containerd.WithNewSpec(opts...)
 }
 
 // lifecycle is create, start, wait for exit, delete: what a caller of the client writes.
 func (b *bench) lifecycle(ctx context.Context, id, rootfs string, args []string, group string) (err error) {
-	container, err := b.client.NewContainer(ctx, id,
-		containerd.WithNewSpec(oci.WithRootFSPath(rootfs), oci.WithProcessArgs(args...)),
-		containerd.WithContainerLabels(labels(group)))
+	container, err := b.client.NewContainer(ctx, id, specOpts(rootfs, args, group))
 	if err != nil {
 		return fmt.Errorf("create %s: %w", id, err)
 	}
@@ -154,9 +158,7 @@ func (b *bench) lifecycle(ctx context.Context, id, rootfs string, args []string,
 }
 
 func (b *bench) startLong(ctx context.Context, req request) error {
-	container, err := b.client.NewContainer(ctx, req.ID,
-		containerd.WithNewSpec(oci.WithRootFSPath(req.Rootfs), oci.WithProcessArgs(req.Args...)),
-		containerd.WithContainerLabels(labels(req.Group)))
+	container, err := b.client.NewContainer(ctx, req.ID, specOpts(req.Rootfs, req.Args, req.Group))
 	if err != nil {
 		return err
 	}
@@ -302,9 +304,9 @@ func (b *bench) handle(req request) reply {
 		// One long-lived lease, reused by requests that ask for it: the client
 		// then skips its Leases.Create and Leases.Delete around each container.
 		var lease leases.Lease
-		lease, err = b.client.LeasesService().Create(context.Background(), leases.WithRandomID())
+		lease, err = b.client.LeasesService().Create(b.base, leases.WithRandomID())
 		if err == nil {
-			b.lease = leases.WithLease(context.Background(), lease.ID)
+			b.lease = leases.WithLease(b.base, lease.ID)
 		}
 	default:
 		err = fmt.Errorf("unknown op %q", req.Op)
@@ -344,7 +346,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "goclient:", err)
 		os.Exit(1)
 	}
-	b := &bench{client: client, counter: counter, long: map[string]*longRunning{}}
+	b := &bench{client: client, counter: counter, long: map[string]*longRunning{},
+		base: namespaces.WithNamespace(context.Background(), os.Args[2])}
 	scanner := bufio.NewScanner(os.Stdin)
 	scanner.Buffer(make([]byte, 1<<20), 1<<20)
 	encoder := json.NewEncoder(os.Stdout)
@@ -366,7 +369,7 @@ func main() {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		b.stopLong(context.Background(), id)
+		b.stopLong(b.base, id)
 	}
 	client.Close()
 }
