@@ -666,12 +666,15 @@ class DockerDaemon:
     """A dockerd of the runner's own, on private paths, using the runner's containerd."""
 
     env: Env
+    # dockerd's default (overlay2 here) unless a driver is named, e.g. "vfs".
+    storage_driver: str = ""
     process: subprocess.Popen[bytes] | None = None
     socket: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.home = self.env.workdir / "docker"
         self.socket = self.home / "docker.sock"
+        self.storage = ["--storage-driver", self.storage_driver] if self.storage_driver else []
 
     def start(self, timeout: float = 60) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -698,8 +701,7 @@ class DockerDaemon:
                 "--iptables=false",
                 "--ip-masq=false",
                 "--userland-proxy=false",
-                "--storage-driver",
-                "vfs",
+                *self.storage,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
