@@ -18,6 +18,7 @@ import os
 import platform
 import pstats
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,32 +120,46 @@ class Run:
     # -- throughput --------------------------------------------------------------------
 
     async def throughput(
-        self, systems: list[System], count: int, concurrencies: list[int]
+        self, systems: list[System], count: int, concurrencies: list[int], rounds: int = 1
     ) -> dict[str, Any]:
-        levels: dict[str, Any] = {}
+        """``count`` lifecycles per system and level, ``rounds`` times, levels and systems
+        interleaved; the median round's rate counts."""
+        runs: dict[int, dict[str, list[tuple[float, list[float]]]]] = {
+            level: {} for level in concurrencies
+        }
         skipped: dict[str, str] = {}
-        for index, concurrency in enumerate(concurrencies):
+        turn = 0
+        for _ in range(rounds):
+            for concurrency in concurrencies:
+                for system in rotate(systems, turn):
+                    if system.name in skipped:
+                        continue
+                    try:
+                        wall, latencies = await system.throughput(count, concurrency)
+                    except Unsupported as reason:
+                        skipped[system.name] = str(reason)
+                        continue
+                    except Exception as error:
+                        skipped[system.name] = f"failed: {error}"
+                        log(f"bench: throughput on {system.label} failed: {error}")
+                        continue
+                    runs[concurrency].setdefault(system.name, []).append((wall, latencies))
+                turn += 1
+        levels: dict[str, Any] = {}
+        order = [system.name for system in systems]
+        for concurrency, by_system in runs.items():
             rates: dict[str, Any] = {}
-            for system in rotate(systems, index):
-                if system.name in skipped:
+            for name in order:
+                if name not in by_system:
                     continue
-                try:
-                    wall, latencies = await system.throughput(count, concurrency)
-                except Unsupported as reason:
-                    skipped[system.name] = str(reason)
-                    continue
-                except Exception as error:
-                    skipped[system.name] = f"failed: {error}"
-                    log(f"bench: throughput on {system.label} failed: {error}")
-                    continue
-                rates[system.name] = {
-                    "per_second": count / wall,
-                    "seconds": wall,
-                    "latency": summarize(latencies),
+                per_second = [count / wall for wall, _ in by_system[name]]
+                rates[name] = {
+                    "per_second": statistics.median(per_second),
+                    "rounds": per_second,
+                    "latency": summarize([x for _, lat in by_system[name] for x in lat]),
                 }
-            order = [system.name for system in systems]
             levels[str(concurrency)] = {
-                "systems": {name: rates[name] for name in order if name in rates},
+                "systems": rates,
                 "ratios": self._ratios(rates, "per_second"),
             }
         best: dict[str, float] = {}
@@ -152,7 +167,10 @@ class Run:
             for name, rate in level["systems"].items():
                 best[name] = max(best.get(name, 0.0), rate["per_second"])
         return {
-            "description": f"{count} lifecycles of /bin/true at each concurrency",
+            "description": (
+                f"{count} lifecycles of /bin/true at each concurrency, median of {rounds}"
+                " interleaved round(s)"
+            ),
             "unit": "lifecycles per second",
             "concurrency": levels,
             "best": best,
@@ -532,6 +550,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--count", type=int, default=100, help="lifecycles per throughput measurement (default 100)"
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds of each throughput measurement; the median counts (default 3)",
+    )
+    parser.add_argument(
         "--concurrency", default="1,4,16", help="throughput concurrency levels (default 1,4,16)"
     )
     parser.add_argument(
@@ -558,7 +582,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     options = parser.parse_args(argv)
     if options.quick:
-        options.iterations, options.warmup, options.count = 3, 1, 4
+        options.iterations, options.warmup, options.count, options.rounds = 3, 1, 4, 1
         options.concurrency = "1,4"
         options.events, options.containers = 5000, 20
         options.no_go, options.with_docker, options.no_levers = True, False, True
@@ -626,7 +650,7 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
 
         log("bench: throughput")
         bench["throughput"] = await session.throughput(
-            systems, options.count, options.concurrency_levels
+            systems, options.count, options.concurrency_levels, options.rounds
         )
         log("bench: client CPU")
         bench["client_cpu"] = await session.cpu(systems, max(options.iterations, 3))
@@ -671,7 +695,7 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                 " container"
             )
             bench["levers"]["throughput"] = await session.throughput(
-                compared, options.count, [4, max(options.concurrency_levels)]
+                compared, options.count, [4, max(options.concurrency_levels)], options.rounds
             )
             for system in levers:
                 if system.calls:
