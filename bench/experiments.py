@@ -20,6 +20,8 @@ pieces; nothing in ``src/`` changes. What each measures:
   failing Tasks.Get (what ``delete()`` does) or by a filtered Tasks.List.
 - ``stream_and_idle_cpu``: CPU per lifecycle with the event stream on and off,
   and the CPU an open, idle client burns per second.
+- ``pause_resume_split``: pause+resume by the Go client and by ours on the
+  same container, and by ours with its event stream on and off.
 - ``import_lazy``: ``import libcontainerd`` with a lazy ``__init__`` (PEP 562)
   built in a temporary copy of the package.
 """
@@ -58,6 +60,7 @@ from libcontainerd.events import EventDispatcher, decode
 from .inprocess import _pin_to_one_core, synthetic_envelopes
 from .measure import summarize
 from .runner import remove_workdir
+from .systems import Env
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = "/containerd.services.version.v1.Version/Version"
@@ -170,6 +173,66 @@ async def missing_task_probe_cpu(address: str, calls: int) -> dict[str, float]:
                 )
             results["tasks_list_filtered"].append((_cpu() - started) / block * 1e6)
     return {f"{kind}_cpu_us": statistics.median(values) for kind, values in results.items()}
+
+
+# -- pause+resume: the client or the container? -------------------------------------------------
+
+
+async def pause_resume_split(env: Any, iterations: int) -> dict[str, Any]:
+    """pause+resume by the Go client and by ours on the Go program's own container, and by ours
+    on its own container with its event stream on and off: what makes ours slower?"""
+    from .provision import GO_BINARY
+    from .systems import SLEEP, GoClient
+
+    if not GO_BINARY.exists():
+        return {"skipped": "the Go client is not built (run bench/run once)"}
+    go = GoClient(env, GO_BINARY, namespace="bench-exp-go")
+    await go.start()
+    clients: dict[str, AsyncClient] = {}
+    try:
+        on_go = clients["on_go"] = AsyncClient(env.address, namespace="bench-exp-go")
+        await on_go.open()
+        for variant in ("stream_on", "stream_off"):
+            client = clients[variant] = AsyncClient(env.address, namespace=f"bench-exp-{variant}")
+            await client.open()
+            if variant == "stream_off":
+                await client._stream.close()  # type: ignore[union-attr]
+            await client.create("p", oci.default_spec(SLEEP, env.rootfs))
+            await client.start("p")
+
+        async def ours(client: AsyncClient, container_id: str) -> float:
+            started = time.perf_counter()
+            await client.pause(container_id)
+            await client.resume(container_id)
+            return time.perf_counter() - started
+
+        variants = {
+            "go_client_on_go_container": go.pause_resume,
+            "ours_on_go_container": lambda: ours(on_go, go.long_id),
+            "ours_on_ours_stream_on": lambda: ours(clients["stream_on"], "p"),
+            "ours_on_ours_stream_off": lambda: ours(clients["stream_off"], "p"),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        names = list(variants)
+        for iteration in range(iterations + 5):
+            for name in names[iteration % 4 :] + names[: iteration % 4]:
+                elapsed = await variants[name]()
+                if iteration >= 5:
+                    samples[name].append(elapsed)
+        return {name: summarize(values) for name, values in samples.items()}
+    finally:
+        for variant in ("stream_on", "stream_off"):
+            client = clients.get(variant)
+            if client is None:
+                continue
+            with contextlib.suppress(Exception):
+                await client.signal_process("p", "init", "SIGKILL")
+                await client.wait("p")
+                await client.delete_task("p")
+                await client.delete("p")
+        for client in clients.values():
+            await client.close()
+        await go.close()
 
 
 # -- create()'s work on the spec ---------------------------------------------------------------
@@ -432,6 +495,9 @@ async def run(iterations: int) -> dict[str, Any]:
         )
         results["delete_without_task_get"] = await delete_without_task_get(
             supervisor.address, root, iterations
+        )
+        results["pause_resume_split"] = await pause_resume_split(
+            Env(workdir=workdir, address=supervisor.address, rootfs=root), iterations
         )
     finally:
         await supervisor.stop()
