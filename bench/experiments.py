@@ -59,7 +59,7 @@ from libcontainerd.events import EventDispatcher, decode
 
 from .inprocess import _pin_to_one_core, synthetic_envelopes
 from .measure import summarize
-from .runner import remove_workdir
+from .runner import remove_cgroup_parents, remove_workdir
 from .systems import Env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -502,6 +502,7 @@ async def run(iterations: int) -> dict[str, Any]:
     finally:
         await supervisor.stop()
         remove_workdir(workdir)
+        remove_cgroup_parents()
     return results
 
 

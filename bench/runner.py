@@ -496,6 +496,41 @@ def remove_workdir(workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+# The cgroup parents the run's containers live under: /<namespace>/<id>, and our dockerd's.
+# containerd and runc remove each container's cgroup but not these, so the runner does.
+CGROUP_PARENTS = (
+    "bench-lcd",
+    "bench-lcd-g",
+    "bench-go",
+    "bench-go-g",
+    "bench-go-l",
+    "bench-ctr",
+    "bench-runc",
+    "bench-docker",
+    "bench-mem",
+    "bench-exp",
+    "bench-exp-go",
+    "bench-exp-idle",
+    "bench-exp-probe",
+    "bench-exp-stream_on",
+    "bench-exp-stream_off",
+)
+
+
+def remove_cgroup_parents(names: tuple[str, ...] = CGROUP_PARENTS) -> None:
+    """Remove the run's empty cgroup parents in every hierarchy; one still in use stays."""
+    for name in names:
+        for parent in [*Path("/sys/fs/cgroup").glob(f"*/{name}"), Path("/sys/fs/cgroup") / name]:
+            if not parent.is_dir():
+                continue
+            for child in sorted(parent.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                if child.is_dir():
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+
+
 def leftovers(workdir: Path) -> list[str]:
     """Processes whose command line still names the run's folder (there should be none)."""
     found = []
@@ -735,6 +770,7 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
             docker_daemon.stop()
         await supervisor.stop()
         remove_workdir(workdir)
+        remove_cgroup_parents()
         left = leftovers(workdir)
         if left:
             results.setdefault("notes", []).append(f"processes left running: {left}")

@@ -701,6 +701,9 @@ class DockerDaemon:
                 "--iptables=false",
                 "--ip-masq=false",
                 "--userland-proxy=false",
+                # Its containers' cgroups under a parent of the run's own, removed at the end.
+                "--cgroup-parent",
+                "/bench-docker",
                 *self.storage,
             ],
             stdin=subprocess.DEVNULL,
