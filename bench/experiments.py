@@ -1,0 +1,526 @@
+"""The measurements behind RESULTS.md's proposals: each one A/B, in one run.
+
+    .venv/bin/python -m bench.experiments [--iterations N] [--json PATH]
+
+Every variant ("B") is built here, beside the library, from the library's own
+pieces; nothing in ``src/`` changes. What each measures:
+
+- ``delete_without_task_get``: a lifecycle whose last step sends
+  Containers.Delete alone, against the library's ``delete()`` (Tasks.Get
+  first, to refuse a container that still has a task).
+- ``create_spec_work``: the Python work ``create()`` does on a spec (build,
+  validate, deep copy, JSON) per container, and a shallow copy instead.
+- ``grpc_call_cpu``: CPU per unary call, grpc.aio against grpcio's blocking
+  channel, the floor under every method of an asyncio client.
+- ``plain_backend_dispatch``: events/s through ``EventDispatcher`` with a plain
+  (threaded) handler: ``asyncio.to_thread`` per batch against one private
+  executor and ``run_in_executor``, and against one thread per shard of
+  containers fed by a queue.
+- ``missing_task_probe_cpu``: CPU to learn that a container has no task, by a
+  failing Tasks.Get (what ``delete()`` does) or by a filtered Tasks.List.
+- ``stream_and_idle_cpu``: CPU per lifecycle with the event stream on and off,
+  and the CPU an open, idle client burns per second.
+- ``pause_resume_split``: pause+resume by the Go client and by ours on the
+  same container, and by ours with its event stream on and off.
+- ``import_lazy``: ``import libcontainerd`` with a lazy ``__init__`` (PEP 562)
+  built in a temporary copy of the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import copy
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf import empty_pb2
+
+from libcontainerd import AsyncClient, Supervisor, oci, rootfs
+from libcontainerd import _typeurl as typeurl
+from libcontainerd._api.containerd.api.services.containers.v1 import containers_pb2
+from libcontainerd._api.containerd.api.services.events.v1 import events_pb2 as service_pb2
+from libcontainerd._api.containerd.api.services.version.v1 import version_pb2
+from libcontainerd.events import EventDispatcher, decode
+
+from .inprocess import _pin_to_one_core, synthetic_envelopes
+from .measure import summarize
+from .runner import remove_cgroup_parents, remove_workdir
+from .systems import Env
+
+REPO = Path(__file__).resolve().parent.parent
+VERSION = "/containerd.services.version.v1.Version/Version"
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- delete() without its Tasks.Get -------------------------------------------------------
+
+
+async def delete_without_task_get(address: str, root: Path, iterations: int) -> dict[str, Any]:
+    spec_args = ["/bin/true"]
+    async with AsyncClient(address, namespace="bench-exp") as client:
+
+        async def lifecycle(container_id: str, lean: bool) -> None:
+            await client.create(container_id, oci.default_spec(spec_args, root))
+            await client.start(container_id)
+            await client.wait(container_id)
+            await client.delete_task(container_id)
+            if lean:
+                await client._call(
+                    client._methods.container_delete,
+                    containers_pb2.DeleteContainerRequest(id=container_id),
+                    "delete",
+                )
+            else:
+                await client.delete(container_id)
+
+        wall: dict[str, list[float]] = {"library": [], "without_get": []}
+        cpu: dict[str, float] = {"library": 0.0, "without_get": 0.0}
+        for iteration in range(iterations + 3):
+            order = ("library", "without_get") if iteration % 2 else ("without_get", "library")
+            for variant in order:
+                started, cpu_started = time.perf_counter(), _cpu()
+                await lifecycle(f"x-{variant}-{iteration}", variant == "without_get")
+                if iteration >= 3:
+                    wall[variant].append(time.perf_counter() - started)
+                    cpu[variant] += _cpu() - cpu_started
+    return {
+        "wall": {variant: summarize(values) for variant, values in wall.items()},
+        "cpu_per_lifecycle": {variant: total / iterations for variant, total in cpu.items()},
+    }
+
+
+# -- what the event stream and an idle channel cost ----------------------------------------------
+
+
+async def stream_and_idle_cpu(address: str, root: Path, iterations: int) -> dict[str, Any]:
+    """CPU per lifecycle with the client's event stream on and off; CPU of an idle open client."""
+    results: dict[str, Any] = {}
+    async with AsyncClient(address, namespace="bench-exp-idle") as client:
+        started, cpu_started = time.perf_counter(), _cpu()
+        await asyncio.sleep(3)
+        results["idle_open_client_cpu_ms_per_s"] = (
+            (_cpu() - cpu_started) / (time.perf_counter() - started) * 1e3
+        )
+    cpu: dict[str, float] = {}
+    for variant in ("stream_on", "stream_off"):
+        async with AsyncClient(address, namespace=f"bench-exp-{variant}") as client:
+            if variant == "stream_off":
+                await client._stream.close()  # type: ignore[union-attr]
+            spec = oci.default_spec(["/bin/true"], root)
+            await _lifecycle(client, f"warm-{variant}", spec)
+            cpu_started = _cpu()
+            for iteration in range(iterations):
+                await _lifecycle(client, f"{variant}-{iteration}", spec)
+            cpu[variant] = (_cpu() - cpu_started) / iterations
+    results["cpu_per_lifecycle"] = cpu
+    return results
+
+
+async def _lifecycle(client: AsyncClient, container_id: str, spec: Any) -> None:
+    await client.create(container_id, spec)
+    await client.start(container_id)
+    await client.wait(container_id)
+    await client.delete_task(container_id)
+    await client.delete(container_id)
+
+
+async def missing_task_probe_cpu(address: str, calls: int) -> dict[str, float]:
+    """CPU per call to learn that a container has no task: a failing Tasks.Get, or Tasks.List."""
+    from libcontainerd._api.containerd.api.services.tasks.v1 import tasks_pb2
+    from libcontainerd.errors import NotFound
+
+    results: dict[str, list[float]] = {"tasks_get_not_found": [], "tasks_list_filtered": []}
+    async with AsyncClient(address, namespace="bench-exp-probe") as client:
+        rpc = client._methods
+        list_tasks = client._channel.unary_unary(  # type: ignore[union-attr]
+            "/containerd.services.tasks.v1.Tasks/List",
+            request_serializer=tasks_pb2.ListTasksRequest.SerializeToString,
+            response_deserializer=tasks_pb2.ListTasksResponse.FromString,
+        )
+        metadata = (("containerd-namespace", "bench-exp-probe"),)
+        block = 100
+        for _ in range(max(calls // block, 1)):
+            started = _cpu()
+            for _ in range(block):
+                with contextlib.suppress(NotFound):
+                    await client._call(
+                        rpc.task_get, tasks_pb2.GetRequest(container_id="absent"), "probe"
+                    )
+            results["tasks_get_not_found"].append((_cpu() - started) / block * 1e6)
+            started = _cpu()
+            for _ in range(block):
+                await list_tasks(
+                    tasks_pb2.ListTasksRequest(filter='id=="absent"'), metadata=metadata
+                )
+            results["tasks_list_filtered"].append((_cpu() - started) / block * 1e6)
+    return {f"{kind}_cpu_us": statistics.median(values) for kind, values in results.items()}
+
+
+# -- pause+resume: the client or the container? -------------------------------------------------
+
+
+async def pause_resume_split(env: Any, iterations: int) -> dict[str, Any]:
+    """pause+resume by the Go client and by ours on the Go program's own container, and by ours
+    on its own container with its event stream on and off: what makes ours slower?"""
+    from .provision import GO_BINARY
+    from .systems import SLEEP, GoClient
+
+    if not GO_BINARY.exists():
+        return {"skipped": "the Go client is not built (run bench/run once)"}
+    go = GoClient(env, GO_BINARY, namespace="bench-exp-go")
+    await go.start()
+    clients: dict[str, AsyncClient] = {}
+    try:
+        on_go = clients["on_go"] = AsyncClient(env.address, namespace="bench-exp-go")
+        await on_go.open()
+        for variant in ("stream_on", "stream_off"):
+            client = clients[variant] = AsyncClient(env.address, namespace=f"bench-exp-{variant}")
+            await client.open()
+            if variant == "stream_off":
+                await client._stream.close()  # type: ignore[union-attr]
+            await client.create("p", oci.default_spec(SLEEP, env.rootfs))
+            await client.start("p")
+
+        async def ours(client: AsyncClient, container_id: str) -> float:
+            started = time.perf_counter()
+            await client.pause(container_id)
+            await client.resume(container_id)
+            return time.perf_counter() - started
+
+        variants = {
+            "go_client_on_go_container": go.pause_resume,
+            "ours_on_go_container": lambda: ours(on_go, go.long_id),
+            "ours_on_ours_stream_on": lambda: ours(clients["stream_on"], "p"),
+            "ours_on_ours_stream_off": lambda: ours(clients["stream_off"], "p"),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        names = list(variants)
+        for iteration in range(iterations + 5):
+            for name in names[iteration % 4 :] + names[: iteration % 4]:
+                elapsed = await variants[name]()
+                if iteration >= 5:
+                    samples[name].append(elapsed)
+        return {name: summarize(values) for name, values in samples.items()}
+    finally:
+        for variant in ("stream_on", "stream_off"):
+            client = clients.get(variant)
+            if client is None:
+                continue
+            with contextlib.suppress(Exception):
+                await client.signal_process("p", "init", "SIGKILL")
+                await client.wait("p")
+                await client.delete_task("p")
+                await client.delete("p")
+        for client in clients.values():
+            await client.close()
+        await go.close()
+
+
+# -- create()'s work on the spec ---------------------------------------------------------------
+
+
+def create_spec_work(root: Path, rounds: int = 2000) -> dict[str, float]:
+    """Microseconds per container for each step create() (and its caller) does on a spec."""
+    spec = oci.default_spec(["/bin/true"], root)
+
+    def per_call(action: Any) -> float:
+        started = time.perf_counter()
+        for _ in range(rounds):
+            action()
+        return (time.perf_counter() - started) / rounds * 1e6
+
+    def shallow() -> dict[str, Any]:
+        document = dict(spec)
+        document["linux"] = dict(document.get("linux", {}))
+        return document
+
+    return {
+        "default_spec_us": per_call(lambda: oci.default_spec(["/bin/true"], root)),
+        "validate_spec_us": per_call(lambda: oci.validate_spec(spec)),
+        "deepcopy_us": per_call(lambda: copy.deepcopy(dict(spec))),
+        "shallow_copy_us": per_call(shallow),
+        "pack_json_us": per_call(lambda: typeurl.pack_json(typeurl.OCI_SPEC, spec)),
+    }
+
+
+# -- CPU of one unary call ------------------------------------------------------------------------
+
+
+async def grpc_call_cpu(address: str, calls: int) -> dict[str, float]:
+    """CPU microseconds (all threads of this process) per Version call, aio against blocking."""
+    target = f"unix://{address}"
+    results: dict[str, list[float]] = {"aio": [], "blocking": []}
+    async with grpc.aio.insecure_channel(target) as aio_channel:
+        aio_call = aio_channel.unary_unary(
+            VERSION,
+            request_serializer=empty_pb2.Empty.SerializeToString,
+            response_deserializer=version_pb2.VersionResponse.FromString,
+        )
+        with grpc.insecure_channel(target) as channel:
+            blocking_call = channel.unary_unary(
+                VERSION,
+                request_serializer=empty_pb2.Empty.SerializeToString,
+                response_deserializer=version_pb2.VersionResponse.FromString,
+            )
+            await aio_call(empty_pb2.Empty())
+            blocking_call(empty_pb2.Empty())
+            block = 100
+            for _ in range(max(calls // block, 1)):
+                started = _cpu()
+                for _ in range(block):
+                    await aio_call(empty_pb2.Empty())
+                results["aio"].append((_cpu() - started) / block * 1e6)
+                started = _cpu()
+                for _ in range(block):
+                    blocking_call(empty_pb2.Empty())
+                results["blocking"].append((_cpu() - started) / block * 1e6)
+    return {f"{kind}_cpu_us_per_call": statistics.median(v) for kind, v in results.items()}
+
+
+# -- plain-backend dispatch ------------------------------------------------------------------------
+
+
+class _ExecutorDispatcher(EventDispatcher):
+    """The variant: plain handlers on one private executor via run_in_executor (no context copy)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+
+    async def _work(self, container_id: str, queue: collections.deque[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while queue:
+                batch = list(queue)
+                queue.clear()
+                await loop.run_in_executor(self._executor, self._deliver_batch, container_id, batch)
+        finally:
+            del self._workers[container_id]
+            if self._queues.get(container_id) is queue and not queue:
+                del self._queues[container_id]
+            if not self._workers:
+                self._idle.set()
+
+
+class _ShardedDispatcher:
+    """The variant: one thread per shard of containers, fed by a SimpleQueue (no future per event).
+
+    Order per container holds (one shard, one FIFO); a slow handler delays the
+    containers of its own shard, which the contract does not allow as it is.
+    """
+
+    def __init__(self, handler: Any, shards: int = 4) -> None:
+        import queue
+        import threading
+
+        self._handler = handler
+        self._queues: list[Any] = [queue.Queue() for _ in range(shards)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(q,), daemon=True) for q in self._queues
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, queue: Any) -> None:
+        while True:
+            item = queue.get()
+            if item is None:
+                queue.task_done()
+                return
+            self._handler(*item)
+            queue.task_done()
+
+    def dispatch(self, container_id: str, event: Any, info: Any) -> None:
+        self._queues[hash(container_id) % len(self._queues)].put((container_id, event, info))
+
+    async def drain(self) -> None:
+        for queue in self._queues:
+            await asyncio.to_thread(queue.join)
+
+    async def close(self) -> None:
+        for queue in self._queues:
+            queue.put(None)
+        for thread in self._threads:
+            await asyncio.to_thread(thread.join)
+
+
+async def _dispatch_rate(blobs: list[bytes], kind: Any) -> float:
+    handled = 0
+
+    def handler(container_id: str, event: Any, info: Any) -> None:
+        nonlocal handled
+        handled += 1
+
+    dispatcher = kind(handler)
+    started = time.perf_counter()
+    for offset in range(0, len(blobs), 64):
+        for blob in blobs[offset : offset + 64]:
+            decoded = decode(service_pb2.Envelope.FromString(blob))
+            if decoded is not None:
+                dispatcher.dispatch(decoded[1].container_id, *decoded)
+        await asyncio.sleep(0)
+    await dispatcher.drain()
+    elapsed = time.perf_counter() - started
+    await dispatcher.close()
+    assert handled == len(blobs)
+    return len(blobs) / elapsed
+
+
+def plain_backend_dispatch(count: int) -> dict[str, Any]:
+    """Run in a child pinned to one core, like the event-pipeline benchmark."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.experiments", "--dispatch-child", str(count)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _dispatch_child(count: int) -> dict[str, Any]:
+    _pin_to_one_core()
+    blobs = synthetic_envelopes(count)
+    rates: dict[str, list[float]] = {"to_thread": [], "one_executor": [], "sharded_threads": []}
+    for _ in range(3):
+        rates["to_thread"].append(asyncio.run(_dispatch_rate(blobs, EventDispatcher)))
+        rates["one_executor"].append(asyncio.run(_dispatch_rate(blobs, _ExecutorDispatcher)))
+        rates["sharded_threads"].append(asyncio.run(_dispatch_rate(blobs, _ShardedDispatcher)))
+    return {f"{kind}_events_per_second": max(values) for kind, values in rates.items()}
+
+
+# -- a lazy __init__ ------------------------------------------------------------------------------
+
+_LAZY_INIT = '''"""libcontainerd (experiment: the public names, loaded on first use)."""
+import importlib
+from .errors import (AlreadyExists, Cancelled, CheckpointUnsupported, DeadlineExceeded,
+    FailedPrecondition, InvalidArgument, LibcontainerdError, NotFound, NotImplemented,
+    Unavailable)
+from .types import INIT_PROCESS_ID, Backend, EventInfo, EventType, ProcessSummary, Status, Version
+_WHERE = {"AsyncClient": "client", "EventSubscription": "client", "DEFAULT_ADDRESS": "client",
+          "DEFAULT_NAMESPACE": "client", "Client": "sync", "EventIterator": "sync",
+          "Supervisor": "supervisor", "oci": None, "rootfs": None}
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(name)
+    module = importlib.import_module("." + (_WHERE[name] or name), __name__)
+    value = module if _WHERE[name] is None else getattr(module, name)
+    globals()[name] = value
+    return value
+'''
+
+
+def import_lazy(runs: int) -> dict[str, Any]:
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    with tempfile.TemporaryDirectory(prefix="lcd-import-") as folder:
+        lazy = Path(folder) / "lazy"
+        shutil.copytree(
+            REPO / "src" / "libcontainerd",
+            lazy / "libcontainerd",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        (lazy / "libcontainerd" / "__init__.py").write_text(_LAZY_INIT)
+        probes = {
+            "grpc": ("", "import grpc"),
+            "library": ("", "import libcontainerd"),
+            "library_AsyncClient": ("", "from libcontainerd import AsyncClient"),
+            "lazy": (str(lazy), "import libcontainerd"),
+            "lazy_AsyncClient": (str(lazy), "from libcontainerd import AsyncClient"),
+        }
+        for path, statement in probes.values():  # write the bytecode caches first
+            subprocess.run(
+                [sys.executable, "-c", statement],
+                check=True,
+                env={**environment, "PYTHONPATH": path},
+            )
+        samples: dict[str, list[float]] = {name: [] for name in probes}
+        for _ in range(runs):
+            for name, (path, statement) in probes.items():
+                probe = (
+                    f"import time; s = time.perf_counter(); {statement}; "
+                    "print(time.perf_counter() - s)"
+                )
+                done = subprocess.run(
+                    [sys.executable, "-c", probe],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env={**environment, "PYTHONPATH": path},
+                )
+                samples[name].append(float(done.stdout))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    return {
+        "median_seconds": medians,
+        "ratio_to_grpc": {name: value / medians["grpc"] for name, value in medians.items()},
+    }
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+async def run(iterations: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    results["create_spec_work"] = create_spec_work(Path("/tmp"))
+    results["plain_backend_dispatch"] = plain_backend_dispatch(100_000)
+    results["import_lazy"] = import_lazy(10)
+    workdir = Path(tempfile.mkdtemp(prefix="lcdx-", dir="/tmp"))
+    supervisor = Supervisor(workdir / "s", workdir / "r")
+    try:
+        root = rootfs.busybox(workdir / "rootfs")
+        await supervisor.start()
+        results["grpc_call_cpu"] = await grpc_call_cpu(supervisor.address, 2000)
+        results["missing_task_probe_cpu"] = await missing_task_probe_cpu(supervisor.address, 1000)
+        results["stream_and_idle_cpu"] = await stream_and_idle_cpu(
+            supervisor.address, root, iterations
+        )
+        results["delete_without_task_get"] = await delete_without_task_get(
+            supervisor.address, root, iterations
+        )
+        results["pause_resume_split"] = await pause_resume_split(
+            Env(workdir=workdir, address=supervisor.address, rootfs=root), iterations
+        )
+    finally:
+        await supervisor.stop()
+        remove_workdir(workdir)
+        remove_cgroup_parents()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.experiments", description=__doc__)
+    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--json", type=Path, default=REPO / ".cache" / "bench" / "experiments.json")
+    parser.add_argument("--dispatch-child", type=int, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.dispatch_child:
+        print(json.dumps(_dispatch_child(options.dispatch_child)))
+        return 0
+    results = asyncio.run(run(options.iterations))
+    options.json.parent.mkdir(parents=True, exist_ok=True)
+    options.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

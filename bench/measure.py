@@ -1,0 +1,56 @@
+"""Summaries of samples, and ratios between systems measured in the same run."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile of already sorted values."""
+    if not sorted_values:
+        return float("nan")
+    position = (len(sorted_values) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def summarize(samples: Sequence[float]) -> dict[str, Any]:
+    """Median with its spread (quartiles, extremes) of a list of samples."""
+    values = sorted(samples)
+    return {
+        "n": len(values),
+        "median": statistics.median(values) if values else float("nan"),
+        "p25": quantile(values, 0.25),
+        "p75": quantile(values, 0.75),
+        "min": values[0] if values else float("nan"),
+        "max": values[-1] if values else float("nan"),
+    }
+
+
+def ratio(ours: float | None, anchor: float | None) -> float | None:
+    """ours / anchor, or None when either is missing."""
+    if ours is None or anchor is None or anchor == 0:
+        return None
+    return ours / anchor
+
+
+def rotate(items: Sequence[Any], by: int) -> list[Any]:
+    """The items, starting at position ``by``: round-robin without a fixed first place."""
+    if not items:
+        return []
+    by %= len(items)
+    return [*items[by:], *items[:by]]
+
+
+def format_seconds(value: float | None) -> str:
+    """Seconds shown in the unit that reads best."""
+    if value is None or value != value:
+        return "-"
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.1f} ms"
+    return f"{value * 1e6:.0f} µs"
