@@ -519,8 +519,9 @@ class AsyncClient:
         if "criu_path" not in (runtime_options or {}):
             # runc's CRIU is fixed when a task is created: record a working one now.
             options.criu_path = await checkpoint.usable_criu()
-        document = copy.deepcopy(dict(spec))
-        linux = document.setdefault("linux", {})
+        # Only linux.cgroupsPath may change: copy the two levels on its way, not the spec.
+        document = dict(spec)
+        linux = document["linux"] = dict(document.get("linux") or {})
         if not linux.get("cgroupsPath"):
             linux["cgroupsPath"] = f"/{self.namespace}/{container_id}"
         container = containers_pb2.Container(
