@@ -658,6 +658,26 @@ class AsyncClient:
         self._track(container_id, container_id, started.pid)
         return started.pid
 
+    async def spec(self, container_id: str) -> dict[str, Any]:
+        """The container's OCI runtime spec, as containerd holds it (one Containers.Get).
+
+        What :meth:`create` sent, with the cgroups path it filled in; handy to
+        build an exec's process from the container's own (its env, user and
+        working directory). Raises NotFound, Unavailable, LibcontainerdError
+        when the stored spec is not JSON.
+        """
+        check_identifier(container_id)
+        container = await self._container(container_id, "read the spec of")
+        try:
+            document = _typeurl.unpack_json(container.spec)
+        except ValueError as error:
+            document = error
+        if not isinstance(document, dict):
+            raise LibcontainerdError(
+                f"the spec of container {container_id!r} is not a JSON object: {document}"
+            )
+        return document
+
     async def _container(self, container_id: str, doing: str) -> containers_pb2.Container:
         try:
             reply = await self._call(
