@@ -551,11 +551,12 @@ class AsyncClient:
         message), Unavailable; what the callback raises propagates.
 
         With ``checkpoint_dir`` (made by :meth:`create_checkpoint`) the new task
-        is restored from it, and its processes go on where they were. That also
-        raises InvalidArgument for a directory that is missing or holds no
-        checkpoint (before anything is sent) or whose images CRIU refuses (with
-        CRIU's reasons; no task is left behind), and CheckpointUnsupported
-        when no working CRIU is found.
+        is restored from it, and its processes go on where they were; their
+        output can go to a :class:`LogFile`, and stdin or a callback raise
+        NotImplemented. That also raises InvalidArgument for a directory that
+        is missing or holds no checkpoint (before anything is sent) or whose
+        images CRIU refuses (with CRIU's reasons; no task is left behind), and
+        CheckpointUnsupported when no working CRIU is found.
         """
         check_identifier(container_id)
         if checkpoint_dir is not None:
@@ -606,14 +607,21 @@ class AsyncClient:
     ) -> int:
         """Create the task restored from ``checkpoint_dir`` (runc ``criu_image_path``), start it.
 
-        Raises InvalidArgument (the directory is missing or holds no
-        checkpoint, checked first; or CRIU refused its images, with CRIU's
-        reasons), CheckpointUnsupported (no working CRIU), NotFound,
-        AlreadyExists (a task exists). A failed restore leaves no task behind.
+        Its output can go to a :class:`LogFile` (the shim hands runc new pipes,
+        which CRIU puts in place of the checkpointed ones); without one the
+        restored process writes to nothing. Raises InvalidArgument (the
+        directory is missing or holds no checkpoint, checked first; or CRIU
+        refused its images, with CRIU's reasons), CheckpointUnsupported (no
+        working CRIU), NotFound, AlreadyExists (a task exists),
+        NotImplemented for stdin or a callback. A failed restore leaves no
+        task behind.
         """
-        if with_stdin or attach_stdio is not None:
+        if with_stdin or (attach_stdio is not None and not isinstance(attach_stdio, LogFile)):
+            # With FIFOs, containerd 1.6's shim restores the process but its
+            # Start never returns: only log-file mode is offered.
             raise errors.NotImplemented(
-                "restoring a checkpoint with attached stdio is not supported yet"
+                "restoring a checkpoint with stdin or a stdio callback is not supported;"
+                " its output can go to a LogFile"
             )
         source = checkpoint.image_directory(checkpoint_dir)
         container = await self._container(container_id, "restore")
@@ -628,11 +636,14 @@ class AsyncClient:
             )
         runtime = _typeurl.unpack(container.runtime.options, runc_pb2.Options) or runc_pb2.Options()
         criu = await checkpoint.find_criu(runtime.criu_path)
+        output = attach_stdio.uri if isinstance(attach_stdio, LogFile) else ""
         rpc = self._methods
         await self._call(
             rpc.task_create,
             tasks_pb2.CreateTaskRequest(
                 container_id=container_id,
+                stdout=output,
+                stderr=output,
                 options=checkpoint.restore_options(runtime, source, criu),
             ),
             f"create the restored task of container {container_id!r}",
