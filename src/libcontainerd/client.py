@@ -359,6 +359,8 @@ class AsyncClient:
         # Exec exits seen on the stream, so wait() still answers once the exec
         # process has been released; dropped when the container's task is deleted.
         self._exec_exits: dict[tuple[str, str], tuple[int, datetime | None]] = {}
+        # The execs this client made, (container id, exec id), until it releases them.
+        self._own_execs: set[tuple[str, str]] = set()
         # The FIFOs of the processes this client attached, by container and process id;
         # _fifo_sets also holds released ones whose readers have not reached EOF yet.
         self._fifos: dict[str, dict[str, FifoSet]] = {}
@@ -443,9 +445,16 @@ class AsyncClient:
             self._stream.track(container_id, process_id, pid)
 
     def _after_delivery(self, container_id: str, event: EventType, info: EventInfo) -> None:
-        """An exec that has exited and been reported is released (Docker's order)."""
+        """An exec of ours that has exited and been reported is released (Docker's order).
+
+        Another client's execs are its own to release: deleting one under it
+        would race with its wait and its clean-up.
+        """
         if event is EventType.EXIT and info.process_id != container_id:
-            self._spawn(self._release_exec(container_id, info.process_id))
+            key = (container_id, info.process_id)
+            if key in self._own_execs:
+                self._own_execs.discard(key)
+                self._spawn(self._release_exec(container_id, info.process_id))
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -956,7 +965,9 @@ class AsyncClient:
         ``terminal``, ``user``, ...), checked before sending; ``process_id``
         names it in later calls (``wait``, ``signal_process``, ...). Stdio
         works as in :meth:`start`. If it cannot start, the exec is deleted
-        with its FIFOs, so the id can be used again. Raises InvalidArgument
+        with its FIFOs, so the id can be used again; once it has exited and
+        its exit has been reported, this client deletes it (another client
+        in the namespace leaves it alone). Raises InvalidArgument
         (bad id, spec or stdio, before anything is sent), NotFound (no such
         container), FailedPrecondition (the container has no running task:
         not started, stopped, or paused), AlreadyExists (the id is in use
@@ -1002,6 +1013,8 @@ class AsyncClient:
                 # The shim's own words for a stopped or paused init; it sends them as UNKNOWN.
                 raise FailedPrecondition(f"cannot {doing}: {error.details}") from None
             raise
+        # Ours from now on: released after its exit event (which may come before Start returns).
+        self._own_execs.add((container_id, exec_id))
         try:
             started = await self._call(
                 rpc.task_start,
@@ -1009,6 +1022,7 @@ class AsyncClient:
                 f"start exec {exec_id!r} in container {container_id!r}",
             )
         except BaseException:
+            self._own_execs.discard((container_id, exec_id))
             await self._release_exec(container_id, exec_id)
             raise
         if fifos is not None:
@@ -1311,6 +1325,7 @@ class AsyncClient:
         """Drop what the client keeps per task: exec results and the FIFOs of its processes."""
         for key in [key for key in self._exec_exits if key[0] == container_id]:
             del self._exec_exits[key]
+        self._own_execs = {key for key in self._own_execs if key[0] != container_id}
         for fifos in self._fifos.pop(container_id, {}).values():
             fifos.release()
         remove_fifo_dir(self._container_fifo_dir(container_id))
