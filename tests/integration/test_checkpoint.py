@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from libcontainerd import _typeurl, checkpoint, oci
+from libcontainerd import _typeurl, oci
 from libcontainerd._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
 from libcontainerd.client import AsyncClient
 from libcontainerd.errors import (
@@ -42,15 +42,6 @@ COUNTER = [
     " while true; do i=$((i+1)); echo $i > /out/n.tmp; mv /out/n.tmp /out/n; echo $i >&3;"
     " sleep 0.02; done",
 ]
-
-
-@pytest.fixture
-async def criu(supervisor: Supervisor) -> str:
-    """The CRIU the library will use; skips the test, with the reason, when none works."""
-    try:
-        return await checkpoint.find_criu()
-    except CheckpointUnsupported as error:
-        pytest.skip(f"{error} -- provision one with: python3 scripts/criu.py")
 
 
 class Counter:
