@@ -1971,9 +1971,22 @@ async def _print_log(client: AsyncClient, container_id: str, path: Path, follow:
 
 
 @cli.command(context_settings=CONTEXT)
-def demo() -> None:
-    """Run one real container through the whole contract on an embedded containerd."""
-    from ._demo import run_demo
+@pass_settings
+def demo(settings: Settings) -> None:
+    """Walk real containers through the whole contract, printing each event as it arrives.
 
-    console = Console(highlight=False)
-    raise SystemExit(asyncio.run(run_demo(console)))
+    Create, start with attached output, exec, pause and resume, stats, update,
+    checkpoint and restore (when CRIU works), signal, exit, delete. It uses
+    the containerd at --address, or the embedded one of --state-dir, started
+    for the demo (and stopped after it) when it is not running.
+    """
+    from ._demo import DemoSettings, run_demo
+
+    console = Console(highlight=False, soft_wrap=True)
+    where = DemoSettings(
+        address=settings.address,
+        namespace=settings.namespace,
+        state_dir=settings.state_dir,
+        root_dir=settings.root_dir,
+    )
+    raise SystemExit(asyncio.run(run_demo(console, where)))
