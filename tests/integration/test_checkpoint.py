@@ -94,6 +94,10 @@ async def test_a_restored_container_counts_on_from_its_checkpoint(
     assert process_alive(pid)
     assert await client.status(container_id) is Status.RUNNING
     await counter.reaches(at_checkpoint + 10)
+    # The log line of a value follows its file: wait for it too.
+    await eventually(
+        lambda: len(counter.logged()) >= at_checkpoint + 10, "ten more values in the log"
+    )
     # One unbroken sequence: the count went on from its checkpointed value, not
     # from 1, and each value after the restore went through the fd opened before it.
     logged = counter.logged()

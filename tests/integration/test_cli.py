@@ -7,7 +7,6 @@ import contextlib
 import fcntl
 import json
 import os
-import pty
 import re
 import select
 import signal
@@ -270,10 +269,14 @@ async def test_run_it_connects_a_terminal(cli: Lcd) -> None:
 
 
 class TerminalSession:
-    """A program on a new pseudo-terminal of a given size: what it prints, what is typed."""
+    """A program on a new pseudo-terminal of a given size: what it prints, what is typed.
 
-    def __init__(self, pid: int, fd: int) -> None:
-        self.pid = pid
+    Spawned by subprocess (no Python runs between fork and exec: this process has
+    gRPC's threads), in a session of its own with the terminal on its stdio.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], fd: int) -> None:
+        self.process = process
         self.fd = fd
         self.output = b""
 
@@ -281,11 +284,23 @@ class TerminalSession:
     def start(
         cls, argv: list[str], env: dict[str, str], rows: int, columns: int
     ) -> TerminalSession:
-        pid, fd = pty.fork()
-        if pid == 0:  # pragma: no cover - the child
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-            os.execve(argv[0], argv, env)
-        return cls(pid, fd)
+        master, terminal = os.openpty()
+        try:
+            fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+            process = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=terminal,
+                stdout=terminal,
+                stderr=terminal,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(terminal)  # the program's alone now: its exit ends our reads (EIO)
+        return cls(process, master)
 
     def type(self, keys: bytes) -> None:
         os.write(self.fd, keys)
@@ -310,20 +325,18 @@ class TerminalSession:
     def exit_status(self, seconds: float = 30) -> int:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.pid = 0
-                return os.waitstatus_to_exitcode(status)
+            status = self.process.poll()
+            if status is not None:
+                return status
             with contextlib.suppress(OSError):  # drain, so the program never waits on us
                 if select.select([self.fd], [], [], 0.05)[0]:
                     self.output += os.read(self.fd, 4096)
         raise AssertionError(f"still running after {seconds} s: {self.output[-200:]!r}")
 
     def close(self) -> None:
-        if self.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
         os.close(self.fd)
 
 
