@@ -84,7 +84,8 @@ class _Steps:
         elapsed = (time.perf_counter() - started) * 1000
         shown = show.format(result=result) if show else ""
         timing = f"[dim]{elapsed:7.1f} ms[/dim]"
-        self.console.print(f"[green]✓[/green] [bold]{name:<18}[/bold] {timing}  {escape(shown)}")
+        line = f"[green]✓[/green] [bold]{name:<18}[/bold] {timing}  {escape(shown)}"
+        self.console.print(line.rstrip())
         return result
 
     def skipped(self, name: str, reason: str) -> None:
@@ -111,7 +112,8 @@ class _EventPrinter:
             if container_id != self._container_id:
                 continue
             details = _event_details(event, info)
-            self._console.print(f"  [cyan]event[/cyan]  {event!s:<13} {container_id}  {details}")
+            line = f"  [cyan]event[/cyan]  {event!s:<13} {container_id}  {details}"
+            self._console.print(line.rstrip())
             async with self._arrived:
                 self._seen.append((event, info))
                 self._arrived.notify_all()
