@@ -6,32 +6,41 @@ containerd and starts it when nothing answers at its socket (saying so on
 stderr); ``lcd daemon`` manages that daemon (see :mod:`._embedded`).
 
 Failures are one line on stderr and a non-zero exit status, never a
-traceback: 1 for an error, 2 for bad usage, 130 when interrupted. ``lcd run``
-exits with the container's status instead, and like ``docker run`` with 125
-when lcd itself fails, 126 when the command cannot be run, 127 when it is
-not found.
+traceback: 1 for an error, 2 for bad usage, 130 when interrupted. ``lcd run``,
+``lcd start -a`` and ``lcd exec`` exit with their process's status instead,
+and like ``docker run`` with 125 when lcd itself fails, 126 when the command
+cannot be run, 127 when it is not found.
+
+In the foreground lcd copies a process's output to its own stdout and stderr
+(and with -i its stdin to the process, with -t through a terminal); a
+container it leaves running writes to a log file under the root directory,
+which the shim appends to by itself (``lcd logs``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar, cast
 
 try:
     import click
     from rich.console import Console
+    from rich.live import Live
     from rich.table import Table
 except ImportError:  # pragma: no cover - only without the extra
     sys.stderr.write("lcd needs the cli extra: pip install 'libcontainerd[cli]'\n")
@@ -59,7 +68,8 @@ from .errors import (
     NotFound,
     Unavailable,
 )
-from .types import INIT_PROCESS_ID, ContainerInfo, EventInfo, EventType, Status
+from .stdio import AttachTerminal, CopyToFiles, LogFile
+from .types import INIT_PROCESS_ID, ContainerInfo, EventInfo, EventType, Stats, Status
 
 __all__ = ["cli", "main"]
 
@@ -72,7 +82,6 @@ EXIT_INTERRUPTED = 130
 _ALIVE = (Status.RUNNING, Status.PAUSED, Status.PAUSING, Status.CREATED, Status.UNKNOWN)
 # How long rm -f and stop wait for a killed container to be reaped.
 _REAP_TIMEOUT = 30.0
-_NOT_SUPPORTED_HELP = "Not supported yet: waiting for the library's {what}."
 
 
 class Failure(Exception):
@@ -82,10 +91,6 @@ class Failure(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code  # None: the command's usual status for a failure
-
-
-def not_supported_yet(what: str) -> Failure:
-    return Failure(f"{what} is not supported yet")
 
 
 # --- entry point: one line per failure, never a traceback -------------------------
@@ -167,6 +172,10 @@ class Settings:
         """
         return Path(self.root_dir, "rootfs", self.namespace, container_id)
 
+    def log_path(self, container_id: str) -> Path:
+        """Where the shim writes the output of a container lcd left running (``lcd logs``)."""
+        return Path(self.root_dir, "logs", self.namespace, f"{container_id}.log")
+
 
 class Output:
     """stdout for results (tables, ids, JSON), stderr for notes and progress."""
@@ -186,14 +195,17 @@ class Output:
             return self.stderr.status(message)
         return contextlib.nullcontext()
 
-    def table(self, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    def render_table(self, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
         table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 3, 0, 0))
         for header in headers:
             table.add_column(header, no_wrap=True, overflow="ignore")
         for row in rows:
             table.add_row(*row)
+        return table
+
+    def table(self, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
         with self.stdout.capture() as captured:
-            self.stdout.print(table)
+            self.stdout.print(self.render_table(headers, rows))
         # Columns are padded to their width; the last one needs no padding.
         click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
@@ -331,9 +343,13 @@ def cli(
 
     \b
     lcd run -- echo hello                 run a busybox container, exit with its status
-    lcd run -d --name web -- httpd -f     run one in the background
+    lcd run -it -- sh                     an interactive shell in one
+    lcd run -d --name web -- httpd -f     run one in the background; lcd logs web
+    lcd exec -it web -- sh                a shell beside it
+    lcd stats                             live resource use
     lcd ps -a                             list containers; lcd rm -f web removes one
     lcd daemon status                     the embedded containerd
+    lcd demo                              the whole contract, step by step
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
@@ -530,8 +546,12 @@ def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
 
 
 stdio_options = _options(
-    click.option("--interactive", "-i", is_flag=True, help="keep stdin open (not supported yet)"),
-    click.option("--tty", "-t", is_flag=True, help="allocate a terminal (not supported yet)"),
+    click.option(
+        "--interactive", "-i", is_flag=True, help="copy lcd's stdin to the process (EOF ends it)"
+    ),
+    click.option(
+        "--tty", "-t", is_flag=True, help="give the process a terminal, connected to lcd's"
+    ),
 )
 
 process_options = _options(
@@ -598,7 +618,14 @@ class ContainerRequest:
 
     def spec_options(self, root: Path | None) -> list[oci.SpecOption]:
         """Every spec option; user names are looked up in ``root`` (skipped without one)."""
-        options = self.resource_options()
+        options = self.resource_options() + self.process_options(root)
+        if self.hostname is not None:
+            options.append(_option("--hostname", oci.with_hostname, self.hostname))
+        return options
+
+    def process_options(self, root: Path | None) -> list[oci.SpecOption]:
+        """The options of the process alone (what an exec takes): env, workdir, user, terminal."""
+        options = []
         if self.env:
             options.append(_option("--env", oci.with_env, parse_env(self.env)))
         if self.workdir is not None:
@@ -606,8 +633,6 @@ class ContainerRequest:
         if self.user is not None and (root is not None or _numeric_user(self.user)):
             uid, gid = parse_user(self.user, root)
             options.append(_option("--user", oci.with_user, uid, gid))
-        if self.hostname is not None:
-            options.append(_option("--hostname", oci.with_hostname, self.hostname))
         if self.terminal:
             options.append(oci.with_terminal(True))
         return options
@@ -636,32 +661,77 @@ def _strip_builder(message: str) -> str:
 class Stdio:
     """How a process's stdio is connected: what start() and exec() are given.
 
-    Attached stdio is being added to the library (``start(..., with_stdin=,
-    attach_stdio=)`` with a DirectIO and ready attachers). Once it lands,
-    :func:`stdio_for` returns an ``AttachTerminal(client)`` for -i/-t and a
-    ``CopyToFiles(sys.stdout.buffer, sys.stderr.buffer)`` otherwise, and
-    :meth:`finish` awaits it; nothing else here changes.
+    In the foreground lcd copies the process's output to its own stdout and
+    stderr (and, with -i, its stdin to the process); a container left running
+    writes to a log file that the shim appends to itself (``lcd logs``).
     """
 
     with_stdin: bool = False
     attach: AttachStdio | None = None
 
     async def finish(self) -> None:
-        """Wait until the process's output has been copied out (nothing to copy yet)."""
+        """Wait until the process's output has been copied out (call it after the exit)."""
+        if isinstance(self.attach, AttachTerminal | CopyToFiles):
+            await self.attach
 
 
-def check_stdio(interactive: bool, tty: bool) -> None:
-    """Refuse -i and -t before anything is created or started: attached stdio has not landed.
-
-    Wiring it: drop this refusal and have :func:`stdio_for` return the attachers.
-    """
-    if interactive or tty:
-        raise not_supported_yet("attached stdio (-i/-t)")
+def check_stdio(interactive: bool, tty: bool, detach: bool) -> None:
+    """Refuse -d with -i or -t before anything is created: nothing would serve them."""
+    if detach and (interactive or tty):
+        raise click.UsageError(
+            "-d with -i/-t is not supported: once lcd exits nothing would serve the"
+            " container's stdin or terminal, and lcd cannot attach to it later"
+        )
 
 
 def stdio_for(client: AsyncClient, interactive: bool, tty: bool) -> Stdio:
-    """The stdio of a new process: for now none (its output is discarded)."""
-    return Stdio()
+    """The stdio of a process lcd waits for, connected to lcd's own.
+
+    -t (and -i): the caller's terminal, in raw mode while the process has a
+    terminal of its own, whose size follows it. -i alone: the caller's stdin is
+    copied to the process, whose stdin is closed at its end (EOF); the
+    caller's terminal stays as it is, so Ctrl-D ends the input and Ctrl-C is
+    lcd's, forwarded as a signal. Neither: the output only, stdout and stderr
+    apart.
+    """
+    if interactive or tty:
+        return Stdio(with_stdin=interactive, attach=AttachTerminal(client))
+    return Stdio(attach=CopyToFiles(_output_file(1), _output_file(2)))
+
+
+def logged_stdio(settings: Settings, container_id: str) -> Stdio:
+    """The stdio of a container lcd leaves running: its output appended to its log file."""
+    return Stdio(attach=LogFile(settings.log_path(container_id)))
+
+
+class _OutputFile:
+    """One of lcd's output descriptors, as a copy target; once its reader is gone, output is
+    dropped, so the process never waits on a full FIFO (``lcd run -- seq 1 100000 | head -1``).
+
+    Writes go straight to the descriptor: nothing stays buffered to fail at exit.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._gone = False
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view and not self._gone:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BrokenPipeError:
+                self._gone = True
+            except BlockingIOError:  # someone made the descriptor non-blocking
+                select.select([], [self._fd], [])
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
+def _output_file(fd: int) -> IO[bytes]:
+    return cast(IO[bytes], _OutputFile(fd))
 
 
 # --- lcd run / create ----------------------------------------------------------
@@ -711,31 +781,43 @@ def run(
     """Run ARGS in a new container; exit with its exit status (128+N for signal N).
 
     Without --rootfs the container gets a fresh busybox root filesystem,
-    removed with the container. Without -d, lcd waits for the container and
-    forwards the signals it receives to it (Ctrl-C twice kills it); the
-    container's task is then deleted, and with --rm the container too.
+    removed with the container. Without -d, lcd copies the container's stdout
+    and stderr to its own, waits for it and forwards the signals it receives
+    to it (Ctrl-C twice kills it); the container's task is then deleted, and
+    with --rm the container too. -i copies lcd's stdin to the container (its
+    end is the container's EOF); -t gives the container a terminal connected
+    to lcd's (with -i: an interactive shell). With -d the output goes to a
+    log file ('lcd logs').
 
     \b
-    Output: -i/-t (attached stdio) are not supported yet; until then the
-    container's stdout and stderr are discarded.
     Exit status: the container's; 125 when lcd fails, 126 when ARGS cannot
     be run, 127 when the program is not found.
     """
-    try:
+    with _process_exit_statuses():
         request = _request(args, tty, options)
-        check_stdio(interactive, tty)
+        check_stdio(interactive, tty, detach)
         if detach and remove:
             raise click.UsageError(
                 "--rm with -d is not supported: nothing would be left to remove the container"
                 " when it exits (use 'lcd rm -f' later)"
             )
         status = asyncio.run(_run(settings, request, detach, remove, interactive, tty))
+    raise SystemExit(status)
+
+
+@contextlib.contextmanager
+def _process_exit_statuses() -> Iterator[None]:
+    """For commands that exit with their process's status: lcd's own failures exit with 125.
+
+    Usage errors keep their 2, and a failure that names its status (126, 127) keeps it.
+    """
+    try:
+        yield
     except (LibcontainerdError, OSError) as error:
         message = str(error) if isinstance(error, LibcontainerdError) else _describe_os_error(error)
         raise Failure(message, EXIT_LCD_FAILED) from None
     except Failure as error:
         raise Failure(error.message, error.exit_code or EXIT_LCD_FAILED) from None
-    raise SystemExit(status)
 
 
 async def _run(
@@ -747,38 +829,56 @@ async def _run(
     tty: bool,
 ) -> int:
     out = Output()
+    container_id = request.name or secrets.token_hex(6)
     async with connect(settings, out) as client:
-        stdio = stdio_for(client, interactive, tty)
         if detach:
-            click.echo(await _create_and_start(client, settings, out, request, stdio))
+            stdio = logged_stdio(settings, container_id)
+            await _create_and_start(client, settings, out, request, container_id, stdio)
+            click.echo(container_id)
             return 0
+        stdio = stdio_for(client, interactive, tty)
         # Installed first, so a signal that comes early waits for the container to run.
         with SignalForwarder(client, out) as forwarder:
-            container_id = await _create_and_start(client, settings, out, request, stdio)
-            forwarder.forward_to(container_id)
-            exit_code, _ = await client.wait(container_id)
-            await forwarder.drain()
-        await stdio.finish()
+            await _create_and_start(client, settings, out, request, container_id, stdio)
+            exit_code = await _in_foreground(client, forwarder, stdio, container_id)
         if remove:
             await _remove(client, settings, container_id, force=True)
         else:
             with contextlib.suppress(NotFound):
                 await client.delete_task(container_id)
-        return min(exit_code, 255)
+        return exit_code
+
+
+async def _in_foreground(
+    client: AsyncClient, forwarder: SignalForwarder, stdio: Stdio, container_id: str
+) -> int:
+    """Forward signals to a started process, wait for its exit and the end of its output.
+
+    Returns its exit status as a process's (at most 255).
+    """
+    forwarder.forward_to(container_id)
+    exit_code, _ = await client.wait(container_id, forwarder.process_id)
+    await forwarder.drain()
+    await stdio.finish()
+    return min(exit_code, 255)
 
 
 async def _create_and_start(
-    client: AsyncClient, settings: Settings, out: Output, request: ContainerRequest, stdio: Stdio
-) -> str:
+    client: AsyncClient,
+    settings: Settings,
+    out: Output,
+    request: ContainerRequest,
+    container_id: str,
+    stdio: Stdio,
+) -> None:
     """Create and start the container; one that cannot start is removed again."""
-    container_id = await _create(client, settings, out, request)
+    await _create(client, settings, out, request, container_id)
     try:
         await client.start(container_id, with_stdin=stdio.with_stdin, attach_stdio=stdio.attach)
     except LibcontainerdError as error:
         with contextlib.suppress(LibcontainerdError):
             await _remove(client, settings, container_id, force=True)
         raise Failure(str(error), _start_failure_status(str(error))) from None
-    return container_id
 
 
 def _start_failure_status(message: str) -> int:
@@ -793,8 +893,9 @@ def _start_failure_status(message: str) -> int:
 class SignalForwarder:
     """Forwards the signals lcd receives to a container's process; Ctrl-C twice kills it.
 
-    Installed before the container exists, so a signal that arrives while it
+    Installed before the process exists, so a signal that arrives while it
     is being created or started is held and forwarded once it runs.
+    ``process_id`` is the main process's (``init``) or an exec's.
     """
 
     FORWARDED = (
@@ -806,11 +907,11 @@ class SignalForwarder:
         signal.SIGUSR2,
     )
 
-    def __init__(self, client: AsyncClient, out: Output) -> None:
+    def __init__(self, client: AsyncClient, out: Output, process_id: str = INIT_PROCESS_ID) -> None:
         self._client = client
         self._out = out
         self._container_id: str | None = None
-        self._process_id = INIT_PROCESS_ID
+        self.process_id = process_id
         self._held: list[int] = []
         self._interrupts = 0
         self._sending: set[asyncio.Task[None]] = set()
@@ -826,10 +927,9 @@ class SignalForwarder:
         for signum in self.FORWARDED:
             loop.remove_signal_handler(signum)
 
-    def forward_to(self, container_id: str, process_id: str = INIT_PROCESS_ID) -> None:
-        """Forward from now on to that process, starting with what was held."""
+    def forward_to(self, container_id: str) -> None:
+        """Forward from now on to the process in that container, starting with what was held."""
         self._container_id = container_id
-        self._process_id = process_id
         held, self._held = self._held, []
         for signum in held:
             self._send(signum)
@@ -843,10 +943,12 @@ class SignalForwarder:
         if signum == signal.SIGINT:
             self._interrupts += 1
             if self._interrupts == 1:
-                self._out.note(
-                    "sent SIGINT to the container (its main process ignores signals it does not"
-                    " handle); press Ctrl-C again to kill it"
+                target = (
+                    "the container (its main process ignores signals it does not handle)"
+                    if self.process_id == INIT_PROCESS_ID
+                    else f"exec {self.process_id}"
                 )
+                self._out.note(f"sent SIGINT to {target}; press Ctrl-C again to kill it")
             else:
                 signum = signal.SIGKILL
         if self._container_id is None:
@@ -862,7 +964,7 @@ class SignalForwarder:
     async def _signal(self, signum: int) -> None:
         assert self._container_id is not None
         with contextlib.suppress(LibcontainerdError):
-            await self._client.signal_process(self._container_id, self._process_id, signum)
+            await self._client.signal_process(self._container_id, self.process_id, signum)
 
 
 @cli.command(context_settings=COMMAND_CONTEXT)
@@ -874,38 +976,53 @@ class SignalForwarder:
 def create(
     settings: Settings, /, args: tuple[str, ...], interactive: bool, tty: bool, **options: Any
 ) -> None:
-    """Create a container that runs ARGS when started ('lcd start'); print its id."""
+    """Create a container that runs ARGS when started ('lcd start'); print its id.
+
+    -t gives it a terminal: start it with 'lcd start -ai ID'.
+    """
     request = _request(args, tty, options)
-    check_stdio(interactive, tty)
+    if interactive:
+        raise click.UsageError(
+            "-i applies when the container starts: 'lcd start -ai ID' attaches its stdin"
+        )
+    container_id = request.name or secrets.token_hex(6)
 
-    async def work() -> str:
+    async def work() -> None:
         async with connect(settings, Output()) as client:
-            return await _create(client, settings, Output(), request)
+            await _create(client, settings, Output(), request, container_id)
 
-    click.echo(asyncio.run(work()))
+    asyncio.run(work())
+    click.echo(container_id)
 
 
 async def _create(
-    client: AsyncClient, settings: Settings, out: Output, request: ContainerRequest
-) -> str:
-    """Create the container (and its busybox root filesystem); returns its id."""
-    container_id = request.name or secrets.token_hex(6)
+    client: AsyncClient,
+    settings: Settings,
+    out: Output,
+    request: ContainerRequest,
+    container_id: str,
+) -> None:
+    """Create the container (and its busybox root filesystem).
+
+    A log file left by an earlier container of that name is removed: a new
+    container starts a new log.
+    """
     check_identifier(container_id)
     if request.rootfs is not None:
         root = Path(request.rootfs)
         spec = oci.default_spec(list(request.args), root, *request.spec_options(root))
         await client.create(container_id, spec)
-        return container_id
-    root = _claim_rootfs(settings, container_id)
-    try:
-        with out.progress("building a busybox root filesystem"):
-            rootfs.busybox(root)
-        spec = oci.default_spec(list(request.args), root, *request.spec_options(root))
-        await client.create(container_id, spec)
-    except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
-        raise
-    return container_id
+    else:
+        root = _claim_rootfs(settings, container_id)
+        try:
+            with out.progress("building a busybox root filesystem"):
+                rootfs.busybox(root)
+            spec = oci.default_spec(list(request.args), root, *request.spec_options(root))
+            await client.create(container_id, spec)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+    settings.log_path(container_id).unlink(missing_ok=True)
 
 
 def _claim_rootfs(settings: Settings, container_id: str) -> Path:
@@ -953,21 +1070,77 @@ def _each(
 
 
 @cli.command(context_settings=CONTEXT)
+@click.option(
+    "--attach",
+    "-a",
+    is_flag=True,
+    help="copy its output to lcd's, wait for it, and exit with its status",
+)
+@click.option("--interactive", "-i", is_flag=True, help="also copy lcd's stdin to it (implies -a)")
 @ids_argument
 @pass_settings
-def start(settings: Settings, container_ids: tuple[str, ...]) -> None:
-    """Start created or stopped containers (a stopped task is deleted first)."""
+def start(
+    settings: Settings, attach: bool, interactive: bool, container_ids: tuple[str, ...]
+) -> None:
+    """Start created or stopped containers (a stopped task is deleted first).
+
+    Their output goes to their log file ('lcd logs'). With -a or -i, lcd
+    attaches to the one container given instead, as 'lcd run' does (its
+    terminal, if it was created with -t), and exits with its status; a
+    container with a terminal can only be started so.
+    """
+    if attach or interactive:
+        if len(container_ids) != 1:
+            raise click.UsageError("-a and -i attach to one container: give one ID")
+        with _process_exit_statuses():
+            check_identifier(container_ids[0])
+            status = asyncio.run(_start_attached(settings, container_ids[0], interactive))
+        raise SystemExit(status)
 
     async def action(client: AsyncClient, container_id: str) -> None:
-        state = await _task_state(client, container_id)
-        if state is Status.STOPPED:
-            await client.delete_task(container_id)
-        elif state is not None:
-            raise FailedPrecondition(f"container {container_id!r} is already {state}")
-        stdio = stdio_for(client, interactive=False, tty=False)
+        await _make_way_for_a_task(client, container_id)
+        if _has_terminal(await client.spec(container_id)):
+            raise FailedPrecondition(
+                f"container {container_id!r} has a terminal, which needs lcd attached:"
+                f" start it with 'lcd start -ai {container_id}'"
+            )
+        stdio = logged_stdio(settings, container_id)
         await client.start(container_id, with_stdin=stdio.with_stdin, attach_stdio=stdio.attach)
 
     _each(settings, container_ids, action)
+
+
+async def _start_attached(settings: Settings, container_id: str, interactive: bool) -> int:
+    """``lcd start -a``: start with lcd's stdio, wait, delete the task; the exit status."""
+    out = Output()
+    async with connect(settings, out) as client:
+        await _make_way_for_a_task(client, container_id)
+        tty = _has_terminal(await client.spec(container_id))
+        stdio = stdio_for(client, interactive, tty)
+        with SignalForwarder(client, out) as forwarder:
+            try:
+                await client.start(
+                    container_id, with_stdin=stdio.with_stdin, attach_stdio=stdio.attach
+                )
+            except LibcontainerdError as error:
+                raise Failure(str(error), _start_failure_status(str(error))) from None
+            exit_code = await _in_foreground(client, forwarder, stdio, container_id)
+        with contextlib.suppress(NotFound):
+            await client.delete_task(container_id)
+        return exit_code
+
+
+async def _make_way_for_a_task(client: AsyncClient, container_id: str) -> None:
+    """Delete the container's stopped task, refuse a live one (FailedPrecondition); NotFound."""
+    state = await _task_state(client, container_id)
+    if state is Status.STOPPED:
+        await client.delete_task(container_id)
+    elif state is not None:
+        raise FailedPrecondition(f"container {container_id!r} is already {state}")
+
+
+def _has_terminal(spec: dict[str, Any]) -> bool:
+    return bool(spec.get("process", {}).get("terminal", False))
 
 
 async def _task_state(client: AsyncClient, container_id: str) -> Status | None:
@@ -1108,7 +1281,7 @@ def update(
 @ids_argument
 @pass_settings
 def rm(settings: Settings, force: bool, container_ids: tuple[str, ...]) -> None:
-    """Remove containers, their tasks and the root filesystems lcd built for them."""
+    """Remove containers, their tasks, and the root filesystems and logs lcd made for them."""
 
     async def action(client: AsyncClient, container_id: str) -> None:
         await _remove(client, settings, container_id, force=force)
@@ -1117,13 +1290,15 @@ def rm(settings: Settings, force: bool, container_ids: tuple[str, ...]) -> None:
 
 
 async def _remove(client: AsyncClient, settings: Settings, container_id: str, force: bool) -> None:
-    """Delete the task (killing it with ``force``), the container, and lcd's rootfs for it."""
+    """Delete the task (killing it with ``force``), the container, lcd's rootfs and log for it."""
     rootfs_dir = settings.rootfs_dir(container_id)
+    log_path = settings.log_path(container_id)
     try:
         state = await _task_state(client, container_id)
     except NotFound:
         if rootfs_dir.is_dir():  # left behind by an interrupted run: nothing else to remove
             shutil.rmtree(rootfs_dir, ignore_errors=True)
+            log_path.unlink(missing_ok=True)
             return
         raise NotFound(f"no such container: {container_id!r}") from None
     if state in _ALIVE:
@@ -1138,6 +1313,7 @@ async def _remove(client: AsyncClient, settings: Settings, container_id: str, fo
             await client.delete_task(container_id)
     await client.delete(container_id)
     shutil.rmtree(rootfs_dir, ignore_errors=True)
+    log_path.unlink(missing_ok=True)
 
 
 # --- listings -----------------------------------------------------------------------
@@ -1362,15 +1538,13 @@ def version(settings: Settings, as_json: bool) -> None:
     click.echo(f"containerd {containerd} ({revision}) at {address}")
 
 
-# --- waiting for other parts of the library ---------------------------------------------
+# --- exec -----------------------------------------------------------------------------
 
 
-@cli.command(
-    "exec",
-    context_settings=COMMAND_CONTEXT,
-    help="Run ARGS in a running container. " + _NOT_SUPPORTED_HELP.format(what="exec"),
+@cli.command("exec", context_settings=COMMAND_CONTEXT)
+@click.option(
+    "--detach", "-d", is_flag=True, help="print the exec id and leave it running, without stdio"
 )
-@click.option("--detach", "-d", is_flag=True, help="print the exec id and leave it running")
 @stdio_options
 @process_options
 @click.argument("container_id", metavar="ID")
@@ -1378,67 +1552,441 @@ def version(settings: Settings, as_json: bool) -> None:
     "args", nargs=-1, type=click.UNPROCESSED, required=True, metavar="[--] COMMAND [ARG]..."
 )
 @pass_settings
-def exec_(settings: Settings, /, container_id: str, args: tuple[str, ...], **options: Any) -> None:
-    # To wire: check_stdio(-i, -t); build the process spec (ContainerRequest's process
-    # options applied to the container's process); in connect(): stdio_for(...),
-    # client.exec(container_id, exec_id, process, stdio.with_stdin, stdio.attach), then
-    # unless -d: wait(container_id, exec_id) under a SignalForwarder aimed at the exec,
-    # stdio.finish(), and exit with its status, as _run does.
-    check_identifier(container_id)
-    raise not_supported_yet("exec")
+def exec_(
+    settings: Settings,
+    /,
+    container_id: str,
+    args: tuple[str, ...],
+    detach: bool,
+    interactive: bool,
+    tty: bool,
+    env: tuple[str, ...],
+    workdir: str | None,
+    user: str | None,
+) -> None:
+    """Run ARGS in a running container; exit with its exit status.
+
+    The process starts as the container's own (its environment, user and
+    working directory), changed by -e, -w and -u; -i and -t work as in 'lcd
+    run', and so do the output and the signals lcd receives. Its id is
+    generated ('exec-' and 12 hex digits).
+
+    \b
+    Exit status: the process's; 125 when lcd fails, 126 when ARGS cannot be
+    run, 127 when the program is not found.
+    """
+    if args[:1] == ("--",):  # after ID, click keeps the "--" among the arguments
+        args = args[1:]
+    if not args:
+        raise click.UsageError("missing the command to run, e.g. 'lcd exec ID -- ls'")
+    with _process_exit_statuses():
+        check_identifier(container_id)
+        check_stdio(interactive, tty, detach)
+        request = ContainerRequest(args=args, env=env, workdir=workdir, user=user, terminal=tty)
+        request.validate()
+        status = asyncio.run(_exec(settings, container_id, request, detach, interactive))
+    raise SystemExit(status)
 
 
-@cli.command(
-    context_settings=CONTEXT,
-    help="Show containers' resource use, live. " + _NOT_SUPPORTED_HELP.format(what="stats"),
-)
+async def _exec(
+    settings: Settings,
+    container_id: str,
+    request: ContainerRequest,
+    detach: bool,
+    interactive: bool,
+) -> int:
+    out = Output()
+    exec_id = f"exec-{secrets.token_hex(6)}"
+    async with connect(settings, out) as client:
+        process = await _exec_process(client, container_id, request)
+        if detach:
+            await _start_exec(client, container_id, exec_id, process, Stdio())
+            click.echo(exec_id)
+            return 0
+        stdio = stdio_for(client, interactive, request.terminal)
+        with SignalForwarder(client, out, exec_id) as forwarder:
+            await _start_exec(client, container_id, exec_id, process, stdio)
+            return await _in_foreground(client, forwarder, stdio, container_id)
+
+
+async def _exec_process(
+    client: AsyncClient, container_id: str, request: ContainerRequest
+) -> dict[str, Any]:
+    """The exec's OCI process: the container's own, running ARGS, with -e, -w, -u and -t applied.
+
+    User names are looked up in the container's root filesystem when its path is on this host.
+    """
+    spec = await client.spec(container_id)
+    root_path = spec.get("root", {}).get("path")
+    root = Path(root_path) if isinstance(root_path, str) and os.path.isabs(root_path) else None
+    document = {"process": copy.deepcopy(spec.get("process") or {})}
+    oci.apply(
+        document,
+        oci.with_args(list(request.args)),
+        oci.with_terminal(request.terminal),
+        *request.process_options(root),
+    )
+    return document["process"]
+
+
+async def _start_exec(
+    client: AsyncClient, container_id: str, exec_id: str, process: dict[str, Any], stdio: Stdio
+) -> None:
+    try:
+        await client.exec(container_id, exec_id, process, stdio.with_stdin, stdio.attach)
+    except LibcontainerdError as error:
+        raise Failure(str(error), _start_failure_status(str(error))) from None
+
+
+# --- stats ------------------------------------------------------------------------------
+
+_WITH_METRICS = (Status.RUNNING, Status.PAUSED, Status.PAUSING)
+# --no-stream: the time between its two samples, so that CPU % has something to compare.
+_NO_STREAM_GAP = 0.5
+
+
+@cli.command(context_settings=CONTEXT)
 @click.option("--no-stream", is_flag=True, help="print one sample and exit")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="seconds between samples",
+)
 @json_option
 @click.argument("container_ids", metavar="[ID]...", nargs=-1)
 @pass_settings
 def stats(
-    settings: Settings, container_ids: tuple[str, ...], no_stream: bool, as_json: bool
+    settings: Settings,
+    container_ids: tuple[str, ...],
+    no_stream: bool,
+    interval: float,
+    as_json: bool,
 ) -> None:
-    # To wire: client.stats(id) for --no-stream, client.stats_stream(id) in a rich.live.Live
-    # table otherwise (one JSON object per sample with --json).
-    raise not_supported_yet("stats")
+    """Show containers' resource use, live, until Ctrl-C (of the running ones without IDs).
+
+    CPU % is the CPU time used since the previous sample over the time between
+    the two (100% = one CPU busy), as docker stats shows it; memory leaves out
+    inactive page cache (see libcontainerd.metrics). --json prints one JSON
+    object per container and sample, one per line.
+    """
+    for container_id in container_ids:
+        check_identifier(container_id)
+    asyncio.run(_stats(settings, container_ids, no_stream, interval, as_json))
 
 
-@cli.command(
-    context_settings=CONTEXT,
-    help="Checkpoint a running container into DIR (CRIU). "
-    + _NOT_SUPPORTED_HELP.format(what="create_checkpoint"),
-)
-@click.option("--exit", "leave_exited", is_flag=True, help="stop the container afterwards")
+class StatsSampler:
+    """Samples containers' metrics, each compared with the previous sample of the same container."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+        self._previous: dict[str, tuple[Stats, float]] = {}
+
+    async def targets(self, container_ids: Sequence[str]) -> list[str]:
+        """The given ids, or without any, every container with metrics now (running or paused)."""
+        if container_ids:
+            return list(container_ids)
+        listing = await self._client.list_containers()
+        return [info.id for info in listing if info.status in _WITH_METRICS]
+
+    async def sample(self, container_ids: Sequence[str], *, named: bool) -> list[dict[str, Any]]:
+        """One record per container; NotFound for a named container that does not exist.
+
+        A named container without metrics (no task, or stopped) gets a record
+        of nulls; one found by listing that has gone since is left out.
+        """
+        records = await asyncio.gather(*(self._record(cid, named) for cid in container_ids))
+        return [record for record in records if record is not None]
+
+    async def _record(self, container_id: str, named: bool) -> dict[str, Any] | None:
+        try:
+            sample = await self._client.stats(container_id)
+        except (NotFound, FailedPrecondition) as error:
+            self._previous.pop(container_id, None)
+            if named and isinstance(error, NotFound) and "no such container" in str(error):
+                raise NotFound(f"no such container: {container_id!r}") from None
+            return _stats_record(container_id, None, None) if named else None
+        now = time.monotonic()
+        cpu_percent = None
+        previous = self._previous.get(container_id)
+        if previous is not None:
+            before, before_at = previous
+            elapsed = (sample.read - before.read).total_seconds()
+            if elapsed <= 0:  # a runtime without read times: our own clock
+                elapsed = now - before_at
+            if elapsed > 0:
+                used = max(0, sample.cpu_usage_ns - before.cpu_usage_ns)
+                cpu_percent = used / (elapsed * 1e9) * 100
+        self._previous[container_id] = (sample, now)
+        return _stats_record(container_id, sample, cpu_percent)
+
+
+def _stats_record(
+    container_id: str, sample: Stats | None, cpu_percent: float | None
+) -> dict[str, Any]:
+    if sample is None:
+        return {"id": container_id, "read": None, "cpu_percent": None} | dict.fromkeys(
+            (
+                "cpu_usage_ns",
+                "memory_usage_bytes",
+                "memory_limit_bytes",
+                "memory_percent",
+                "pids_current",
+                "pids_limit",
+                "blkio_read_bytes",
+                "blkio_write_bytes",
+                "cgroup_version",
+            )
+        )
+    limit = sample.memory_limit_bytes
+    return {
+        "id": container_id,
+        "read": _iso(sample.read),
+        "cpu_percent": None if cpu_percent is None else round(cpu_percent, 2),
+        "cpu_usage_ns": sample.cpu_usage_ns,
+        "memory_usage_bytes": sample.memory_usage_bytes,
+        "memory_limit_bytes": limit,
+        "memory_percent": round(sample.memory_usage_bytes / limit * 100, 2) if limit else None,
+        "pids_current": sample.pids_current,
+        "pids_limit": sample.pids_limit,
+        "blkio_read_bytes": sample.blkio_read_bytes,
+        "blkio_write_bytes": sample.blkio_write_bytes,
+        "cgroup_version": sample.cgroup_version,
+    }
+
+
+_STATS_HEADERS = ("ID", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS", "BLOCK I/O")
+
+
+def _stats_row(record: dict[str, Any]) -> tuple[str, ...]:
+    if record["read"] is None:
+        return (record["id"], "-", "- / -", "-", "-", "- / -")
+    cpu = record["cpu_percent"]
+    memory = record["memory_percent"]
+    return (
+        record["id"],
+        "-" if cpu is None else f"{cpu:.2f}%",
+        f"{_size(record['memory_usage_bytes'])} / {_size(record['memory_limit_bytes'])}",
+        "-" if memory is None else f"{memory:.2f}%",
+        str(record["pids_current"]),
+        f"{_size(record['blkio_read_bytes'])} / {_size(record['blkio_write_bytes'])}",
+    )
+
+
+def _size(count: int | None) -> str:
+    """``512B``, ``1.5KiB``, ``64MiB``; ``-`` for no value (no limit)."""
+    if count is None:
+        return "-"
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{count}B" if unit == "B" else f"{value:.4g}{unit}"
+        value /= 1024
+    return f"{value:.4g}TiB"
+
+
+async def _stats(
+    settings: Settings,
+    container_ids: tuple[str, ...],
+    no_stream: bool,
+    interval: float,
+    as_json: bool,
+) -> None:
+    out = Output()
+    named = bool(container_ids)
+    async with connect(settings, out) as client:
+        sampler = StatsSampler(client)
+        if no_stream:
+            targets = await sampler.targets(container_ids)
+            await sampler.sample(targets, named=named)
+            await asyncio.sleep(_NO_STREAM_GAP)
+            records = await sampler.sample(targets, named=named)
+            if as_json:
+                for record in records:
+                    out.json(record)
+            else:
+                out.table(_STATS_HEADERS, [_stats_row(record) for record in records])
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        with _StatsDisplay(out, as_json) as display:
+            while not stop.is_set():
+                records = await sampler.sample(await sampler.targets(container_ids), named=named)
+                display.show(records)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+
+
+class _StatsDisplay:
+    """Where live stats go: a table redrawn in place on a terminal, else one after another."""
+
+    def __init__(self, out: Output, as_json: bool) -> None:
+        self._out = out
+        self._as_json = as_json
+        self._live: Live | None = None
+        if not as_json and out.stdout.is_terminal:
+            self._live = Live(console=out.stdout, auto_refresh=False)
+
+    def __enter__(self) -> _StatsDisplay:
+        if self._live is not None:
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def show(self, records: list[dict[str, Any]]) -> None:
+        if self._as_json:
+            for record in records:
+                self._out.json(record)
+        elif self._live is not None:
+            self._live.update(
+                self._out.render_table(_STATS_HEADERS, map(_stats_row, records)), refresh=True
+            )
+        else:
+            self._out.table(_STATS_HEADERS, [_stats_row(record) for record in records])
+            click.echo()
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--exit", "leave_exited", is_flag=True, help="stop the container once checkpointed")
 @click.argument("container_id", metavar="ID")
 @click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
 @pass_settings
 def checkpoint(settings: Settings, container_id: str, directory: str, leave_exited: bool) -> None:
-    # To wire: client.create_checkpoint(container_id, directory, exit=leave_exited).
-    raise not_supported_yet("checkpoint")
+    """Checkpoint a running container into DIR with CRIU; print its id.
+
+    DIR must be new or empty; it must be on this host (containerd's runc
+    writes it). The container keeps running, or with --exit stops once
+    checkpointed (lcd waits for that). 'lcd restore ID DIR' starts it again
+    from DIR, its processes going on where they were.
+    """
+    check_identifier(container_id)
+    target = os.path.abspath(directory)
+
+    async def work() -> None:
+        out = Output()
+        async with connect(settings, out) as client:
+            with out.progress(f"checkpointing {container_id}"):
+                await client.create_checkpoint(container_id, target, exit=leave_exited)
+                if leave_exited:
+                    async with asyncio.timeout(_REAP_TIMEOUT):
+                        await client.wait(container_id)
+
+    asyncio.run(work())
+    click.echo(container_id)
 
 
-@cli.command(
-    context_settings=CONTEXT,
-    help="Start a container from a checkpoint in DIR. "
-    + _NOT_SUPPORTED_HELP.format(what="restore from a checkpoint"),
-)
+@cli.command(context_settings=CONTEXT)
 @click.argument("container_id", metavar="ID")
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
 @pass_settings
 def restore(settings: Settings, container_id: str, directory: str) -> None:
-    # To wire: delete a stopped task as `lcd start` does, then
-    # client.start(container_id, checkpoint_dir=directory).
-    raise not_supported_yet("restore")
+    """Start a container from its checkpoint in DIR ('lcd checkpoint'); print its id.
+
+    Its processes go on where they were; a stopped task is deleted first. Its
+    output is appended to its log ('lcd logs').
+    """
+    check_identifier(container_id)
+    source = os.path.abspath(directory)
+
+    async def work() -> None:
+        out = Output()
+        async with connect(settings, out) as client:
+            await _make_way_for_a_task(client, container_id)
+            with out.progress(f"restoring {container_id}"):
+                await client.start(
+                    container_id,
+                    checkpoint_dir=source,
+                    attach_stdio=LogFile(settings.log_path(container_id)),
+                )
+
+    asyncio.run(work())
+    click.echo(container_id)
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+_FOLLOW_POLL = 0.2
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--follow", "-f", is_flag=True, help="go on printing new output until the container stops"
+)
+@click.argument("container_id", metavar="ID")
+@pass_settings
+def logs(settings: Settings, container_id: str, follow: bool) -> None:
+    """Print the output of a container lcd left running (run -d, start, restore).
+
+    stdout and stderr share one file, each in its own order. -f goes on until
+    the container stops, or Ctrl-C.
+    """
+    check_identifier(container_id)
+    path = settings.log_path(container_id)
+
+    async def work() -> None:
+        async with connect(settings, Output()) as client:
+            state = await _task_state(client, container_id)
+            if not path.exists():
+                raise Failure(
+                    f"container {container_id!r} has no log: lcd keeps the output of"
+                    " containers it leaves running (lcd run -d, lcd start, lcd restore)"
+                )
+            await _print_log(client, container_id, path, follow and state in _ALIVE)
+
+    asyncio.run(work())
+
+
+async def _print_log(client: AsyncClient, container_id: str, path: Path, follow: bool) -> None:
+    stop = asyncio.Event()
+    if follow:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+    output = _OutputFile(1)
+    with open(path, "rb") as log:  # noqa: ASYNC230 - a local file, read in small steps
+        while True:
+            chunk = log.read(64 * 1024)
+            if chunk:
+                output.write(chunk)
+                continue
+            if not follow or stop.is_set():
+                return
+            # The shim may still be writing what the container wrote last: one more pass.
+            follow = await _task_state(client, container_id) in _ALIVE
+            if follow:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _FOLLOW_POLL)
 
 
 # --- the demo --------------------------------------------------------------------------
 
 
 @cli.command(context_settings=CONTEXT)
-def demo() -> None:
-    """Run one real container through the whole contract on an embedded containerd."""
-    from ._demo import run_demo
+@pass_settings
+def demo(settings: Settings) -> None:
+    """Walk real containers through the whole contract, printing each event as it arrives.
 
-    console = Console(highlight=False)
-    raise SystemExit(asyncio.run(run_demo(console)))
+    Create, start with attached output, exec, pause and resume, stats, update,
+    checkpoint and restore (when CRIU works), signal, exit, delete. It uses
+    the containerd at --address, or the embedded one of --state-dir, started
+    for the demo (and stopped after it) when it is not running.
+    """
+    from ._demo import DemoSettings, run_demo
+
+    console = Console(highlight=False, soft_wrap=True)
+    where = DemoSettings(
+        address=settings.address,
+        namespace=settings.namespace,
+        state_dir=settings.state_dir,
+        root_dir=settings.root_dir,
+    )
+    raise SystemExit(asyncio.run(run_demo(console, where)))

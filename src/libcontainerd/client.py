@@ -359,6 +359,8 @@ class AsyncClient:
         # Exec exits seen on the stream, so wait() still answers once the exec
         # process has been released; dropped when the container's task is deleted.
         self._exec_exits: dict[tuple[str, str], tuple[int, datetime | None]] = {}
+        # The execs this client made, (container id, exec id), until it releases them.
+        self._own_execs: set[tuple[str, str]] = set()
         # The FIFOs of the processes this client attached, by container and process id;
         # _fifo_sets also holds released ones whose readers have not reached EOF yet.
         self._fifos: dict[str, dict[str, FifoSet]] = {}
@@ -451,9 +453,16 @@ class AsyncClient:
             self._stream.track(container_id, process_id, pid)
 
     def _after_delivery(self, container_id: str, event: EventType, info: EventInfo) -> None:
-        """An exec that has exited and been reported is released (Docker's order)."""
+        """An exec of ours that has exited and been reported is released (Docker's order).
+
+        Another client's execs are its own to release: deleting one under it
+        would race with its wait and its clean-up.
+        """
         if event is EventType.EXIT and info.process_id != container_id:
-            self._spawn(self._release_exec(container_id, info.process_id))
+            key = (container_id, info.process_id)
+            if key in self._own_execs:
+                self._own_execs.discard(key)
+                self._spawn(self._release_exec(container_id, info.process_id))
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -560,11 +569,12 @@ class AsyncClient:
         message), Unavailable; what the callback raises propagates.
 
         With ``checkpoint_dir`` (made by :meth:`create_checkpoint`) the new task
-        is restored from it, and its processes go on where they were. That also
-        raises InvalidArgument for a directory that is missing or holds no
-        checkpoint (before anything is sent) or whose images CRIU refuses (with
-        CRIU's reasons; no task is left behind), and CheckpointUnsupported
-        when no working CRIU is found.
+        is restored from it, and its processes go on where they were; their
+        output can go to a :class:`LogFile`, and stdin or a callback raise
+        NotImplemented. That also raises InvalidArgument for a directory that
+        is missing or holds no checkpoint (before anything is sent) or whose
+        images CRIU refuses (with CRIU's reasons; no task is left behind), and
+        CheckpointUnsupported when no working CRIU is found.
         """
         check_identifier(container_id)
         if checkpoint_dir is not None:
@@ -615,14 +625,21 @@ class AsyncClient:
     ) -> int:
         """Create the task restored from ``checkpoint_dir`` (runc ``criu_image_path``), start it.
 
-        Raises InvalidArgument (the directory is missing or holds no
-        checkpoint, checked first; or CRIU refused its images, with CRIU's
-        reasons), CheckpointUnsupported (no working CRIU), NotFound,
-        AlreadyExists (a task exists). A failed restore leaves no task behind.
+        Its output can go to a :class:`LogFile` (the shim hands runc new pipes,
+        which CRIU puts in place of the checkpointed ones); without one the
+        restored process writes to nothing. Raises InvalidArgument (the
+        directory is missing or holds no checkpoint, checked first; or CRIU
+        refused its images, with CRIU's reasons), CheckpointUnsupported (no
+        working CRIU), NotFound, AlreadyExists (a task exists),
+        NotImplemented for stdin or a callback. A failed restore leaves no
+        task behind.
         """
-        if with_stdin or attach_stdio is not None:
+        if with_stdin or (attach_stdio is not None and not isinstance(attach_stdio, LogFile)):
+            # With FIFOs, containerd 1.6's shim restores the process but its
+            # Start never returns: only log-file mode is offered.
             raise errors.NotImplemented(
-                "restoring a checkpoint with attached stdio is not supported yet"
+                "restoring a checkpoint with stdin or a stdio callback is not supported;"
+                " its output can go to a LogFile"
             )
         source = checkpoint.image_directory(checkpoint_dir)
         container = await self._container(container_id, "restore")
@@ -637,11 +654,14 @@ class AsyncClient:
             )
         runtime = _typeurl.unpack(container.runtime.options, runc_pb2.Options) or runc_pb2.Options()
         criu = await checkpoint.find_criu(runtime.criu_path)
+        output = attach_stdio.uri if isinstance(attach_stdio, LogFile) else ""
         rpc = self._methods
         await self._call(
             rpc.task_create,
             tasks_pb2.CreateTaskRequest(
                 container_id=container_id,
+                stdout=output,
+                stderr=output,
                 options=checkpoint.restore_options(runtime, source, criu),
             ),
             f"create the restored task of container {container_id!r}",
@@ -666,6 +686,26 @@ class AsyncClient:
             raise
         self._track(container_id, container_id, started.pid)
         return started.pid
+
+    async def spec(self, container_id: str) -> dict[str, Any]:
+        """The container's OCI runtime spec, as containerd holds it (one Containers.Get).
+
+        What :meth:`create` sent, with the cgroups path it filled in; handy to
+        build an exec's process from the container's own (its env, user and
+        working directory). Raises NotFound, Unavailable, LibcontainerdError
+        when the stored spec is not JSON.
+        """
+        check_identifier(container_id)
+        container = await self._container(container_id, "read the spec of")
+        try:
+            document = _typeurl.unpack_json(container.spec)
+        except ValueError as error:
+            document = error
+        if not isinstance(document, dict):
+            raise LibcontainerdError(
+                f"the spec of container {container_id!r} is not a JSON object: {document}"
+            )
+        return document
 
     async def _container(self, container_id: str, doing: str) -> containers_pb2.Container:
         try:
@@ -934,7 +974,9 @@ class AsyncClient:
         ``terminal``, ``user``, ...), checked before sending; ``process_id``
         names it in later calls (``wait``, ``signal_process``, ...). Stdio
         works as in :meth:`start`. If it cannot start, the exec is deleted
-        with its FIFOs, so the id can be used again. Raises InvalidArgument
+        with its FIFOs, so the id can be used again; once it has exited and
+        its exit has been reported, this client deletes it (another client
+        in the namespace leaves it alone). Raises InvalidArgument
         (bad id, spec or stdio, before anything is sent), NotFound (no such
         container), FailedPrecondition (the container has no running task:
         not started, stopped, or paused), AlreadyExists (the id is in use
@@ -980,6 +1022,8 @@ class AsyncClient:
                 # The shim's own words for a stopped or paused init; it sends them as UNKNOWN.
                 raise FailedPrecondition(f"cannot {doing}: {error.details}") from None
             raise
+        # Ours from now on: released after its exit event (which may come before Start returns).
+        self._own_execs.add((container_id, exec_id))
         try:
             started = await self._call(
                 rpc.task_start,
@@ -987,6 +1031,7 @@ class AsyncClient:
                 f"start exec {exec_id!r} in container {container_id!r}",
             )
         except BaseException:
+            self._own_execs.discard((container_id, exec_id))
             await self._release_exec(container_id, exec_id)
             raise
         if fifos is not None:
@@ -1289,6 +1334,7 @@ class AsyncClient:
         """Drop what the client keeps per task: exec results and the FIFOs of its processes."""
         for key in [key for key in self._exec_exits if key[0] == container_id]:
             del self._exec_exits[key]
+        self._own_execs = {key for key in self._own_execs if key[0] != container_id}
         for fifos in self._fifos.pop(container_id, {}).values():
             fifos.release()
         remove_fifo_dir(self._container_fifo_dir(container_id))

@@ -666,12 +666,15 @@ class TerminalResizer(Protocol):
 class AttachTerminal(_Attacher[None]):
     """Connects the caller's terminal to a process; ``await`` it for the end of the output.
 
-    Input from ``input_fd`` goes to the process's stdin (a terminal there is
-    put in raw mode, and restored at the end); output goes to ``output_fd``,
-    stderr to ``error_fd``. When the process has a terminal, its size follows
+    Input from ``input_fd`` goes to the process's stdin, and its end closes
+    that stdin (EOF); output goes to ``output_fd``, stderr to ``error_fd``.
+    When the process has a terminal, a terminal at ``input_fd`` is put in raw
+    mode (restored at the end), so keys such as Ctrl-C and Ctrl-D reach the
+    process's own terminal, and the size of the process's terminal follows
     ``output_fd``'s: set once the process has started, and again on every
     SIGWINCH (through ``client.resize_terminal``; the loop's SIGWINCH handler
-    is this attacher's while it runs).
+    is this attacher's while it runs). Without one, the caller's terminal
+    keeps its mode, as ``docker run -i`` leaves it: Ctrl-D ends the input.
     """
 
     def __init__(
@@ -695,7 +698,7 @@ class AttachTerminal(_Attacher[None]):
         feeding = None
         try:
             if io.stdin is not None:
-                if os.isatty(self._input_fd):
+                if io.terminal and os.isatty(self._input_fd):
                     saved_mode = termios.tcgetattr(self._input_fd)
                     tty.setraw(self._input_fd)
                 feeding = _spawn(self._copy_input(io.stdin))

@@ -185,6 +185,9 @@ class Client:
     ) -> None:
         return self._run(self._async.create(container_id, spec, runtime_options))
 
+    def spec(self, container_id: str) -> dict[str, Any]:
+        return self._run(self._async.spec(container_id))
+
     def start(
         self,
         container_id: str,

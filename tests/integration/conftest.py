@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from libcontainerd import checkpoint
 from libcontainerd.checkpoint import CRIU_ENV
+from libcontainerd.errors import CheckpointUnsupported
 from libcontainerd.supervisor import Supervisor
 
 from .containers import client, containers  # noqa: F401 - fixtures for the whole folder
@@ -76,6 +78,15 @@ def provisioned_criu() -> Iterator[None]:
         if not os.environ.get(CRIU_ENV) and PROVISIONED_CRIU.is_file():
             patch.setenv(CRIU_ENV, str(PROVISIONED_CRIU))
         yield
+
+
+@pytest.fixture
+async def criu(supervisor: Supervisor) -> str:
+    """The CRIU the library will use; skips the test, with the reason, when none works."""
+    try:
+        return await checkpoint.find_criu()
+    except CheckpointUnsupported as error:
+        pytest.skip(f"{error} -- provision one with: python3 scripts/criu.py")
 
 
 @pytest.fixture(scope="session")

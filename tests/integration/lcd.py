@@ -44,12 +44,16 @@ def environment(state_dir: Path, root_dir: Path, **extra: str) -> dict[str, str]
     return env
 
 
-async def lcd(env: Mapping[str, str], *args: str, seconds: float = 90) -> Result:
-    """Run ``lcd args...`` to its end."""
+async def lcd(
+    env: Mapping[str, str], *args: str, seconds: float = 90, stdin: str | None = None
+) -> Result:
+    """Run ``lcd args...`` to its end; ``stdin`` is its input (else it has none: /dev/null)."""
     completed = await asyncio.to_thread(
         subprocess.run,
         [LCD, *args],
         env=dict(env),
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
         capture_output=True,
         text=True,
         timeout=seconds,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from libcontainerd import _typeurl, checkpoint, oci
+from libcontainerd import _typeurl, oci
 from libcontainerd._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
 from libcontainerd.client import AsyncClient
 from libcontainerd.errors import (
@@ -23,7 +23,9 @@ from libcontainerd.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    NotImplemented,
 )
+from libcontainerd.stdio import LogFile, discard
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID, Status
 
@@ -40,15 +42,6 @@ COUNTER = [
     " while true; do i=$((i+1)); echo $i > /out/n.tmp; mv /out/n.tmp /out/n; echo $i >&3;"
     " sleep 0.02; done",
 ]
-
-
-@pytest.fixture
-async def criu(supervisor: Supervisor) -> str:
-    """The CRIU the library will use; skips the test, with the reason, when none works."""
-    try:
-        return await checkpoint.find_criu()
-    except CheckpointUnsupported as error:
-        pytest.skip(f"{error} -- provision one with: python3 scripts/criu.py")
 
 
 class Counter:
@@ -101,11 +94,50 @@ async def test_a_restored_container_counts_on_from_its_checkpoint(
     assert process_alive(pid)
     assert await client.status(container_id) is Status.RUNNING
     await counter.reaches(at_checkpoint + 10)
+    # The log line of a value follows its file: wait for it too.
+    await eventually(
+        lambda: len(counter.logged()) >= at_checkpoint + 10, "ten more values in the log"
+    )
     # One unbroken sequence: the count went on from its checkpointed value, not
     # from 1, and each value after the restore went through the fd opened before it.
     logged = counter.logged()
     assert logged == list(range(1, len(logged) + 1))
     assert len(logged) >= at_checkpoint + 10
+
+
+async def test_a_container_logging_to_a_file_logs_on_after_its_restore(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    script = "i=0; while true; do i=$((i+1)); echo out-$i; echo err-$i >&2; sleep 0.02; done"
+    container_id = await containers.create(["/bin/sh", "-c", script])
+    log = tmp_path / "logs" / "counter.log"
+    await client.start(container_id, attach_stdio=LogFile(log))
+    await eventually(lambda: log.exists() and b"out-5\n" in log.read_bytes(), "five lines")
+    images = tmp_path / "checkpoint"
+    await client.create_checkpoint(container_id, images, exit=True)
+    await client.wait(container_id)
+    await client.delete_task(container_id)
+    before = log.read_bytes().count(b"out-")
+
+    await client.start(container_id, checkpoint_dir=images, attach_stdio=LogFile(log))
+    await eventually(lambda: log.read_bytes().count(b"out-") >= before + 10, "ten more lines")
+    # Each stream goes on from the checkpointed count: one unbroken sequence.
+    lines = log.read_bytes().split()
+    for stream in (b"out-", b"err-"):
+        numbers = [int(line[4:]) for line in lines if line.startswith(stream)]
+        assert numbers == list(range(1, len(numbers) + 1))
+
+
+async def test_a_restore_with_stdin_or_a_callback_is_not_implemented(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path
+) -> None:
+    container_id = await containers.create()
+    with pytest.raises(NotImplemented, match="LogFile"):
+        await client.start(container_id, checkpoint_dir=tmp_path, attach_stdio=discard)
+    with pytest.raises(NotImplemented, match="LogFile"):
+        await client.start(
+            container_id, checkpoint_dir=tmp_path, with_stdin=True, attach_stdio=discard
+        )
 
 
 async def test_a_checkpoint_holds_criu_images_and_nothing_half_written(

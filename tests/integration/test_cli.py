@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
-import pty
+import re
+import select
 import signal
+import struct
+import subprocess
+import termios
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -37,8 +43,8 @@ class Lcd:
         self.client = client  # the library, to observe what lcd did
         self.spawned: list[asyncio.subprocess.Process] = []
 
-    async def __call__(self, *args: str) -> Result:
-        return await lcd(self.env, *self.prefix, *args)
+    async def __call__(self, *args: str, stdin: str | None = None) -> Result:
+        return await lcd(self.env, *self.prefix, *args, stdin=stdin)
 
     async def spawn(self, *args: str) -> asyncio.subprocess.Process:
         process = await spawn_lcd(self.env, *self.prefix, *args)
@@ -47,6 +53,9 @@ class Lcd:
 
     def rootfs(self, container_id: str) -> Path:
         return self.root_dir / "rootfs" / CLI_NAMESPACE / container_id
+
+    def log(self, container_id: str) -> Path:
+        return self.root_dir / "logs" / CLI_NAMESPACE / f"{container_id}.log"
 
     async def listing(self) -> dict[str, dict[str, Any]]:
         result = await self("ps", "-a", "--json")
@@ -201,32 +210,134 @@ async def test_a_second_ctrl_c_kills_a_container_that_ignores_the_first(cli: Lcd
     assert "press Ctrl-C again to kill it" in result.stderr
 
 
-@pytest.mark.skip(
-    reason="lcd run -it needs attached stdio (start(..., with_stdin=, attach_stdio=)),"
-    " which is being added on another branch; until then -i/-t say 'not supported yet'"
-)
+async def test_run_copies_stdout_and_stderr_apart(cli: Lcd) -> None:
+    script = "echo out; echo err >&2; echo out2; exit 3"
+    result = await cli("run", "--rm", "--", "sh", "-c", script)
+    assert result.status == 3
+    assert result.stdout == "out\nout2\n"
+    assert result.stderr == "err\n"
+
+
+async def test_run_i_copies_stdin_to_the_container_until_its_end(cli: Lcd) -> None:
+    result = await cli("run", "--rm", "-i", "--", "cat", stdin="line one\nline two\n")
+    assert result.status == 0, result
+    assert result.stdout == "line one\nline two\n"
+
+
+async def test_run_without_i_gives_the_container_no_input(cli: Lcd) -> None:
+    result = await cli("run", "--rm", "--", "cat", stdin="not for the container\n")
+    assert result.status == 0, result
+    assert result.stdout == ""
+
+
+async def test_a_reader_that_goes_away_does_not_stall_the_container(cli: Lcd) -> None:
+    # `lcd run -- seq 1 100000 | head -1`: once the reader has gone, output is dropped.
+    argv = [LCD, *cli.prefix, "run", "--rm", "--", "seq", "1", "100000"]
+    first, status = await asyncio.to_thread(_first_line_then_hang_up, argv, cli.env)
+    assert first == b"1\n"
+    assert status == 0
+
+
+def _first_line_then_hang_up(argv: list[str], env: dict[str, str]) -> tuple[bytes, int]:
+    process = subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert process.stdout is not None
+    try:
+        first = process.stdout.readline()
+        process.stdout.close()
+        return first, process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 async def test_run_it_connects_a_terminal(cli: Lcd) -> None:
     argv = [LCD, *cli.prefix, "run", "--rm", "-it", "--", "sh"]
-    output, status = await asyncio.to_thread(
-        _in_a_terminal, argv, cli.env, b"echo hi-$((40+2)); exit 7\r"
-    )
-    assert b"hi-42" in output
-    assert status == 7
+    session = await asyncio.to_thread(TerminalSession.start, argv, cli.env, rows=33, columns=111)
+    try:
+        # busybox's sh drops what is typed before its prompt is ready: wait for it.
+        await asyncio.to_thread(session.read_until, b"# ")
+        session.type(b"stty size; echo typed-$((40+2))\r")
+        output = await asyncio.to_thread(session.read_until, b"typed-42\r\n")
+        assert b"33 111" in output
+        session.type(b"exit 7\r")
+        assert await asyncio.to_thread(session.exit_status) == 7
+    finally:
+        session.close()
 
 
-def _in_a_terminal(argv: list[str], env: dict[str, str], typed: bytes) -> tuple[bytes, int]:
-    """Run ``argv`` on a new pseudo-terminal, type ``typed``; its output and exit status."""
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.execve(argv[0], argv, env)
-    os.write(fd, typed)
-    output = b""
-    with contextlib.suppress(OSError):  # EIO once the child has gone
-        while chunk := os.read(fd, 1024):
-            output += chunk
-    os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    return output, os.waitstatus_to_exitcode(status)
+class TerminalSession:
+    """A program on a new pseudo-terminal of a given size: what it prints, what is typed.
+
+    Spawned by subprocess (no Python runs between fork and exec: this process has
+    gRPC's threads), in a session of its own with the terminal on its stdio.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], fd: int) -> None:
+        self.process = process
+        self.fd = fd
+        self.output = b""
+
+    @classmethod
+    def start(
+        cls, argv: list[str], env: dict[str, str], rows: int, columns: int
+    ) -> TerminalSession:
+        master, terminal = os.openpty()
+        try:
+            fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+            process = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=terminal,
+                stdout=terminal,
+                stderr=terminal,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(terminal)  # the program's alone now: its exit ends our reads (EIO)
+        return cls(process, master)
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.fd, keys)
+
+    def read_until(self, marker: bytes, seconds: float = 30) -> bytes:
+        """Everything read until ``marker`` arrives (from the last read on); fails on timeout."""
+        start = len(self.output)
+        deadline = time.monotonic() + seconds
+        while marker not in self.output[start:]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
+                raise AssertionError(f"no {marker!r} in {self.output[start:]!r}")
+            try:
+                chunk = os.read(self.fd, 4096)
+            except OSError:  # EIO: the program has gone
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"ended without {marker!r}: {self.output[start:]!r}")
+            self.output += chunk
+        return self.output[start:]
+
+    def exit_status(self, seconds: float = 30) -> int:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            status = self.process.poll()
+            if status is not None:
+                return status
+            with contextlib.suppress(OSError):  # drain, so the program never waits on us
+                if select.select([self.fd], [], [], 0.05)[0]:
+                    self.output += os.read(self.fd, 4096)
+        raise AssertionError(f"still running after {seconds} s: {self.output[-200:]!r}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.fd)
 
 
 # --- the lifecycle, one command at a time --------------------------------------------
@@ -369,3 +480,220 @@ async def test_version_reports_lcd_and_containerd(cli: Lcd, supervisor: Supervis
     assert report["address"] == supervisor.address
     assert report["namespace"] == CLI_NAMESPACE
     assert report["libcontainerd"]
+
+
+# --- logs and start -a -------------------------------------------------------------
+
+
+async def test_a_detached_containers_output_goes_to_its_log(cli: Lcd) -> None:
+    script = "echo first; echo oops >&2; sleep 0.5; echo last"
+    assert (await cli("run", "-d", "--name", "chatty", "--", "sh", "-c", script)).status == 0
+    followed = await cli("logs", "-f", "chatty")  # ends when the container stops
+    assert followed.status == 0, followed
+    assert followed.stdout.replace("oops\n", "", 1) == "first\nlast\n"
+    assert "oops\n" in followed.stdout
+    assert (await cli("logs", "chatty")).stdout == followed.stdout
+    assert (await cli("rm", "chatty")).status == 0
+    assert not cli.log("chatty").exists()
+
+
+async def test_logs_of_a_container_run_in_the_foreground_say_there_are_none(cli: Lcd) -> None:
+    assert (await cli("run", "--name", "fg", "--", "true")).status == 0
+    line = (await cli("logs", "fg")).one_error_line()
+    assert line.startswith("lcd: container 'fg' has no log")
+
+
+async def test_start_appends_to_the_log_and_start_a_attaches(cli: Lcd) -> None:
+    created = await cli("create", "--name", "twice", "--", "sh", "-c", "echo hi; exit 6")
+    assert created.lines == ["twice"], created
+    assert (await cli("start", "twice")).lines == ["twice"]
+    await cli.until_status("twice", Status.STOPPED)
+    attached = await cli("start", "-a", "twice")
+    assert attached.status == 6
+    assert attached.stdout == "hi\n"
+    assert (await cli("start", "twice")).status == 0
+    await cli.until_status("twice", Status.STOPPED)
+    assert (await cli("logs", "twice")).stdout == "hi\nhi\n"
+
+
+async def test_start_ai_connects_stdin(cli: Lcd) -> None:
+    assert (await cli("create", "--name", "echoer", "--", "cat")).status == 0
+    result = await cli("start", "-ai", "echoer", stdin="round trip\n")
+    assert result.status == 0, result
+    assert result.stdout == "round trip\n"
+
+
+async def test_a_container_with_a_terminal_is_only_started_attached(cli: Lcd) -> None:
+    assert (await cli("create", "-t", "--name", "tty", "--", "sh")).status == 0
+    line = (await cli("start", "tty")).one_error_line()
+    assert line == (
+        "lcd: container 'tty' has a terminal, which needs lcd attached:"
+        " start it with 'lcd start -ai tty'"
+    )
+    assert await cli.status("tty") is None
+
+
+# --- exec ---------------------------------------------------------------------------
+
+
+async def test_exec_output_and_exit_status(cli: Lcd) -> None:
+    assert (await cli("run", "-d", "--name", "host", "--", "sleep", "300")).status == 0
+    script = "echo out; echo err >&2; exit 5"
+    result = await cli("exec", "host", "--", "sh", "-c", script)
+    assert result.status == 5
+    assert result.stdout == "out\n"
+    assert result.stderr == "err\n"
+    assert await cli.status("host") is Status.RUNNING
+
+
+async def test_exec_starts_from_the_containers_process_and_takes_options(cli: Lcd) -> None:
+    run_options = ("-e", "FOO=from-run", "-w", "/tmp", "-u", "nobody")
+    assert (
+        await cli("run", "-d", "--name", "base", *run_options, "--", "sleep", "300")
+    ).status == 0
+    show = 'echo "$FOO $(pwd) $(id -u)"'
+    inherited = await cli("exec", "base", "--", "sh", "-c", show)
+    assert inherited.stdout == "from-run /tmp 65534\n", inherited
+    options = ("-e", "FOO=from-exec", "-w", "/", "-u", "0")
+    changed = await cli("exec", *options, "base", "--", "sh", "-c", show)
+    assert changed.stdout == "from-exec / 0\n", changed
+
+
+async def test_exec_i_copies_stdin(cli: Lcd) -> None:
+    assert (await cli("run", "-d", "--name", "cats", "--", "sleep", "300")).status == 0
+    result = await cli("exec", "-i", "cats", "--", "cat", stdin="to the exec\n")
+    assert result.status == 0, result
+    assert result.stdout == "to the exec\n"
+
+
+async def test_exec_d_prints_the_exec_id_and_leaves_it_running(cli: Lcd) -> None:
+    assert (await cli("run", "-d", "--name", "busy2", "--", "sleep", "300")).status == 0
+    result = await cli("exec", "-d", "busy2", "--", "sleep", "301")
+    assert result.status == 0, result
+    (exec_id,) = result.lines
+    assert exec_id.startswith("exec-")
+    processes = json.loads((await cli("top", "--json", "busy2")).stdout)
+    assert {p["exec_id"] for p in processes if p["command"] == "sleep 301"} == {exec_id}
+
+
+async def test_exec_of_a_missing_program_exits_127(cli: Lcd) -> None:
+    assert (await cli("run", "-d", "--name", "host2", "--", "sleep", "300")).status == 0
+    result = await cli("exec", "host2", "--", "no-such-program")
+    assert result.status == 127
+    assert "executable file not found" in result.one_error_line()
+
+
+# --- stats --------------------------------------------------------------------------
+
+
+async def test_stats_no_stream_json_reports_usage_and_limits(cli: Lcd) -> None:
+    limits = ("--memory", "64m", "--pids-limit", "20")
+    assert (await cli("run", "-d", "--name", "meter", *limits, "--", "sleep", "300")).status == 0
+    result = await cli("stats", "--no-stream", "--json", "meter")
+    assert result.status == 0, result
+    (line,) = result.lines
+    record = json.loads(line)
+    assert record["id"] == "meter"
+    assert record["memory_limit_bytes"] == 64 << 20
+    assert 0 < record["memory_usage_bytes"] < 64 << 20
+    assert record["memory_percent"] == pytest.approx(
+        record["memory_usage_bytes"] / (64 << 20) * 100, abs=0.01
+    )
+    assert record["pids_current"] == 1
+    assert record["pids_limit"] == 20
+    assert record["cpu_percent"] is not None
+    assert record["cpu_percent"] >= 0
+    assert record["read"].endswith("Z")
+
+
+async def test_stats_without_ids_shows_the_running_containers_in_a_table(cli: Lcd) -> None:
+    assert (await cli("run", "-d", "--name", "up", "--", "sleep", "300")).status == 0
+    assert (await cli("create", "--name", "down", "--", "true")).status == 0
+    table = (await cli("stats", "--no-stream")).lines
+    headers = ["ID", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS", "BLOCK I/O"]
+    assert re.split(r"\s{2,}", table[0]) == headers
+    assert [line.split()[0] for line in table[1:]] == ["up"]
+
+
+async def test_stats_streams_a_sample_per_interval_until_interrupted(cli: Lcd) -> None:
+    assert (await cli("run", "-d", "--name", "live", "--", "sleep", "300")).status == 0
+    watcher = await cli.spawn("stats", "--json", "--interval", "0.2", "live")
+    assert watcher.stdout is not None
+    async with asyncio.timeout(30):
+        records = [json.loads(await watcher.stdout.readline()) for _ in range(3)]
+    assert [record["id"] for record in records] == ["live"] * 3
+    assert records[0]["cpu_percent"] is None  # nothing to compare the first sample with
+    assert records[2]["cpu_percent"] is not None
+    assert records[0]["read"] < records[1]["read"] < records[2]["read"]
+    watcher.send_signal(signal.SIGINT)
+    assert (await finished(watcher)).status == 0
+
+
+# --- checkpoint and restore -----------------------------------------------------------
+
+
+async def test_checkpoint_exit_then_restore_goes_on_counting(
+    cli: Lcd, criu: str, tmp_path: Path
+) -> None:
+    script = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done"
+    assert (await cli("run", "-d", "--name", "counter", "--", "sh", "-c", script)).status == 0
+    await cli.until(lambda: _logged_at_least(cli, "counter", 5))
+    images = tmp_path / "checkpoint"
+    checkpointed = await cli("checkpoint", "--exit", "counter", str(images))
+    assert checkpointed.lines == ["counter"], checkpointed
+    assert (await cli.listing())["counter"]["status"] == "stopped"
+    at_checkpoint = len(cli.log("counter").read_text().split())
+
+    restored = await cli("restore", "counter", str(images))
+    assert restored.lines == ["counter"], restored
+    assert await cli.status("counter") is Status.RUNNING
+    await cli.until(lambda: _logged_at_least(cli, "counter", at_checkpoint + 10))
+    # One unbroken count: it went on from where it was, not from 1.
+    numbers = [int(word) for word in cli.log("counter").read_text().split()]
+    assert numbers == list(range(1, len(numbers) + 1))
+
+
+async def _logged_at_least(cli: Lcd, container_id: str, count: int) -> bool:
+    log = cli.log(container_id)
+    return log.exists() and len(log.read_text().split()) >= count
+
+
+async def test_checkpoint_without_exit_leaves_the_container_running(
+    cli: Lcd, criu: str, tmp_path: Path
+) -> None:
+    assert (await cli("run", "-d", "--name", "stays", "--", "sleep", "300")).status == 0
+    result = await cli("checkpoint", "stays", str(tmp_path / "images"))
+    assert result.lines == ["stays"], result
+    assert (tmp_path / "images" / "inventory.img").is_file()
+    assert await cli.status("stays") is Status.RUNNING
+
+
+async def test_restore_of_a_running_container_is_refused(cli: Lcd, tmp_path: Path) -> None:
+    assert (await cli("run", "-d", "--name", "busy3", "--", "sleep", "300")).status == 0
+    line = (await cli("restore", "busy3", str(tmp_path))).one_error_line()
+    assert line == "lcd: container 'busy3' is already running"
+
+
+# --- failures of the newer commands --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "status"),
+    [
+        (["exec", "ghost", "--", "true"], 125),
+        (["exec", "-it", "ghost", "--", "sh"], 125),
+        (["stats", "--no-stream", "ghost"], 1),
+        (["checkpoint", "ghost", "/tmp/lcd-no-checkpoint"], 1),
+        (["restore", "ghost", "/tmp"], 1),
+        (["logs", "ghost"], 1),
+        (["start", "-a", "ghost"], 125),
+    ],
+)
+async def test_an_unknown_container_is_one_line_for_the_newer_commands(
+    cli: Lcd, command: list[str], status: int
+) -> None:
+    result = await cli(*command)
+    assert result.status == status
+    line = result.one_error_line()
+    assert "'ghost'" in line
+    assert "no such container" in line

@@ -19,6 +19,7 @@ from libcontainerd.errors import (
     NotFound,
 )
 from libcontainerd.stdio import CollectOutput, LogFile, discard
+from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID
 
 from .containers import TEST_NAMESPACE, Capture, ContainerFactory, process_alive
@@ -222,6 +223,20 @@ async def test_an_exec_id_in_use_raises_already_exists(
                 break
             except AlreadyExists:
                 await asyncio.sleep(0.02)  # the release is still on its way
+
+
+async def test_an_exec_of_another_client_is_left_for_it_to_release(
+    client: AsyncClient, containers: ContainerFactory, supervisor: Supervisor
+) -> None:
+    container_id = await containers.run()
+    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as other:
+        await other.exec(container_id, "theirs", process("/bin/sleep", "0.2"))
+    # Its client has gone before its exit: this one sees the exit, and leaves the exec be.
+    async with asyncio.timeout(30):
+        assert (await client.wait(container_id, "theirs"))[0] == 0
+    await asyncio.sleep(0.5)  # time enough for a release, were it to come
+    with pytest.raises(AlreadyExists, match="theirs"):
+        await client.exec(container_id, "theirs", process("/bin/true"))
 
 
 async def test_exec_without_a_task_raises_failed_precondition(

@@ -155,6 +155,21 @@ async def test_update_resources_reaches_the_cgroup(
     assert memory == str(64 * 1024 * 1024)
 
 
+async def test_spec_returns_the_containers_spec_with_its_cgroups_path(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.create(["/bin/sh", "-c", "true"], oci.with_env({"FOO": "bar"}))
+    spec = await client.spec(container_id)
+    assert spec["process"]["args"] == ["/bin/sh", "-c", "true"]
+    assert "FOO=bar" in spec["process"]["env"]
+    assert spec["linux"]["cgroupsPath"] == f"/{TEST_NAMESPACE}/{container_id}"
+
+
+async def test_spec_of_an_unknown_container_raises_not_found(client: AsyncClient) -> None:
+    with pytest.raises(NotFound, match="no such container"):
+        await client.spec("no-such-container")
+
+
 async def test_runc_state_lives_under_the_daemons_own_directory(
     client: AsyncClient, containers: ContainerFactory, supervisor: Supervisor
 ) -> None:

@@ -388,6 +388,34 @@ async def test_attach_terminal_connects_a_pty_and_follows_its_window_size(
         os.close(user_terminal)
 
 
+@pytest.mark.async_only
+async def test_attach_terminal_leaves_the_callers_terminal_cooked_for_a_process_without_one(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    master, user_terminal = os.openpty()
+    try:
+        mode_before = termios.tcgetattr(user_terminal)
+        attacher = AttachTerminal(
+            client, input_fd=user_terminal, output_fd=user_terminal, error_fd=user_terminal
+        )
+        cat = {"args": ["/bin/cat"], "cwd": "/"}
+        async with asyncio.timeout(60):
+            await client.exec(container_id, "c1", cat, with_stdin=True, attach_stdio=attacher)
+            assert termios.tcgetattr(user_terminal) == mode_before
+            # Cooked: the line is echoed by our terminal and cat returns it; Ctrl-D is EOF.
+            os.write(master, b"typed\n")
+            output = await read_until(master, b"typed\r\ntyped\r\n")
+            assert output.count(b"typed") == 2
+            os.write(master, b"\x04")
+            await attacher
+            assert (await client.wait(container_id, "c1"))[0] == 0
+        assert termios.tcgetattr(user_terminal) == mode_before
+    finally:
+        os.close(master)
+        os.close(user_terminal)
+
+
 # -- log-file mode ----------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""lcd as a user types it, where no daemon is needed: help, bad input, what is not supported yet.
+"""lcd as a user types it, where no daemon is needed: help, bad input, usage refused up front.
 
 Each case runs the installed ``lcd`` in a subprocess, pointed at a socket
 where nothing answers and at private state folders, so nothing is started.
@@ -74,28 +74,39 @@ def test_bad_input_is_one_clear_line_and_a_failure_status(
 
 
 @pytest.mark.parametrize(
-    ("args", "status", "what"),
+    ("args", "message"),
     [
-        (["run", "-i", "--", "sh"], 125, "attached stdio (-i/-t) is not supported yet"),
-        (["run", "-t", "--", "sh"], 125, "attached stdio (-i/-t) is not supported yet"),
-        (["create", "-it", "--", "sh"], 1, "attached stdio (-i/-t) is not supported yet"),
-        (["exec", "web", "--", "ls"], 1, "exec is not supported yet"),
-        (["exec", "-it", "web", "--", "sh"], 1, "exec is not supported yet"),
-        (["stats"], 1, "stats is not supported yet"),
-        (["stats", "--no-stream", "web"], 1, "stats is not supported yet"),
-        (["checkpoint", "web", "/tmp/checkpoint"], 1, "checkpoint is not supported yet"),
-        (["restore", "web", "/tmp"], 1, "restore is not supported yet"),
+        (["run", "-d", "-i", "--", "sh"], "-d with -i/-t is not supported"),
+        (["run", "-d", "-t", "--", "sh"], "-d with -i/-t is not supported"),
+        (["exec", "-d", "-it", "web", "--", "sh"], "-d with -i/-t is not supported"),
+        (["create", "-i", "--", "sh"], "-i applies when the container starts: 'lcd start -ai ID'"),
+        (["start", "-a", "one", "two"], "-a and -i attach to one container: give one ID"),
+        (["start", "-i", "one", "two"], "-a and -i attach to one container: give one ID"),
+        (["exec", "web"], "Missing argument"),
+        (["exec", "web", "--"], "missing the command to run"),
+        (["stats", "--interval", "0", "web"], "--interval"),
+        (["checkpoint", "web"], "Missing argument 'DIR'"),
+        (["restore", "web", "/nonexistent/checkpoint"], "does not exist"),
+        (["logs"], "Missing argument 'ID'"),
     ],
 )
-def test_what_waits_for_the_library_says_not_supported_yet(
-    env: dict[str, str], args: list[str], status: int, what: str
+def test_what_cannot_work_is_refused_before_anything_is_contacted(
+    env: dict[str, str], args: list[str], message: str
 ) -> None:
-    assert assert_one_line_failure(lcd(env, *args), status) == f"lcd: {what}"
+    assert message in assert_one_line_failure(lcd(env, *args), 2)
 
 
 @pytest.mark.parametrize(
     ("args", "status"),
-    [(["ps"], 1), (["version"], 1), (["kill", "web"], 1), (["run", "--", "true"], 125)],
+    [
+        (["ps"], 1),
+        (["version"], 1),
+        (["kill", "web"], 1),
+        (["run", "--", "true"], 125),
+        (["exec", "web", "--", "true"], 125),
+        (["stats", "--no-stream"], 1),
+        (["logs", "web"], 1),
+    ],
 )
 def test_an_address_where_nothing_answers_is_one_line_and_starts_nothing(
     env: dict[str, str], args: list[str], status: int, tmp_path: Path
@@ -108,7 +119,7 @@ def test_an_address_where_nothing_answers_is_one_line_and_starts_nothing(
 COMMANDS = [
     *([name] for name in ("run", "create", "start", "exec", "kill", "stop", "pause", "resume")),
     *([name] for name in ("update", "checkpoint", "restore", "rm", "ps", "top", "stats")),
-    *([name] for name in ("events", "version", "demo", "daemon")),
+    *([name] for name in ("events", "logs", "version", "demo", "daemon")),
     *(["daemon", name] for name in ("start", "stop", "status", "run")),
 ]
 
@@ -126,10 +137,10 @@ def test_lcd_alone_prints_its_help_and_succeeds(env: dict[str, str]) -> None:
     assert "Commands:" in result.stdout
 
 
-def test_run_help_says_output_is_discarded_until_stdio_lands(env: dict[str, str]) -> None:
+def test_run_help_says_where_the_output_goes(env: dict[str, str]) -> None:
     text = " ".join(lcd(env, "run", "--help").stdout.split())
-    assert "-i/-t (attached stdio) are not supported yet" in text
-    assert "stdout and stderr are discarded" in text
+    assert "lcd copies the container's stdout and stderr to its own" in text
+    assert "With -d the output goes to a log file ('lcd logs')" in text
 
 
 def test_python_dash_m_runs_the_same_command(env: dict[str, str]) -> None:
