@@ -1067,6 +1067,8 @@ class AsyncClient:
                 ),
                 _CLEANUP_TIMEOUT,
             )
+        except NotFound:
+            pass  # already gone: deleted by an earlier release, or with its container's task
         except (LibcontainerdError, TimeoutError) as error:
             log.warning(
                 "cleaning up exec %r of container %r: %s",
