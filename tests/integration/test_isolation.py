@@ -1,0 +1,138 @@
+"""Isolation and permissions: namespaces keep clients apart; the default spec drops privileges."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from libcontainerd import oci
+from libcontainerd.client import AsyncClient
+from libcontainerd.errors import NotFound
+from libcontainerd.stdio import CollectOutput
+from libcontainerd.supervisor import Supervisor
+from libcontainerd.types import INIT_PROCESS_ID, EventType, Status
+
+from .containers import TEST_NAMESPACE, ContainerFactory
+
+pytestmark = pytest.mark.integration
+
+OTHER_NAMESPACE = "lcdtest-other"
+
+
+@pytest.fixture
+async def other(supervisor: Supervisor) -> AsyncIterator[AsyncClient]:
+    """A client of another namespace on the same containerd."""
+    async with AsyncClient(supervisor.address, namespace=OTHER_NAMESPACE) as client:
+        yield client
+
+
+async def test_another_namespace_cannot_see_signal_or_delete_a_container(
+    client: AsyncClient, containers: ContainerFactory, other: AsyncClient
+) -> None:
+    container_id = await containers.run()
+    for attempt in (
+        other.status(container_id),
+        other.signal_process(container_id, INIT_PROCESS_ID, "SIGKILL"),
+        other.pause(container_id),
+        other.delete_task(container_id),
+        other.delete(container_id),
+    ):
+        with pytest.raises(NotFound):
+            await attempt
+    assert container_id not in [info.id for info in await other.list_containers()]
+    assert await client.status(container_id) is Status.RUNNING
+
+
+@pytest.mark.async_only
+async def test_events_of_one_namespace_never_reach_another(
+    containers: ContainerFactory, other: AsyncClient
+) -> None:
+    foreign = other.events()
+    mine = containers.client.events()
+    container_id = await containers.run(["/bin/true"])
+    async with asyncio.timeout(60):
+        async for cid, event, _ in mine:
+            if cid == container_id and event is EventType.EXIT:
+                break
+    # Everything the other namespace's stream got by now (it saw the same moments).
+    foreign.end()
+    leaked = [cid async for cid, _, _ in foreign if cid == container_id]
+    assert leaked == []
+
+
+@pytest.mark.async_only
+async def test_the_default_spec_really_drops_privileges(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    script = (
+        "grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status;"
+        " echo kcore=$(head -c 16 /proc/kcore 2>/dev/null | wc -c);"
+        " touch /sys/x 2>/dev/null && echo sys=writable || echo sys=read-only;"
+        " grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1"
+    )
+    container_id = await containers.create(["/bin/sh", "-c", script])
+    output = CollectOutput()
+    await client.start(container_id, attach_stdio=output)
+    async with asyncio.timeout(60):
+        stdout, _ = await output
+        assert (await client.wait(container_id))[0] == 0
+    lines = dict(line.split(":", 1) for line in stdout.decode().splitlines() if ":" in line)
+    # Docker's 14 default capabilities, and nothing else, in the bounding and effective sets.
+    expected = sum(1 << _CAPABILITY_NUMBERS[name] for name in oci.DEFAULT_CAPABILITIES)
+    assert int(lines["CapEff"].strip(), 16) == expected
+    assert int(lines["CapBnd"].strip(), 16) == expected
+    assert lines["NoNewPrivs"].strip() == "1"
+    text = stdout.decode()
+    assert "kcore=0" in text  # masked: nothing of the kernel's memory can be read
+    assert "sys=read-only" in text
+    assert text.strip().endswith("ro")
+
+
+_CAPABILITY_NUMBERS = {
+    "CAP_CHOWN": 0,
+    "CAP_DAC_OVERRIDE": 1,
+    "CAP_FOWNER": 3,
+    "CAP_FSETID": 4,
+    "CAP_KILL": 5,
+    "CAP_SETGID": 6,
+    "CAP_SETUID": 7,
+    "CAP_SETPCAP": 8,
+    "CAP_NET_BIND_SERVICE": 10,
+    "CAP_NET_RAW": 13,
+    "CAP_SYS_CHROOT": 18,
+    "CAP_MKNOD": 27,
+    "CAP_AUDIT_WRITE": 29,
+    "CAP_SETFCAP": 31,
+}
+
+
+def _mode(path: str | Path) -> int:
+    return stat.S_IMODE(Path(path).lstat().st_mode)
+
+
+async def test_the_managed_daemons_files_are_not_world_accessible(
+    supervisor: Supervisor,
+) -> None:
+    for path in (supervisor.state_dir, supervisor.root_dir):
+        assert _mode(path) & 0o007 == 0, path
+    for path in (supervisor.address, supervisor.config_path):
+        assert _mode(path) & 0o007 == 0, path
+
+
+async def test_fifo_directories_are_private_to_the_client(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    from libcontainerd.stdio import discard
+
+    container_id = await containers.create()
+    await client.start(container_id, attach_stdio=discard)
+    folder = Path(client.fifo_dir) / TEST_NAMESPACE / container_id
+    for path in (Path(client.fifo_dir), folder.parent, folder):
+        assert _mode(path) == 0o700, path
+    for fifo in folder.iterdir():
+        assert stat.S_ISFIFO(fifo.lstat().st_mode)
+        assert _mode(fifo) & 0o077 == 0, fifo
