@@ -2,45 +2,53 @@
 
 The public names live here; everything else is private. See the README for
 the contract, and :mod:`libcontainerd.errors` for the error tree.
+
+Names are loaded on first use (PEP 562), so ``import libcontainerd`` costs
+little until something is used: grpc and protobuf load with the first name
+that needs them.
 """
 
-from . import oci, rootfs
-from .client import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, AsyncClient, EventSubscription
-from .errors import (
-    AlreadyExists,
-    Cancelled,
-    CheckpointUnsupported,
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    LibcontainerdError,
-    NotFound,
-    NotImplemented,
-    Unavailable,
-)
-from .stdio import (
-    AttachTerminal,
-    CollectOutput,
-    CopyToFiles,
-    DirectIO,
-    FifoSet,
-    LogFile,
-    StdioCallback,
-    discard,
-)
-from .supervisor import Supervisor
-from .sync import Client, EventIterator
-from .types import (
-    INIT_PROCESS_ID,
-    Backend,
-    ContainerInfo,
-    EventInfo,
-    EventType,
-    ProcessSummary,
-    Stats,
-    Status,
-    Version,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from . import oci, rootfs
+    from .client import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, AsyncClient, EventSubscription
+    from .errors import (
+        AlreadyExists,
+        Cancelled,
+        CheckpointUnsupported,
+        DeadlineExceeded,
+        FailedPrecondition,
+        InvalidArgument,
+        LibcontainerdError,
+        NotFound,
+        NotImplemented,
+        Unavailable,
+    )
+    from .stdio import (
+        AttachTerminal,
+        CollectOutput,
+        CopyToFiles,
+        DirectIO,
+        FifoSet,
+        LogFile,
+        StdioCallback,
+        discard,
+    )
+    from .supervisor import Supervisor
+    from .sync import Client, EventIterator
+    from .types import (
+        INIT_PROCESS_ID,
+        Backend,
+        ContainerInfo,
+        EventInfo,
+        EventType,
+        ProcessSummary,
+        Stats,
+        Status,
+        Version,
+    )
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -80,3 +88,58 @@ __all__ = [
     "oci",
     "rootfs",
 ]
+
+
+# Where each public name lives: a module of this package (the name itself for a module).
+_LAZY: dict[str, str] = {
+    "AlreadyExists": "errors",
+    "AsyncClient": "client",
+    "AttachTerminal": "stdio",
+    "Backend": "types",
+    "Cancelled": "errors",
+    "CheckpointUnsupported": "errors",
+    "Client": "sync",
+    "CollectOutput": "stdio",
+    "ContainerInfo": "types",
+    "CopyToFiles": "stdio",
+    "DEFAULT_ADDRESS": "client",
+    "DEFAULT_NAMESPACE": "client",
+    "DeadlineExceeded": "errors",
+    "DirectIO": "stdio",
+    "EventInfo": "types",
+    "EventIterator": "sync",
+    "EventSubscription": "client",
+    "EventType": "types",
+    "FailedPrecondition": "errors",
+    "FifoSet": "stdio",
+    "INIT_PROCESS_ID": "types",
+    "InvalidArgument": "errors",
+    "LibcontainerdError": "errors",
+    "LogFile": "stdio",
+    "NotFound": "errors",
+    "NotImplemented": "errors",
+    "ProcessSummary": "types",
+    "Stats": "types",
+    "Status": "types",
+    "StdioCallback": "stdio",
+    "Supervisor": "supervisor",
+    "Unavailable": "errors",
+    "Version": "types",
+    "discard": "stdio",
+    "oci": "oci",
+    "rootfs": "rootfs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'libcontainerd' has no attribute {name!r}")
+    loaded = importlib.import_module(f".{module}", __name__)
+    value = loaded if module == name else getattr(loaded, name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
