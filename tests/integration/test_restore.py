@@ -47,7 +47,6 @@ async def start_in_another_program(
 
 
 @pytest.mark.async_only
-@pytest.mark.async_only
 async def test_restore_reattaches_the_stdio_of_a_container_started_by_another_program(
     client: AsyncClient, containers: ContainerFactory, supervisor: Supervisor, tmp_path: Path
 ) -> None:
@@ -141,7 +140,6 @@ async def test_restore_refuses_a_log_file_and_bad_ids(client: AsyncClient, tmp_p
         await client.restore("../x")
 
 
-@pytest.mark.async_only
 @pytest.mark.async_only
 async def test_a_terminal_container_restores_with_its_terminal(
     client: AsyncClient, containers: ContainerFactory

@@ -55,7 +55,6 @@ async def test_stdout_and_stderr_arrive_apart(
 
 
 @pytest.mark.async_only
-@pytest.mark.async_only
 async def test_stdin_round_trips_through_cat(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:
@@ -79,7 +78,6 @@ async def test_an_empty_stdin_closed_at_once_ends_cat(
 
 
 @pytest.mark.async_only
-@pytest.mark.async_only
 async def test_close_stdin_delivers_eof_after_the_written_input(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:
@@ -95,7 +93,6 @@ async def test_close_stdin_delivers_eof_after_the_written_input(
         assert (await client.wait(container_id))[0] == 0
 
 
-@pytest.mark.async_only
 @pytest.mark.async_only
 async def test_ten_megabytes_of_output_arrive_complete(
     client: AsyncClient, containers: ContainerFactory
@@ -136,7 +133,6 @@ async def test_an_async_callback_is_awaited_before_the_task_is_created(
     assert seen[0].stderr is not None
 
 
-@pytest.mark.async_only
 @pytest.mark.async_only
 async def test_a_terminal_container_runs_with_attached_stdio_and_is_resized(
     client: AsyncClient, containers: ContainerFactory
@@ -202,7 +198,6 @@ async def test_fifo_directories_are_private_and_follow_the_layout(
 
 
 @pytest.mark.async_only
-@pytest.mark.async_only
 async def test_delete_leaves_no_fifo_and_no_file_descriptor(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:
@@ -255,7 +250,6 @@ async def test_a_failing_callback_aborts_the_start_and_leaves_nothing(
 
 
 @pytest.mark.async_only
-@pytest.mark.async_only
 async def test_a_failed_start_removes_its_fifos(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:
@@ -269,7 +263,6 @@ async def test_a_failed_start_removes_its_fifos(
 
 
 @pytest.mark.async_only
-@pytest.mark.async_only
 async def test_copy_to_files_writes_the_output_to_files(
     client: AsyncClient, containers: ContainerFactory, tmp_path: Path
 ) -> None:
@@ -282,7 +275,6 @@ async def test_copy_to_files_writes_the_output_to_files(
     assert (tmp_path / "err.log").read_bytes() == b"err\n"
 
 
-@pytest.mark.async_only
 @pytest.mark.async_only
 async def test_starting_twice_keeps_the_running_tasks_fifos(
     client: AsyncClient, containers: ContainerFactory
@@ -303,7 +295,6 @@ async def test_starting_twice_keeps_the_running_tasks_fifos(
         assert await capture.io.stdout.readline() == b"still here\n"
 
 
-@pytest.mark.async_only
 @pytest.mark.async_only
 async def test_stale_fifos_of_a_crashed_client_are_replaced(
     client: AsyncClient, containers: ContainerFactory
@@ -355,7 +346,6 @@ async def size_seen_by(master: int, expected: bytes) -> None:
             return
 
 
-@pytest.mark.async_only
 @pytest.mark.async_only
 async def test_attach_terminal_connects_a_pty_and_follows_its_window_size(
     client: AsyncClient, containers: ContainerFactory
