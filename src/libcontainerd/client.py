@@ -721,21 +721,13 @@ class AsyncClient:
         return reply.container
 
     async def _terminal_of(self, container_id: str) -> bool:
+        """Whether the container's process wants a terminal; remembered from create()."""
         known = self._terminal.get(container_id)
-        if known is not None:
-            return known
-        reply = await self._call(
-            self._methods.container_get,
-            containers_pb2.GetContainerRequest(id=container_id),
-            f"look up container {container_id!r}",
-        )
-        try:
-            spec = _typeurl.unpack_json(reply.container.spec)
-        except ValueError:
-            spec = {}
-        terminal = bool(spec.get("process", {}).get("terminal", False))
-        self._terminal[container_id] = terminal
-        return terminal
+        if known is None:
+            process = (await self.spec(container_id)).get("process")
+            known = bool(isinstance(process, dict) and process.get("terminal", False))
+            self._terminal[container_id] = known
+        return known
 
     async def _discard_task(self, container_id: str) -> None:
         """Kill and delete a task that failed to start, and its FIFOs; best effort, never raises."""
@@ -1167,18 +1159,13 @@ class AsyncClient:
     async def status(self, container_id: str) -> Status:
         """The state of the container's task. Raises NotFound when there is no task."""
         check_identifier(container_id)
-        reply = await self._task_get(container_id, "get the status of")
+        reply = await self._task_call(
+            self._methods.task_get,
+            tasks_pb2.GetRequest(container_id=container_id),
+            container_id,
+            "get the status of",
+        )
         return _STATUS_BY_WIRE.get(reply.process.status, Status.UNKNOWN)
-
-    async def _task_get(self, container_id: str, doing: str) -> tasks_pb2.GetResponse:
-        try:
-            return await self._call(
-                self._methods.task_get,
-                tasks_pb2.GetRequest(container_id=container_id),
-                f"{doing} container {container_id!r}",
-            )
-        except NotFound:
-            raise await self._no_task(container_id, doing) from None
 
     async def _no_task(
         self, container_id: str, doing: str, process_id: str = INIT_PROCESS_ID
@@ -1394,7 +1381,12 @@ class AsyncClient:
             if metric.id == container_id:
                 return metrics.decode(metric)
         # containerd leaves out a task whose metrics it cannot read: say why.
-        task = await self._task_get(container_id, "read the metrics of")
+        task = await self._task_call(
+            self._methods.task_get,
+            tasks_pb2.GetRequest(container_id=container_id),
+            container_id,
+            "read the metrics of",
+        )
         state = _STATUS_BY_WIRE.get(task.process.status, Status.UNKNOWN)
         if state is Status.STOPPED:
             raise FailedPrecondition(
