@@ -1,8 +1,9 @@
 """Fixtures for the integration suite: a supervised containerd for the whole session.
 
-``$LIBCONTAINERD_TEST_CONTAINERD`` (the path of a containerd binary, e.g. one
-printed by ``scripts/containerd_versions.py``) selects the daemon; the
-default is the system's ``containerd``.
+Every test that uses the ``containerd`` fixture (the ``supervisor`` does) runs
+once per containerd version of the matrix (see matrix.py): the system's 1.6,
+1.7 and 2.x; ``$LIBCONTAINERD_TEST_CONTAINERD`` or ``$LIBCONTAINERD_TEST_MATRIX``
+narrow it.
 
 CRIU: unless ``$LIBCONTAINERD_CRIU`` is set, the suite uses the one that
 ``scripts/criu.py`` provisions in this checkout's ``.cache/criu`` (``./run``
@@ -25,15 +26,22 @@ from libcontainerd.checkpoint import CRIU_ENV
 from libcontainerd.errors import CheckpointUnsupported
 from libcontainerd.supervisor import Supervisor
 
+from . import matrix
 from .containers import client, containers  # noqa: F401 - fixtures for the whole folder
 
-CONTAINERD_ENV = "LIBCONTAINERD_TEST_CONTAINERD"
 PROVISIONED_CRIU = Path(__file__).resolve().parents[2] / ".cache" / "criu" / "bin" / "criu"
 
 
-def containerd_binary() -> str:
-    """The containerd binary the suite runs."""
-    return os.environ.get(CONTAINERD_ENV) or "containerd"
+VERSIONS = matrix.versions()
+
+
+@pytest.fixture(scope="session", params=VERSIONS, ids=[version.name for version in VERSIONS])
+def containerd(request: pytest.FixtureRequest) -> str:
+    """The containerd binary of this pass of the matrix; skips the pass when it is missing."""
+    version: matrix.Version = request.param
+    if version.binary is None:
+        pytest.skip(version.missing)
+    return version.binary
 
 
 def make_workdir() -> Path:
@@ -90,10 +98,10 @@ async def criu(supervisor: Supervisor) -> str:
 
 
 @pytest.fixture(scope="session")
-async def supervisor(provisioned_criu: None) -> AsyncIterator[Supervisor]:
+async def supervisor(provisioned_criu: None, containerd: str) -> AsyncIterator[Supervisor]:
     """One containerd for the session, in its own folders; tests must not kill it."""
     path = make_workdir()
-    daemon = Supervisor(path / "state", path / "root", containerd=containerd_binary())
+    daemon = Supervisor(path / "state", path / "root", containerd=containerd)
     try:
         await daemon.start()
         yield daemon

@@ -52,7 +52,6 @@ class ThreadedClient:
 
         return call
 
-
     @staticmethod
     def _stream(method: Callable[..., Iterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
         """A blocking stream as an async iterator: each item fetched in a worker thread."""

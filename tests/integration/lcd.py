@@ -32,13 +32,18 @@ class Result:
         return lines[0]
 
 
-def environment(state_dir: Path, root_dir: Path, **extra: str) -> dict[str, str]:
-    """The test's environment: private folders for the embedded daemon, no $CONTAINERD_ADDRESS."""
+def environment(
+    state_dir: Path, root_dir: Path, containerd: str | None = None, **extra: str
+) -> dict[str, str]:
+    """The test's environment: private folders for the embedded daemon, no $CONTAINERD_ADDRESS.
+
+    ``containerd`` is the binary the embedded daemon should run (the matrix's pass).
+    """
     env = {key: value for key, value in os.environ.items() if key != "CONTAINERD_ADDRESS"}
     env["LIBCONTAINERD_STATE_DIR"] = str(state_dir)
     env["LIBCONTAINERD_ROOT_DIR"] = str(root_dir)
-    containerd = os.environ.get("LIBCONTAINERD_TEST_CONTAINERD")
-    if containerd:  # the embedded daemon finds "containerd" on PATH: the suite's one first
+    if containerd and os.sep in containerd:
+        # The embedded daemon finds "containerd" on PATH: this pass's one first.
         env["PATH"] = os.pathsep.join([os.path.dirname(containerd), env.get("PATH", "")])
     env.update(extra)
     return env

@@ -30,11 +30,11 @@ pytestmark = pytest.mark.integration
 class Embedded:
     """lcd with the embedded daemon in a private folder (no --address)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, containerd: str) -> None:
         self.workdir = workdir
         self.state_dir = workdir / "s"
         self.root_dir = workdir / "r"
-        self.env = environment(self.state_dir, self.root_dir)
+        self.env = environment(self.state_dir, self.root_dir, containerd)
 
     async def __call__(self, *args: str) -> Result:
         return await lcd(self.env, *args)
@@ -72,8 +72,8 @@ async def _gone(pids: list[int], seconds: float = 30) -> bool:
 
 
 @pytest.fixture
-async def embedded() -> AsyncIterator[Embedded]:
-    daemon = Embedded(make_workdir())
+async def embedded(containerd: str) -> AsyncIterator[Embedded]:
+    daemon = Embedded(make_workdir(), containerd)
     try:
         yield daemon
     finally:

@@ -59,11 +59,11 @@ def processes_mentioning(path: Path) -> list[str]:
 
 
 async def test_the_demo_walks_every_step_printing_events_and_leaves_nothing_running(
-    workdir: Path, provisioned_criu: None
+    workdir: Path, provisioned_criu: None, containerd: str
 ) -> None:
     state, root = workdir / "state", workdir / "root"
     result = await lcd(
-        environment(state, root),
+        environment(state, root, containerd),
         "--state-dir",
         str(state),
         "--root-dir",

@@ -21,7 +21,6 @@ from libcontainerd.events import subscription_filter
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID, EventInfo, EventType
 
-from .conftest import containerd_binary
 from .containers import TEST_NAMESPACE, ContainerFactory
 
 pytestmark = pytest.mark.integration
@@ -262,9 +261,9 @@ TRAP_TERM = "trap 'exit 3' TERM; while true; do sleep 0.05; done"
 
 
 async def test_exits_while_containerd_is_down_are_delivered_exactly_once(
-    workdir: Path, recorder: Recorder
+    workdir: Path, recorder: Recorder, containerd: str
 ) -> None:
-    daemon = Supervisor(workdir / "s", workdir / "r", containerd=containerd_binary())
+    daemon = Supervisor(workdir / "s", workdir / "r", containerd=containerd)
     async with daemon, AsyncClient(daemon.address, TEST_NAMESPACE, backend=recorder) as client:
         factory = ContainerFactory(client, workdir / "containers")
         try:
