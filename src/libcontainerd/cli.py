@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import copy
 import json
+import logging
 import os
 import secrets
 import select
@@ -335,9 +336,20 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     metavar="DIR",
     help=f"the embedded daemon's data, and lcd's root filesystems [${ROOT_DIR_ENV}]",
 )
+@click.option(
+    "--verbose",
+    "-v",
+    count=True,
+    help="say more on stderr: -v what the library notices, -vv its debugging too",
+)
 @click.pass_context
 def cli(
-    ctx: click.Context, address: str | None, namespace: str, state_dir: str, root_dir: str
+    ctx: click.Context,
+    address: str | None,
+    namespace: str,
+    state_dir: str,
+    root_dir: str,
+    verbose: int,
 ) -> None:
     """Run and supervise containers on containerd.
 
@@ -354,6 +366,7 @@ def cli(
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
         ctx.exit(0)
+    _configure_logging(verbose)
     check_identifier(namespace, "namespace")
     ctx.obj = Settings(
         address=address or None,
@@ -361,6 +374,32 @@ def cli(
         state_dir=os.path.abspath(state_dir),
         root_dir=os.path.abspath(root_dir),
     )
+
+
+def _configure_logging(verbose: int) -> None:
+    """Library warnings as one ``lcd: warning: ...`` line each; -v adds info, -vv debug.
+
+    Without this, Python's last-resort handler would print bare messages with
+    no hint of where they came from.
+    """
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LcdLogFormatter())
+    package = logging.getLogger("libcontainerd")
+    package.handlers[:] = [handler]
+    package.setLevel(level)
+    package.propagate = False
+
+
+class _LcdLogFormatter(logging.Formatter):
+    """One line per record; the traceback only when debugging was asked for (-vv)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = _one_line(record.getMessage())
+        debugging = logging.getLogger("libcontainerd").getEffectiveLevel() <= logging.DEBUG
+        if record.exc_info and debugging:
+            text += "\n" + self.formatException(record.exc_info)
+        return f"lcd: {record.levelname.lower()}: {text}"
 
 
 pass_settings = click.pass_obj
@@ -502,8 +541,10 @@ def _print_daemon_status(report: dict[str, Any], embedded: EmbeddedDaemon) -> No
 @pass_settings
 def daemon_run(settings: Settings, ready_fd: int | None) -> None:
     """Supervise containerd in the foreground until SIGTERM (what 'start' runs, detached)."""
-    import logging
-
+    package = logging.getLogger("libcontainerd")  # into its log file, with times
+    package.handlers.clear()
+    package.propagate = True
+    package.setLevel(logging.NOTSET)
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,

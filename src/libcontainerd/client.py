@@ -96,8 +96,6 @@ _NAMESPACE_HEADER = "containerd-namespace"
 _CLEANUP_TIMEOUT = 15.0
 _MAX_TERMINAL_SIZE = 65535
 
-log = logging.getLogger(__name__)
-
 AttachStdio: TypeAlias = StdioCallback | LogFile
 """Where a process's stdio goes: a callback that receives its FIFOs, or a log file."""
 

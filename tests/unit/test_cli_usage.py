@@ -6,9 +6,11 @@ where nothing answers and at private state folders, so nothing is started.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,45 @@ def test_python_dash_m_runs_the_same_command(env: dict[str, str]) -> None:
     )
     assert result.returncode == 2
     assert "unknown signal name 'NOPE'" in result.stderr
+
+
+@pytest.fixture
+def package_logger() -> Iterator[logging.Logger]:
+    """The library's logger, restored after the test (lcd reconfigures it)."""
+    package = logging.getLogger("libcontainerd")
+    saved = (package.handlers[:], package.level, package.propagate)
+    try:
+        yield package
+    finally:
+        package.handlers[:], package.level, package.propagate = saved
+
+
+@pytest.mark.parametrize(
+    ("verbose", "shown"),
+    [(0, ["warning"]), (1, ["info", "warning"]), (2, ["debug", "info", "warning"])],
+)
+def test_library_messages_reach_lcds_stderr_as_one_line_each(
+    package_logger: logging.Logger,
+    capsys: pytest.CaptureFixture[str],
+    verbose: int,
+    shown: list[str],
+) -> None:
+    from libcontainerd import cli
+
+    cli._configure_logging(verbose)
+    log = logging.getLogger("libcontainerd.client")
+    log.debug("a detail")
+    log.info("a note")
+    try:
+        raise OSError("deep down")
+    except OSError:
+        log.warning("event stream lost:\nreconnecting", exc_info=True)
+    lines = capsys.readouterr().err.splitlines()
+    expected = {
+        "debug": "lcd: debug: a detail",
+        "info": "lcd: info: a note",
+        "warning": "lcd: warning: event stream lost",
+    }
+    assert [line for line in lines if line.startswith("lcd: ")] == [expected[k] for k in shown]
+    # The traceback only with -vv.
+    assert ("Traceback" in "\n".join(lines)) == (verbose >= 2)
