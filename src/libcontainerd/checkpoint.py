@@ -59,6 +59,7 @@ from google.protobuf import any_pb2
 
 from . import _typeurl
 from ._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
+from ._commands import output_of
 from .errors import (
     AlreadyExists,
     CheckpointUnsupported,
@@ -135,25 +136,15 @@ def _file_version(path: str) -> tuple[str, int, int, int, int] | str:
 
 async def _run_check(path: str) -> CriuCheck:
     try:
-        process = await asyncio.create_subprocess_exec(
-            path,
-            "check",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        async with asyncio.timeout(_CHECK_TIMEOUT):
+            status, text = await output_of(path, "check")
     except OSError as error:
         return CriuCheck(path, False, f"cannot run {path}: {error.strerror}")
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), _CHECK_TIMEOUT)
     except TimeoutError:
-        process.kill()
-        await process.wait()
         return CriuCheck(path, False, f"{path} check did not finish within {_CHECK_TIMEOUT:g} s")
-    text = output.decode(errors="replace").strip()
-    ok = process.returncode == 0 and _LOOKS_GOOD in text
+    ok = status == 0 and _LOOKS_GOOD in text
     if not ok:
-        text = f"exit status {process.returncode}: {_shorten(text) or '(no output)'}"
+        text = f"exit status {status}: {_shorten(text) or '(no output)'}"
     return CriuCheck(path, ok, text)
 
 

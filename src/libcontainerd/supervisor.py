@@ -43,6 +43,7 @@ import grpc
 import grpc.aio
 
 from . import checkpoint
+from ._commands import output_of
 from .errors import FailedPrecondition, InvalidArgument, Unavailable
 
 __all__ = ["MAX_SOCKET_PATH", "Supervisor"]
@@ -307,30 +308,20 @@ class Supervisor:
     async def _detect_version(self, binary: str) -> tuple[str, tuple[int, int]]:
         """Ask the binary its version: the config depends on (major, minor)."""
         try:
-            proc = await asyncio.create_subprocess_exec(
-                binary,
-                "--version",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
+            async with asyncio.timeout(self._start_timeout):
+                status, text = await output_of(binary, "--version")
         except OSError as err:
             raise Unavailable(f"cannot run {binary} --version: {err.strerror}") from err
-        try:
-            output, _ = await asyncio.wait_for(proc.communicate(), self._start_timeout)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             raise Unavailable(
                 f"{binary} --version did not answer within {self._start_timeout} s"
             ) from None
-        text = output.decode(errors="replace").strip()
         # "containerd github.com/containerd/containerd[/v2] 1.6.20~ds1 <revision>"
         match = re.search(r"(?:^|\s)v?((\d+)\.(\d+)\.\d+\S*)", text)
-        if proc.returncode != 0 or match is None:
+        if status != 0 or match is None:
             raise Unavailable(
                 f"{binary} --version did not report a containerd version"
-                f" (exit status {proc.returncode}, output {text[:200]!r})"
+                f" (exit status {status}, output {text[:200]!r})"
             )
         return match.group(1), (int(match.group(2)), int(match.group(3)))
 
