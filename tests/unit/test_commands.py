@@ -23,4 +23,4 @@ async def test_a_command_that_overruns_is_killed_and_reaped(tmp_path: Path) -> N
         async with asyncio.timeout(0.5):
             await output_of("/bin/sh", "-c", f"echo $$ > {pid_file}; exec sleep 30")
     pid = int(pid_file.read_text())
-    assert not Path(f"/proc/{pid}").exists()  # killed and reaped, no zombie
+    assert not Path(f"/proc/{pid}").exists()  # noqa: ASYNC240 - killed and reaped, no zombie
