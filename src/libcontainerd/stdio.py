@@ -533,7 +533,11 @@ def discard(io: DirectIO) -> None:
 
 
 class _Attacher(Generic[T]):
-    """A StdioCallback that copies in a task of its own; ``await`` it for the result."""
+    """A StdioCallback that copies in a task of its own; ``await`` it for the result.
+
+    With the blocking Client the copy runs on the client's own loop thread;
+    ``result()`` waits for it from any other thread.
+    """
 
     def __init__(self) -> None:
         self._task: asyncio.Task[T] | None = None
@@ -551,15 +555,57 @@ class _Attacher(Generic[T]):
         raise NotImplementedError
 
     def __await__(self) -> Generator[Any, None, T]:
+        return self._attached().__await__()
+
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for the copy from code without an event loop (the blocking Client's users).
+
+        The copy runs on the loop the process was started from; this blocks the
+        calling thread until it ends, at most ``timeout`` seconds (then
+        TimeoutError, and the copy goes on). Inside async code, ``await`` it.
+        """
+        task = self._attached()
+        if task.done():
+            return task.result()
+        loop = task.get_loop()
+        if _running_loop() is loop:
+            raise FailedPrecondition(
+                f"{type(self).__name__}.result() would block the event loop that does the"
+                " copy: await it instead"
+            )
+        future = asyncio.run_coroutine_threadsafe(_shielded(task), loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise TimeoutError(
+                f"{type(self).__name__}: the output did not end within {timeout:g} s"
+            ) from None
+
+    def _attached(self) -> asyncio.Task[T]:
         if self._task is None:
             raise FailedPrecondition(
                 f"this {type(self).__name__} is not attached: pass it as attach_stdio first"
             )
-        return self._task.__await__()
+        return self._task
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def _shielded(task: asyncio.Task[T]) -> T:
+    """Await the task without cancelling it when the waiter gives up."""
+    return await asyncio.shield(task)
 
 
 class CollectOutput(_Attacher[tuple[bytes, bytes]]):
-    """Collects stdout and stderr into bytes; ``await`` it for ``(stdout, stderr)`` after the exit.
+    """Collects stdout and stderr into bytes; ``await`` it (blocking code: ``.result()``).
+
+    The result is ``(stdout, stderr)`` once the process exited and its output ended.
 
     ``stdin`` is written to the process (started ``with_stdin=True``), which
     then sees EOF; without it a stdin is closed at once. stderr is ``b""``
@@ -588,7 +634,7 @@ Target: TypeAlias = "str | os.PathLike[str] | IO[bytes]"
 
 
 class CopyToFiles(_Attacher[None]):
-    """Copies stdout and stderr to files; ``await`` it for the end of the output.
+    """Copies stdout and stderr to files; ``await`` it (or ``.result()``) for the end of the output.
 
     A target is a path (opened for appending, closed at the end) or a binary
     file object (left open). ``stderr=None`` drops stderr; the same path for

@@ -195,7 +195,10 @@ class Client:
         with_stdin: bool = False,
         attach_stdio: AttachStdio | None = None,
     ) -> int:
-        """Like AsyncClient.start; an ``attach_stdio`` callback runs on the client's loop thread."""
+        """Like AsyncClient.start; an ``attach_stdio`` callback runs on the client's loop thread.
+
+        Wait for an attacher (CollectOutput, CopyToFiles) with its ``result()``.
+        """
         return self._run(self._async.start(container_id, checkpoint_dir, with_stdin, attach_stdio))
 
     def exec(

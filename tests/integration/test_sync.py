@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import threading
@@ -10,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from libcontainerd import Client, EventInfo, EventType, oci, rootfs
+from libcontainerd import (
+    INIT_PROCESS_ID,
+    Client,
+    CollectOutput,
+    CopyToFiles,
+    EventInfo,
+    EventType,
+    NotFound,
+    oci,
+    rootfs,
+)
 from libcontainerd.supervisor import Supervisor
 
 from .containers import TEST_NAMESPACE, remove_container
@@ -123,3 +134,39 @@ async def test_events_iteration_ends_when_closed_from_another_thread(
 
     seen = await asyncio.wait_for(asyncio.to_thread(scenario), 120)
     assert seen == [EventType.CREATE, EventType.START, EventType.EXIT]
+
+
+async def test_attachers_are_waited_for_from_blocking_code(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    def scenario() -> None:
+        with Client(supervisor.address, TEST_NAMESPACE) as client:
+            root = rootfs.busybox(tmp_path / "rootfs")
+            try:
+                spec = oci.default_spec(["/bin/sh", "-c", "cat; echo oops >&2; exit 4"], root)
+                client.create("sync-collect", spec)
+                collected = CollectOutput(stdin=b"hello\n")
+                client.start("sync-collect", with_stdin=True, attach_stdio=collected)
+                assert collected.result(timeout=60) == (b"hello\n", b"oops\n")
+                assert client.wait("sync-collect")[0] == 4
+
+                until_term = "trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.05; done"
+                client.create("sync-files", oci.default_spec(["/bin/sh", "-c", until_term], root))
+                copied = CopyToFiles(tmp_path / "out.txt")
+                client.start("sync-files", attach_stdio=copied)
+                with pytest.raises(TimeoutError, match=r"did not end within 0\.2 s"):
+                    copied.result(timeout=0.2)  # runs until signalled: the copy goes on
+                for _ in range(120):  # TERM until the shell, once its trap is set, ends
+                    client.signal_process("sync-files", INIT_PROCESS_ID, "TERM")
+                    with contextlib.suppress(TimeoutError):
+                        assert copied.result(timeout=0.5) is None
+                        break
+                assert (tmp_path / "out.txt").read_bytes() == b"got TERM\n"
+            finally:
+                for container_id in ("sync-collect", "sync-files"):
+                    with contextlib.suppress(NotFound):
+                        client.delete_task(container_id)
+                    with contextlib.suppress(NotFound):
+                        client.delete(container_id)
+
+    await asyncio.to_thread(scenario)

@@ -409,6 +409,37 @@ async def test_a_collector_refuses_a_second_process_and_an_early_await(
     assert await collector == (b"", b"")
 
 
+async def test_result_refuses_to_block_the_loop_that_copies(
+    directory: Path, shims: list[FakeShim]
+) -> None:
+    collector = CollectOutput()
+    with pytest.raises(FailedPrecondition, match="not attached"):
+        collector.result()
+    fifos, direct = await attached_pair(directory, shims)
+    collector(direct)
+    with pytest.raises(FailedPrecondition, match="await it instead"):
+        collector.result(timeout=1)
+    fifos.close()
+    assert await collector == (b"", b"")
+
+
+async def test_result_waits_from_another_thread_and_a_timeout_leaves_the_copy_going(
+    directory: Path, shims: list[FakeShim]
+) -> None:
+    fifos, direct = await attached_pair(directory, shims)
+    collector = CollectOutput()
+    collector(direct)
+    with pytest.raises(TimeoutError, match=r"did not end within 0\.1 s"):
+        await asyncio.to_thread(collector.result, 0.1)
+    waiter = asyncio.ensure_future(asyncio.to_thread(collector.result, 30))
+    os.write(shims[0].stdout, b"late")
+    shims[0].close_output()
+    async with asyncio.timeout(30):
+        assert await waiter == (b"late", b"")
+    assert collector.result() == (b"late", b"")  # done: any thread, at once
+    fifos.close()
+
+
 async def test_stdin_data_needs_a_stdin(directory: Path) -> None:
     fifos = make(directory, stdin=False)
     direct = await fifos.connect()
