@@ -6,6 +6,9 @@ this process then restores them: alive with the same pid, their output
 flowing again through the re-opened FIFOs, and it can stop and delete them,
 getting each exit once. Afterwards nothing of them is left: no FIFO files, no
 FIFO descriptors in this process, no shims, no containers.
+
+$LIBCONTAINERD_TEST_CLIENT_FAULT_CONTAINERS sets how many containers the
+killed client runs (CI: 20).
 """
 
 from __future__ import annotations
