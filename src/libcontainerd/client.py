@@ -1081,8 +1081,15 @@ class AsyncClient:
         again and handed to it as a DirectIO: output held meanwhile (up to a
         pipe's worth) and everything later arrives, and closing stdin delivers
         EOF. A task without FIFOs (no stdio, log-file mode) does not call it;
-        execs are not re-attached. Raises InvalidArgument, NotFound (no such
-        container), Unavailable; what the callback raises propagates.
+        execs are not re-attached. A live task's later exit is reported once,
+        as an event. A task that stopped before this client opened gets no
+        exit event (containerd published it to nobody and does not replay
+        it): ``alive`` False is the news, and :meth:`wait` or
+        :meth:`delete_task` give its exit code and time, as Docker's daemon
+        does on restore; what it wrote after its last client died is gone
+        (the shim closes the FIFOs at its exit). Raises InvalidArgument,
+        NotFound (no such container), Unavailable; what the callback raises
+        propagates.
         """
         check_identifier(container_id)
         if attach_stdio is not None and (
