@@ -618,3 +618,10 @@ def test_options_create_the_sections_they_need() -> None:
         "process": {"env": ["A=1"]},
         "hostname": "h",
     }
+
+
+def test_a_shim_group_is_the_annotation_runcs_shim_reads() -> None:
+    spec = oci.default_spec(["/bin/true"], "/r", oci.with_shim_group("batch-1"))
+    assert spec["annotations"] == {"io.containerd.runc.v2.group": "batch-1"}
+    with pytest.raises(InvalidArgument, match=r"with_shim_group: group '\.\./x'"):
+        oci.with_shim_group("../x")
