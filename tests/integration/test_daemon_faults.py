@@ -40,7 +40,7 @@ from libcontainerd.errors import (
     Unavailable,
 )
 from libcontainerd.supervisor import Supervisor
-from libcontainerd.types import EventInfo, EventType, Status
+from libcontainerd.types import ContainerInfo, EventInfo, EventType, Status
 
 from .. import figures
 from .containers import TEST_NAMESPACE
@@ -319,15 +319,10 @@ async def remove_everything(client: AsyncClient) -> None:
                 await client.delete(info.id)
 
 
-async def test_a_churn_survives_two_containerd_kills_with_every_exit_delivered_once(
-    workdir: Path, containerd: str
-) -> None:
-    total = churn_size()
-    ledger = ExitLedger()
-    daemon = Supervisor(workdir / "s", workdir / "r", containerd=containerd)
-    stamps = workdir / "stamps"
-    stamps.mkdir()
-    root = rootfs.busybox(workdir / "rootfs")
+async def _churn(
+    daemon: Supervisor, ledger: ExitLedger, root: Path, stamps: Path, total: int
+) -> tuple[list[ContainerInfo], float, list[int], Churn]:
+    """Run the churn with its two kills; what is left in containerd, and the shims left."""
     began = time.monotonic()
     async with daemon, AsyncClient(daemon.address, TEST_NAMESPACE, backend=ledger) as client:
         churn = Churn(daemon, client, ledger, root, stamps, total)
@@ -350,10 +345,23 @@ async def test_a_churn_survives_two_containerd_kills_with_every_exit_delivered_o
             left = await client.list_containers()
         finally:
             await remove_everything(client)
-    seconds = time.monotonic() - began
-    shims = await shims_gone(daemon)
-    for pid in shims:  # asserted below; none may outlive the test
-        os.kill(pid, signal.SIGKILL)
+    return left, time.monotonic() - began, await shims_gone(daemon), churn
+
+
+async def test_a_churn_survives_two_containerd_kills_with_every_exit_delivered_once(
+    workdir: Path, containerd: str
+) -> None:
+    total = churn_size()
+    ledger = ExitLedger()
+    daemon = Supervisor(workdir / "s", workdir / "r", containerd=containerd)
+    stamps = workdir / "stamps"
+    stamps.mkdir()
+    root = rootfs.busybox(workdir / "rootfs")
+    try:
+        left, seconds, shims, churn = await _churn(daemon, ledger, root, stamps, total)
+    finally:
+        for pid in shims_of(daemon):  # after a failure too: no shim may outlive the test
+            os.kill(pid, signal.SIGKILL)
 
     ids = [Churn.container_id(index) for index in range(total)]
     runs = {cid: churn.runs_of(cid) for cid in ids}
