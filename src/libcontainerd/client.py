@@ -585,8 +585,7 @@ class AsyncClient:
         )
         rpc = self._methods
         try:
-            await self._call(
-                rpc.task_create,
+            await self._create_task(
                 tasks_pb2.CreateTaskRequest(
                     container_id=container_id,
                     terminal=terminal,
@@ -654,8 +653,7 @@ class AsyncClient:
         criu = await checkpoint.find_criu(runtime.criu_path)
         output = attach_stdio.uri if isinstance(attach_stdio, LogFile) else ""
         rpc = self._methods
-        await self._call(
-            rpc.task_create,
+        await self._create_task(
             tasks_pb2.CreateTaskRequest(
                 container_id=container_id,
                 stdout=output,
@@ -726,6 +724,54 @@ class AsyncClient:
             known = bool(isinstance(process, dict) and process.get("terminal", False))
             self._terminal[container_id] = known
         return known
+
+    async def _create_task(
+        self, request: tasks_pb2.CreateTaskRequest, context: str
+    ) -> tasks_pb2.CreateTaskResponse:
+        """Tasks.Create, after removing a task that containerd left half made.
+
+        containerd killed while it creates a task can come back with a task
+        that it lists (Create answers AlreadyExists) but whose shim holds no
+        process (Get answers NotFound); nothing but Delete clears it. Such a
+        remnant is deleted and the create made once more; a real task still
+        raises AlreadyExists.
+        """
+        rpc = self._methods
+        try:
+            return self._created(request, await self._call(rpc.task_create, request, context))
+        except AlreadyExists:
+            container_id = request.container_id
+            try:
+                await self._call(
+                    rpc.task_get,
+                    tasks_pb2.GetRequest(container_id=container_id),
+                    f"look up the task of container {container_id!r}",
+                )
+            except NotFound:
+                pass
+            else:
+                raise
+        log.warning(
+            "container %s had a task without a process (left by a containerd that died while"
+            " creating it); deleting it and creating the task again",
+            request.container_id,
+        )
+        with contextlib.suppress(NotFound):
+            await self._call(
+                rpc.task_delete,
+                tasks_pb2.DeleteTaskRequest(container_id=request.container_id),
+                f"delete the half-made task of container {request.container_id!r}",
+            )
+        return self._created(request, await self._call(rpc.task_create, request, context))
+
+    def _created(
+        self, request: tasks_pb2.CreateTaskRequest, reply: tasks_pb2.CreateTaskResponse
+    ) -> tasks_pb2.CreateTaskResponse:
+        # Tracked from its creation, not its start: a start whose answer is lost
+        # to containerd's death may still have run the process, and its exit
+        # must then be found when the event stream reconnects.
+        self._track(request.container_id, request.container_id, reply.pid)
+        return reply
 
     async def _discard_task(self, container_id: str) -> None:
         """Kill and delete a task that failed to start, and its FIFOs; best effort, never raises."""

@@ -56,6 +56,8 @@ MARKER_TYPE: Final = "libcontainerd.v1.SubscriptionMarker"
 # container's OOM flag.
 _TASK_DELETE: Final = events_pb2.TaskDelete.DESCRIPTOR.full_name
 _REMEMBERED_EXITS: Final = 65536
+# The pid containerd's shim puts in the exit of a process whose start failed (-1 as uint32).
+NO_PID: Final = 0xFFFFFFFF
 
 
 def subscription_filter(namespace: str) -> str:
@@ -421,6 +423,13 @@ class EventStream:
             self.track(container_id, info.process_id, info.pid)
         elif event is EventType.EXIT:
             key = (container_id, info.process_id, info.pid)
+            known = self._alive.get((container_id, info.process_id))
+            if info.pid == NO_PID and known is not None:
+                # containerd's exit for a start that "failed" when its answer was
+                # cut (the daemon died): the process it had created runs on, and
+                # its own exit, with its pid, is the one to report.
+                log.info("exit without a pid of %s/%s (pid %d runs on) dropped", *key[:2], known)
+                return
             if key in self._exits:
                 log.info("duplicate exit of %s/%s (pid %d) dropped", *key)
                 return

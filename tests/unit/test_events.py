@@ -6,13 +6,14 @@ import asyncio
 import threading
 from datetime import UTC, datetime
 
+import grpc.aio
 import pytest
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from libcontainerd._api.containerd.api.events import task_pb2 as events_pb2
 from libcontainerd._api.containerd.api.services.events.v1 import events_pb2 as service_pb2
-from libcontainerd.events import EventDispatcher, decode, subscription_filter
+from libcontainerd.events import NO_PID, EventDispatcher, EventStream, decode, subscription_filter
 from libcontainerd.types import EventInfo, EventType
 
 
@@ -208,3 +209,35 @@ async def test_close_cancels_a_handler_that_never_returns() -> None:
     dispatcher.dispatch("a", EventType.START, EventInfo("a"))
     await dispatcher.close(grace=0.05)
     assert dispatcher.pending == 0
+
+
+async def test_a_pid_less_exit_of_a_process_known_alive_is_dropped_for_its_real_exit() -> None:
+    # containerd killed during a task's Start: the shim reports the start failed
+    # (exit 137, pid -1), yet the process it created runs on and exits later.
+    reported: list[EventInfo] = []
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
+    stream = EventStream(channel, "ns", lambda _cid, _event, info: reported.append(info))
+    try:
+        stream.track("c", "c", 42)
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=NO_PID, exit_status=137))
+        )
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=42, exit_status=3))
+        )
+    finally:
+        await channel.close()
+    assert [(info.pid, info.exit_code) for info in reported] == [(42, 3)]
+
+
+async def test_a_pid_less_exit_of_a_process_never_seen_alive_is_reported() -> None:
+    reported: list[EventInfo] = []
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
+    stream = EventStream(channel, "ns", lambda _cid, _event, info: reported.append(info))
+    try:
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=NO_PID, exit_status=137))
+        )
+    finally:
+        await channel.close()
+    assert [(info.pid, info.exit_code) for info in reported] == [(NO_PID, 137)]
