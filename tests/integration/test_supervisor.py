@@ -578,7 +578,9 @@ async def test_each_provisioned_version_keeps_a_container_across_a_restart(
     task_pid = await run_sleeping_container(daemon, workdir, "kept")
     shim = shim_pids(daemon, "kept")
     # The shim is the one unpacked beside this containerd, found through PATH.
-    assert [Path(cmdline(pid)[0]).parent for pid in shim] == [Path(binary).parent]
+    assert [Path(cmdline(pid)[0]).resolve().parent for pid in shim] == [
+        Path(binary).resolve().parent
+    ]
     assert daemon.pid is not None
 
     os.kill(daemon.pid, signal.SIGKILL)
