@@ -585,7 +585,7 @@ class AsyncClient:
         )
         rpc = self._methods
         try:
-            await self._create_task(
+            created = await self._create_task(
                 tasks_pb2.CreateTaskRequest(
                     container_id=container_id,
                     terminal=terminal,
@@ -600,7 +600,7 @@ class AsyncClient:
                 self._drop_fifos(fifos)
             raise
         if fifos is not None:
-            fifos.attach()  # the shim opens the init process's stdio in Create
+            fifos.attach(created.pid)  # the shim opens the init process's stdio in Create
         try:
             started = await self._call(
                 rpc.task_start,
@@ -1071,7 +1071,7 @@ class AsyncClient:
             await self._release_exec(container_id, exec_id)
             raise
         if fifos is not None:
-            fifos.attach()  # the shim opens an exec's stdio in Start
+            fifos.attach(started.pid)  # the shim opens an exec's stdio in Start
         self._track(container_id, exec_id, started.pid)
         return started.pid
 

@@ -44,6 +44,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from typing import IO, Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
+from ._procfs import process_info
 from .errors import FailedPrecondition, InvalidArgument, LibcontainerdError
 
 __all__ = [
@@ -190,6 +191,54 @@ class _StdinProtocol(asyncio.StreamReaderProtocol):
         self._on_closed()
 
 
+# How long to wait for a shim to open a stdin FIFO (normally well under a millisecond).
+_SHIM_OPEN_TIMEOUT = 10.0
+
+
+async def _wait_until_shim_holds(path: str, pid: int) -> None:
+    """Wait until the parent of ``pid`` (the shim) has ``path`` open, within a bound.
+
+    Gives up quietly when the process or the shim is gone, /proc cannot be
+    read, or the bound passes: the process then has no use for its stdin.
+    """
+    info = process_info(pid)
+    if info is None:
+        return
+    try:
+        fifo = os.stat(path)
+    except OSError:
+        return
+    wanted = (fifo.st_dev, fifo.st_ino)
+    delay = 0.0005
+    deadline = asyncio.get_running_loop().time() + _SHIM_OPEN_TIMEOUT
+    while True:
+        holds = _holds(info.ppid, wanted)
+        if holds is not False:
+            return  # it does, or it cannot be known
+        if asyncio.get_running_loop().time() > deadline:
+            log.debug("shim %d did not open %s within %g s", info.ppid, path, _SHIM_OPEN_TIMEOUT)
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _holds(pid: int, wanted: tuple[int, int]) -> bool | None:
+    """Whether process ``pid`` has the file ``wanted`` (device, inode) open; None if unknowable."""
+    folder = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    for name in names:
+        try:
+            held = os.stat(f"{folder}/{name}")
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == wanted:
+            return True
+    return False
+
+
 class FifoSet:
     """The FIFOs of one process and our open ends of them (see the module docstring).
 
@@ -207,7 +256,7 @@ class FifoSet:
         self.stdout = paths.get(STDOUT, "")
         self.stderr = paths.get(STDERR, "")
         self._ends: dict[str, int] = {}
-        self._keepers: list[int] = []
+        self._keepers: dict[str, int] = {}
         self._transports: list[asyncio.BaseTransport] = []
         self._direct_io: DirectIO | None = None
         self._stdin_transport: asyncio.WriteTransport | None = None
@@ -300,13 +349,13 @@ class FifoSet:
         flags = os.O_NONBLOCK | os.O_CLOEXEC
         if stream == STDIN:
             # A non-blocking writer may only open while a reader exists: the keeper.
-            self._keepers.append(os.open(path, os.O_RDWR | flags))
+            self._keepers[stream] = os.open(path, os.O_RDWR | flags)
             self._ends[stream] = end = os.open(path, os.O_WRONLY | flags)
         else:
             # Our reader first: the kernel reports a hang-up only for writers that
             # opened after a reader, so the keeper's close ends a stream no shim writes.
             self._ends[stream] = end = os.open(path, os.O_RDONLY | flags)
-            self._keepers.append(os.open(path, os.O_RDWR | flags))
+            self._keepers[stream] = os.open(path, os.O_RDWR | flags)
         if not stat.S_ISFIFO(os.fstat(end).st_mode):
             raise FailedPrecondition(f"{path} is not a FIFO")
 
@@ -340,10 +389,34 @@ class FifoSet:
         self._direct_io = DirectIO(self, writer, stdout, readers.get(STDERR))
         return self._direct_io
 
-    def attach(self) -> None:
-        """The shim holds its ends now: drop the keepers so EOF and EPIPE reach us."""
+    def attach(self, pid: int = 0) -> None:
+        """The shim holds its ends now: drop the keepers so EOF and EPIPE reach us.
+
+        The shim opens stdout and stderr before its Create (or an exec's Start)
+        returns, but stdin in a goroutine that may run later: dropping that
+        keeper first would leave the FIFO for a moment with no reader (our
+        writer fails, the process sees EOF at once) or with no writer (what we
+        wrote is lost). So with ``pid``, the process's (its parent is the shim),
+        the stdin keeper goes only once the shim holds the FIFO; without it
+        (re-attached after a restart) at once.
+        """
+        stdin_keeper = self._keepers.pop(STDIN, None)
         self._close_keepers()
+        if stdin_keeper is not None:
+            if pid > 0:
+                self._keepers[STDIN] = stdin_keeper
+                _spawn(self._drop_stdin_keeper_once_held(stdin_keeper, pid))
+            else:
+                os.close(stdin_keeper)
         self._settle(attached=True)
+
+    async def _drop_stdin_keeper_once_held(self, keeper: int, pid: int) -> None:
+        try:
+            await _wait_until_shim_holds(self.stdin, pid)
+        finally:
+            if self._keepers.get(STDIN) == keeper:  # not closed meanwhile by release()
+                del self._keepers[STDIN]
+                os.close(keeper)
 
     async def wait_attached(self) -> bool:
         """Wait until the shim holds its ends (True), or the set was closed before (False)."""
@@ -389,7 +462,7 @@ class FifoSet:
         )
 
     def _close_keepers(self) -> None:
-        for fd in self._keepers:
+        for fd in self._keepers.values():
             os.close(fd)
         self._keepers.clear()
 

@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,6 +229,60 @@ async def test_stdin_written_before_the_shim_attaches_is_kept(
     fifos.attach()
     async with asyncio.timeout(10):
         assert await shim.read_stdin() == b"early"
+    fifos.close()
+
+
+LATE_SHIM = """
+import os, select, subprocess, sys, time
+path, delay = sys.argv[1], float(sys.argv[2])
+child = subprocess.Popen(["sleep", "60"])  # "the process": its parent, this, is "the shim"
+print(child.pid, flush=True)
+time.sleep(delay)  # the runc shim opens stdin in a goroutine, maybe after Create returned
+fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+data = b""
+while select.select([fd], [], [], 10)[0]:
+    chunk = os.read(fd, 65536)
+    if not chunk:
+        break
+    data += chunk
+child.kill()
+child.wait()
+print(repr(data), flush=True)
+"""
+
+
+async def test_stdin_keeps_its_keeper_until_a_late_shim_opens_it(directory: Path) -> None:
+    fifos = make(directory)
+    direct = await fifos.connect()
+    shim = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LATE_SHIM, fifos.stdin, "0.3", stdout=asyncio.subprocess.PIPE
+    )
+    assert shim.stdout is not None
+    try:
+        process = int(await shim.stdout.readline())
+        fifos.attach(process)
+        assert direct.stdin is not None
+        direct.stdin.write(b"hello")
+        direct.stdin.close()  # before the shim has opened its end
+        async with asyncio.timeout(30):
+            assert await shim.stdout.readline() == b"b'hello'\n"  # and then EOF
+    finally:
+        if shim.returncode is None:
+            shim.kill()
+        await shim.wait()
+    fifos.close()
+    assert fifos.closed
+
+
+async def test_a_stdin_keeper_waits_no_longer_than_its_process(directory: Path) -> None:
+    fifos = make(directory)
+    await fifos.connect()
+    sleeper = await asyncio.create_subprocess_exec("sleep", "60")
+    fifos.attach(sleeper.pid)  # its parent (this test) holds the FIFO: dropped at once
+    await asyncio.sleep(0.05)
+    assert fifos._keepers == {}
+    sleeper.kill()
+    await sleeper.wait()
     fifos.close()
 
 
