@@ -348,7 +348,8 @@ class AsyncClient:
             if not os.path.isabs(self.fifo_dir):
                 raise InvalidArgument(f"fifo_dir must be an absolute path, got {fifo_dir!r}")
         self._explicit_address = address is not None or "CONTAINERD_ADDRESS" in os.environ
-        self._metadata = ((_NAMESPACE_HEADER, self.namespace),)
+        # Built once: grpc.aio converts a tuple into Metadata on every call (~3.6 us).
+        self._metadata = grpc.aio.Metadata((_NAMESPACE_HEADER, self.namespace))
         self._channel: grpc.aio.Channel | None = None
         self._rpc: _Methods | None = None
         # Saves a Containers.Get on start(): the only spec fact a task needs.
