@@ -13,9 +13,8 @@ pieces; nothing in ``src/`` changes. What each measures:
 - ``grpc_call_cpu``: CPU per unary call, grpc.aio against grpcio's blocking
   channel, the floor under every method of an asyncio client.
 - ``plain_backend_dispatch``: events/s through ``EventDispatcher`` with a plain
-  (threaded) handler: ``asyncio.to_thread`` per batch against one private
-  executor and ``run_in_executor``, and against one thread per shard of
-  containers fed by a queue.
+  (threaded) handler, against its former path (``asyncio.to_thread`` per
+  container batch) and one thread per shard of containers fed by a queue.
 - ``missing_task_probe_cpu``: CPU to learn that a container has no task, by a
   failing Tasks.Get (what ``delete()`` does) or by a filtered Tasks.List.
 - ``stream_and_idle_cpu``: CPU per lifecycle with the event stream on and off,
@@ -31,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import copy
 import json
@@ -299,26 +297,43 @@ async def grpc_call_cpu(address: str, calls: int) -> dict[str, float]:
 # -- plain-backend dispatch ------------------------------------------------------------------------
 
 
-class _ExecutorDispatcher(EventDispatcher):
-    """The variant: plain handlers on one private executor via run_in_executor (no context copy)."""
+class _ToThreadDispatcher:
+    """The former plain-handler path: one ``asyncio.to_thread`` hop per container batch."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+    def __init__(self, handler: Any) -> None:
+        self._handler = handler
+        self._queues: dict[str, collections.deque[Any]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+
+    def dispatch(self, container_id: str, event: Any, info: Any) -> None:
+        queue = self._queues.setdefault(container_id, collections.deque())
+        queue.append((event, info))
+        if container_id not in self._workers:
+            self._workers[container_id] = asyncio.get_running_loop().create_task(
+                self._work(container_id, queue)
+            )
 
     async def _work(self, container_id: str, queue: collections.deque[Any]) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while queue:
                 batch = list(queue)
                 queue.clear()
-                await loop.run_in_executor(self._executor, self._deliver_batch, container_id, batch)
+                await asyncio.to_thread(self._deliver, container_id, batch)
         finally:
             del self._workers[container_id]
-            if self._queues.get(container_id) is queue and not queue:
-                del self._queues[container_id]
-            if not self._workers:
-                self._idle.set()
+            if not queue:
+                self._queues.pop(container_id, None)
+
+    def _deliver(self, container_id: str, batch: list[Any]) -> None:
+        for event, info in batch:
+            self._handler(container_id, event, info)
+
+    async def drain(self) -> None:
+        while self._workers:
+            await asyncio.gather(*self._workers.values())
+
+    async def close(self) -> None:
+        await self.drain()
 
 
 class _ShardedDispatcher:
@@ -401,10 +416,10 @@ def plain_backend_dispatch(count: int) -> dict[str, Any]:
 def _dispatch_child(count: int) -> dict[str, Any]:
     _pin_to_one_core()
     blobs = synthetic_envelopes(count)
-    rates: dict[str, list[float]] = {"to_thread": [], "one_executor": [], "sharded_threads": []}
+    rates: dict[str, list[float]] = {"to_thread": [], "library": [], "sharded_threads": []}
     for _ in range(3):
-        rates["to_thread"].append(asyncio.run(_dispatch_rate(blobs, EventDispatcher)))
-        rates["one_executor"].append(asyncio.run(_dispatch_rate(blobs, _ExecutorDispatcher)))
+        rates["to_thread"].append(asyncio.run(_dispatch_rate(blobs, _ToThreadDispatcher)))
+        rates["library"].append(asyncio.run(_dispatch_rate(blobs, EventDispatcher)))
         rates["sharded_threads"].append(asyncio.run(_dispatch_rate(blobs, _ShardedDispatcher)))
     return {f"{kind}_events_per_second": max(values) for kind, values in rates.items()}
 

@@ -17,6 +17,7 @@ from libcontainerd import oci
 from libcontainerd._api.containerd.api.events import task_pb2 as events_pb2
 from libcontainerd._api.containerd.api.services.events.v1 import events_pb2 as service_pb2
 from libcontainerd.client import AsyncClient
+from libcontainerd.errors import AlreadyExists
 from libcontainerd.events import subscription_filter
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID, EventInfo, EventType
@@ -217,6 +218,48 @@ async def test_a_raising_backend_does_not_stop_the_stream(
             await factory.cleanup()
     assert "backend bug on start" in caplog.text
     assert first in caplog.text
+
+
+async def test_a_plain_backend_gets_every_exit_and_the_client_releases_its_exec(
+    supervisor: Supervisor, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The client's after-delivery step (an exec's release) runs on its loop, not a handler thread.
+
+    Run on a handler thread, it raised for want of an event loop: the exec
+    was never released and the events after it in the batch were lost.
+    """
+    seen: list[tuple[str, str]] = []
+    init_exited = threading.Event()
+
+    class Backend:
+        def process_event(self, container_id: str, event: EventType, info: EventInfo) -> None:
+            if event is EventType.EXIT:
+                seen.append((container_id, info.process_id))
+                if info.process_id == container_id:
+                    init_exited.set()
+
+    async with AsyncClient(supervisor.address, TEST_NAMESPACE, backend=Backend()) as client:
+        factory = ContainerFactory(client, tmp_path_factory.mktemp("plain"))
+        try:
+            container_id = await factory.run()
+            true = {"args": ["/bin/true"], "cwd": "/", "env": [oci.DEFAULT_PATH_ENV]}
+            await client.exec(container_id, "e1", true)
+            async with asyncio.timeout(30):
+                assert (await client.wait(container_id, "e1"))[0] == 0
+                while True:  # released by the event path, so its id is free again
+                    try:
+                        await client.exec(container_id, "e1", true)
+                        break
+                    except AlreadyExists:
+                        await asyncio.sleep(0.02)
+                await client.signal_process(container_id, INIT_PROCESS_ID, "SIGKILL")
+                assert (await client.wait(container_id))[0] == 137
+            assert await asyncio.to_thread(init_exited.wait, 30)
+        finally:
+            await factory.cleanup()
+    exited = [process for cid, process in seen if cid == container_id]
+    assert exited.count(container_id) == 1
+    assert "e1" in exited
 
 
 async def test_events_can_be_iterated_instead_of_a_backend(watched: ContainerFactory) -> None:

@@ -7,11 +7,12 @@ import re
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from libcontainerd import oci
-from libcontainerd.client import AsyncClient
+from libcontainerd.client import AsyncClient, _Method
 from libcontainerd.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -21,7 +22,7 @@ from libcontainerd.errors import (
     Unavailable,
 )
 from libcontainerd.supervisor import Supervisor
-from libcontainerd.types import INIT_PROCESS_ID, Status
+from libcontainerd.types import INIT_PROCESS_ID, EventType, Status
 
 from .containers import TEST_NAMESPACE, ContainerFactory, process_alive
 
@@ -295,6 +296,65 @@ async def test_delete_of_a_container_with_a_task_raises_failed_precondition(
     with pytest.raises(FailedPrecondition, match="delete_task"):
         await client.delete(container_id)
     assert await client.status(container_id) is Status.RUNNING
+
+
+def record_calls(client: AsyncClient) -> list[str]:
+    """The names of the containerd methods ``client`` calls from now on, in order."""
+    calls: list[str] = []
+    methods = client._methods
+    for name, method in list(vars(methods).items()):
+        if isinstance(method, _Method):
+
+            def counted(*args: Any, _name: str = name, _call: Any = method.call, **kw: Any) -> Any:
+                calls.append(_name)
+                return _call(*args, **kw)
+
+            setattr(methods, name, _Method(counted))
+    return calls
+
+
+@pytest.mark.async_only
+async def test_delete_after_this_clients_own_delete_task_sends_no_task_lookup(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run(["/bin/true"])
+    await client.wait(container_id)
+    await client.delete_task(container_id)
+    calls = record_calls(client)
+    await client.delete(container_id)
+    assert calls == ["container_delete"]
+
+
+@pytest.mark.async_only
+async def test_delete_looks_the_task_up_when_another_client_deleted_it(
+    client: AsyncClient, containers: ContainerFactory, supervisor: Supervisor
+) -> None:
+    container_id = await containers.run(["/bin/true"])
+    await client.wait(container_id)
+    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as other:
+        await other.delete_task(container_id)
+    calls = record_calls(client)
+    await client.delete(container_id)
+    assert calls == ["task_get", "container_delete"]
+
+
+@pytest.mark.async_only
+async def test_delete_refuses_a_task_another_client_created_after_this_clients_delete_task(
+    client: AsyncClient, containers: ContainerFactory, supervisor: Supervisor
+) -> None:
+    """Once this client's stream has shown the new task's create event, delete() checks again."""
+    container_id = await containers.run(["/bin/true"])
+    await client.wait(container_id)
+    await client.delete_task(container_id)
+    subscription = client.events()
+    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as other:
+        await other.start(container_id)
+    async with asyncio.timeout(30), subscription:
+        async for seen, event, _ in subscription:
+            if seen == container_id and event is EventType.CREATE:
+                break
+    with pytest.raises(FailedPrecondition, match="delete_task"):
+        await client.delete(container_id)
 
 
 async def test_delete_of_an_unknown_container_raises_not_found(client: AsyncClient) -> None:

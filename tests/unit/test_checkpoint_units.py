@@ -121,6 +121,43 @@ async def test_the_check_runs_once_per_process_until_the_file_changes(tmp_path: 
     assert runs(criu) == 2
 
 
+async def test_usable_criu_remembers_its_answer_until_what_decided_it_changes(
+    no_criu: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_path = fake_criu(no_criu, GOOD)
+    assert await checkpoint.usable_criu() == str(on_path)
+    on_path.unlink()
+    assert await checkpoint.usable_criu() == ""  # gone: searched for again
+    on_path = fake_criu(no_criu, GOOD)
+    assert await checkpoint.usable_criu() == str(on_path)
+    default = fake_criu(Path(checkpoint.DEFAULT_CRIU).parent, GOOD)
+    assert await checkpoint.usable_criu() == str(default)
+    from_env = fake_criu(tmp_path / "env", GOOD)
+    monkeypatch.setenv(checkpoint.CRIU_ENV, str(from_env))
+    assert await checkpoint.usable_criu() == str(from_env)
+    from_env.write_text(from_env.read_text().replace(GOOD, BAD))
+    os.utime(from_env, ns=(from_env.stat().st_atime_ns, from_env.stat().st_mtime_ns + 1_000_000))
+    assert await checkpoint.usable_criu() == str(default)
+
+
+async def test_usable_criu_does_not_search_again_for_an_unchanged_answer(
+    no_criu: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_path = fake_criu(no_criu, GOOD)
+    assert await checkpoint.usable_criu() == str(on_path)
+    searches: list[str] = []
+    real = checkpoint.find_criu
+
+    async def counted(configured: str = "") -> str:
+        searches.append(configured)
+        return await real(configured)
+
+    monkeypatch.setattr(checkpoint, "find_criu", counted)
+    for _ in range(3):
+        assert await checkpoint.usable_criu() == str(on_path)
+    assert searches == []
+
+
 async def test_a_criu_that_does_not_say_looks_good_fails_the_check(tmp_path: Path) -> None:
     quiet = fake_criu(tmp_path / "quiet", "exit 0")
     verdict = await checkpoint.check_criu(str(quiet))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import UTC, datetime
 
 import grpc.aio
@@ -241,3 +242,114 @@ async def test_a_pid_less_exit_of_a_process_never_seen_alive_is_reported() -> No
     finally:
         await channel.close()
     assert [(info.pid, info.exit_code) for info in reported] == [(NO_PID, 137)]
+
+
+# -- plain handlers on threads ----------------------------------------------------------------
+
+
+async def test_plain_handlers_never_run_two_events_of_one_container_at_once() -> None:
+    """Containers move between threads, but each one's events stay serial and in order."""
+    seen: dict[str, list[int]] = {}
+    running: set[str] = set()
+    overlaps: list[str] = []
+    lock = threading.Lock()
+
+    def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        with lock:
+            if container_id in running:
+                overlaps.append(container_id)
+            running.add(container_id)
+        # Uneven call times, so containers are handed around between the threads.
+        time.sleep(0.002 if (info.pid + len(container_id)) % 7 == 0 else 0)
+        with lock:
+            running.discard(container_id)
+            seen.setdefault(container_id, []).append(info.pid)
+
+    dispatcher = EventDispatcher(handler)
+    names = [f"c{n}" for n in range(20)]
+    for pid in range(40):
+        for name in names:
+            dispatcher.dispatch(name, EventType.START, EventInfo(name, pid=pid))
+        if pid % 10 == 0:
+            await asyncio.sleep(0.01)  # events also arrive while others are handled
+    async with asyncio.timeout(30):
+        await dispatcher.drain()
+    await dispatcher.close()
+    assert overlaps == []
+    assert seen == {name: list(range(40)) for name in names}
+
+
+async def test_plain_handlers_blocked_on_more_containers_than_threads_do_not_delay_another() -> (
+    None
+):
+    """Every thread blocked still leaves a way through: another thread starts for the rest."""
+    release = threading.Event()
+    blocked = [f"slow{n}" for n in range(5)]  # more than the threads started up front
+    seen: dict[str, list[int]] = {}
+    lock = threading.Lock()
+    fast_done = threading.Event()
+
+    def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        if container_id.startswith("slow") and info.pid == 0:
+            release.wait(30)
+        with lock:
+            seen.setdefault(container_id, []).append(info.pid)
+        if container_id == "fast":
+            fast_done.set()
+
+    dispatcher = EventDispatcher(handler)
+    try:
+        for name in blocked:
+            dispatcher.dispatch(name, EventType.START, EventInfo(name, pid=0))
+            dispatcher.dispatch(name, EventType.EXIT, EventInfo(name, pid=1))
+        dispatcher.dispatch("fast", EventType.START, EventInfo("fast", pid=0))
+        # Hangs (and fails) if the blocked containers hold every thread.
+        assert await asyncio.to_thread(fast_done.wait, 20)
+        with lock:
+            assert not any(name in seen for name in blocked)
+    finally:
+        release.set()
+    async with asyncio.timeout(30):
+        await dispatcher.drain()
+    await dispatcher.close()
+    assert seen == {"fast": [0], **{name: [0, 1] for name in blocked}}
+
+
+async def test_the_after_hook_of_a_plain_handler_runs_on_the_event_loop() -> None:
+    """The client's hook starts tasks (an exec's release): it needs the loop's thread."""
+    loop = asyncio.get_running_loop()
+    handled: list[int] = []
+    after_calls: list[tuple[int, bool]] = []
+
+    def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        handled.append(info.pid)
+
+    def after(container_id: str, event: EventType, info: EventInfo) -> None:
+        after_calls.append((info.pid, asyncio.get_running_loop() is loop))
+
+    dispatcher = EventDispatcher(handler, after)
+    for pid in range(3):
+        dispatcher.dispatch("a", EventType.EXIT, EventInfo("a", "e", pid=pid))
+    async with asyncio.timeout(10):
+        await dispatcher.drain()
+    await dispatcher.close()
+    assert handled == [0, 1, 2]
+    assert after_calls == [(0, True), (1, True), (2, True)]
+
+
+async def test_close_ends_the_handler_threads() -> None:
+    before = set(threading.enumerate())
+
+    def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        pass
+
+    dispatcher = EventDispatcher(handler)
+    for name in ("a", "b", "c"):
+        dispatcher.dispatch(name, EventType.START, EventInfo(name))
+    await dispatcher.drain()
+    started = set(threading.enumerate()) - before
+    assert started, "plain handlers run on threads of the dispatcher"
+    await dispatcher.close()
+    async with asyncio.timeout(10):
+        while any(thread.is_alive() for thread in started):
+            await asyncio.sleep(0.01)
