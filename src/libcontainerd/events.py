@@ -160,6 +160,8 @@ class EventDispatcher:
     in a worker thread (several queued events of one container in one hop), so
     a blocking handler never stalls the loop or another container. What the
     handler raises is logged with the container id, and delivery goes on.
+    ``after`` runs on the loop once the handler has returned for its event
+    (it may spawn tasks: the client releases exited execs there).
     """
 
     def __init__(
@@ -221,6 +223,10 @@ class EventDispatcher:
                     batch = list(queue)
                     queue.clear()
                     await asyncio.to_thread(self._deliver_batch, container_id, batch)
+                    # On the loop, not in the worker thread: the hook may spawn tasks.
+                    if self._after is not None:
+                        for event, info in batch:
+                            self._after(container_id, event, info)
         finally:
             del self._workers[container_id]
             if self._queues.get(container_id) is queue and not queue:
@@ -248,8 +254,6 @@ class EventDispatcher:
                 self._handler(container_id, event, info)
             except Exception:
                 log.exception("backend failed on %s event of container %s", event, container_id)
-            if self._after is not None:
-                self._after(container_id, event, info)
 
 
 class EventStream:
