@@ -51,6 +51,13 @@ BLOCKING_CYCLES = int(os.environ.get("LIBCONTAINERD_LEAK_CYCLES_BLOCKING", "100"
 WARM_UP = 5
 CYCLE_TIMEOUT = 60.0
 
+
+# pytest-timeout's guard for a whole pass: a cycle takes 0.2 to 0.5 s on a
+# loaded 2-core machine; this allows 2 s each, plus the daemon and the checks.
+def _pass_timeout(cycles: int) -> float:
+    return 120 + 2.0 * (WARM_UP + cycles)
+
+
 # Memory the client may gain over the measured cycles. One growth is by
 # design: the event stream remembers each exit it reported (2 a cycle), up to
 # 65536 of them, to drop duplicates; measured at about 330 bytes an exit,
@@ -463,6 +470,7 @@ async def run_cycles(
             await remove_container(client, current)
 
 
+@pytest.mark.timeout(_pass_timeout(CYCLES))
 async def test_cycles_with_the_async_client_leave_nothing_behind(
     daemon: Supervisor, workdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -473,6 +481,7 @@ async def test_cycles_with_the_async_client_leave_nothing_behind(
         )
 
 
+@pytest.mark.timeout(_pass_timeout(BLOCKING_CYCLES))
 async def test_cycles_with_the_blocking_client_leave_nothing_behind(
     daemon: Supervisor, workdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
