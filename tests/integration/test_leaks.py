@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import itertools
 import logging
@@ -320,6 +321,51 @@ async def one_cycle(
     await client.delete(container_id)
 
 
+async def bounded_cycle(
+    daemon: Supervisor,
+    client: AsyncClient,
+    container_id: str,
+    spec: dict[str, Any],
+    exec_output: ExecOutput,
+    while_running: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """One cycle within CYCLE_TIMEOUT; a stuck one fails saying where its processes wait."""
+    try:
+        async with asyncio.timeout(CYCLE_TIMEOUT):
+            await one_cycle(client, container_id, spec, exec_output, while_running)
+    except TimeoutError:
+        pytest.fail(
+            f"cycle {container_id} stuck for {CYCLE_TIMEOUT:g} s;"
+            f" {await stuck_processes(daemon, client, container_id)}"
+        )
+
+
+async def stuck_processes(daemon: Supervisor, client: AsyncClient, container_id: str) -> str:
+    """The container's processes (state, wait channel) and the shim's FIFO descriptors."""
+    lines = []
+    try:
+        pids = await client.list_pids(container_id)
+    except Exception as error:
+        pids = []
+        lines.append(f"no pids: {error}")
+    for pid in [*pids, *shims_of(daemon.address)]:
+        proc = Path(f"/proc/{pid}")
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+            wchan = (proc / "wchan").read_text()
+            fds = []
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if container_id in target:
+                        fds.append(f"{fd.name}->{Path(target).name}")
+            lines.append(f"pid {pid} {state} wchan={wchan} [{command}] fifos: {fds}")
+        except OSError as error:
+            lines.append(f"pid {pid}: {error}")
+    return "\n".join(lines)
+
+
 def rss_bytes() -> int:
     """This process's resident set size."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -378,8 +424,9 @@ async def run_cycles(
 
         for index in range(WARM_UP):
             current = f"{prefix}{index}"
-            async with asyncio.timeout(CYCLE_TIMEOUT):
-                await one_cycle(client, current, spec, exec_output, look if index == 0 else None)
+            await bounded_cycle(
+                daemon, client, current, spec, exec_output, look if index == 0 else None
+            )
         # The probes see a running container's traces (mounts: none on the host, the
         # rootfs is a plain folder), so the zeros below are not for want of looking.
         (seen,) = running
@@ -399,8 +446,7 @@ async def run_cycles(
         began = time.monotonic()
         for index in range(WARM_UP, WARM_UP + cycles):
             current = f"{prefix}{index}"
-            async with asyncio.timeout(CYCLE_TIMEOUT):
-                await one_cycle(client, current, spec, exec_output)
+            await bounded_cycle(daemon, client, current, spec, exec_output)
             if index == WARM_UP + cycles // 2 - 1:
                 middle = measure()
         seconds = time.monotonic() - began
