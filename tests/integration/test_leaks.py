@@ -341,14 +341,14 @@ async def bounded_cycle(
 
 
 async def stuck_processes(daemon: Supervisor, client: AsyncClient, container_id: str) -> str:
-    """The container's processes (state, wait channel) and the shim's FIFO descriptors."""
+    """The container's processes (state, wait channel); the shim's FIFO descriptors and ours."""
     lines = []
     try:
         pids = await client.list_pids(container_id)
     except Exception as error:
         pids = []
         lines.append(f"no pids: {error}")
-    for pid in [*pids, *shims_of(daemon.address)]:
+    for pid in [*pids, *shims_of(daemon.address), os.getpid()]:
         proc = Path(f"/proc/{pid}")
         try:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
