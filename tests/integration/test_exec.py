@@ -20,9 +20,9 @@ from libcontainerd.errors import (
 )
 from libcontainerd.stdio import CollectOutput, LogFile, discard
 from libcontainerd.supervisor import Supervisor
-from libcontainerd.types import INIT_PROCESS_ID
+from libcontainerd.types import INIT_PROCESS_ID, Backend, EventInfo, EventType
 
-from .containers import TEST_NAMESPACE, Capture, ContainerFactory, process_alive
+from .containers import TEST_NAMESPACE, Capture, ContainerFactory, eventually, process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +156,34 @@ async def test_release_exec_removes_its_fifos_and_the_process(
     assert (await client.wait(container_id, "e1"))[0] == 0
     # The id is free again.
     await client.exec(container_id, "e1", process("/bin/true"))
+
+
+class _PlainBackend:
+    def process_event(self, container_id: str, event: EventType, info: EventInfo) -> None:
+        pass
+
+
+class _AsyncBackend:
+    async def process_event(self, container_id: str, event: EventType, info: EventInfo) -> None:
+        pass
+
+
+@pytest.mark.async_only
+@pytest.mark.parametrize("backend", [_PlainBackend(), _AsyncBackend()], ids=["plain", "async"])
+async def test_an_exited_exec_is_released_whatever_the_backend(
+    containers: ContainerFactory, supervisor: Supervisor, backend: Backend
+) -> None:
+    # A plain backend runs on a worker thread; the release that follows it needs the loop.
+    container_id = await containers.run()
+    async with AsyncClient(supervisor.address, TEST_NAMESPACE, backend=backend) as owner:
+        output = CollectOutput()
+        await owner.exec(container_id, "e1", process("/bin/echo", "hi"), attach_stdio=output)
+        async with asyncio.timeout(30):
+            assert await output == (b"hi\n", b"")
+        await eventually(lambda: not owner._own_execs and not owner._background, "the release")
+        assert exec_fifos(owner, container_id, "e1") == []
+        assert (await owner.wait(container_id, "e1"))[0] == 0  # remembered after the release
+        await owner.exec(container_id, "e1", process("/bin/true"))  # containerd forgot it
 
 
 @pytest.mark.async_only

@@ -202,6 +202,28 @@ async def test_the_after_hook_runs_once_per_event_after_the_handler() -> None:
     assert order == ["handle 1", "after 1", "handle 2", "after 2"]
 
 
+async def test_with_a_plain_handler_the_after_hook_runs_on_the_event_loop() -> None:
+    # The hook spawns tasks (the client releases an exited exec): it needs the loop,
+    # not the worker thread that ran the plain handler.
+    order: list[str] = []
+    loop_thread = threading.current_thread()
+
+    def handler(container_id: str, event: EventType, info: EventInfo) -> None:
+        order.append(f"handle {info.pid}")
+
+    def after(container_id: str, event: EventType, info: EventInfo) -> None:
+        asyncio.get_running_loop()
+        assert threading.current_thread() is loop_thread
+        order.append(f"after {info.pid}")
+
+    dispatcher = EventDispatcher(handler, after)
+    dispatcher.dispatch("a", EventType.EXIT, EventInfo("a", pid=1))
+    dispatcher.dispatch("a", EventType.EXIT, EventInfo("a", pid=2))
+    await dispatcher.drain()
+    # Both were queued before the worker ran: one batch in the thread, then the hooks.
+    assert order == ["handle 1", "handle 2", "after 1", "after 2"]
+
+
 async def test_close_cancels_a_handler_that_never_returns() -> None:
     async def handler(container_id: str, event: EventType, info: EventInfo) -> None:
         await asyncio.Event().wait()
