@@ -222,6 +222,7 @@ _DEFAULT_CHAR_DEVICES: tuple[tuple[int, int | None], ...] = (
 _UINT32_MAX = 2**32 - 1
 _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1
+_JSON_MAX_DEPTH = 64
 _HOSTNAME_MAX = 64  # the kernel's limit (sethostname fails with EINVAL beyond it)
 # Kernel limits that runc hits only when it writes the cgroup files.
 _CPU_SHARES_RANGE = (2, 262144)
@@ -675,7 +676,9 @@ def validate_spec(spec: object) -> None:
     - ``linux.cgroupsPath`` a non-empty string; ``maskedPaths``/``readonlyPaths``
       lists of strings; ``uidMappings``/``gidMappings`` lists of ID mappings;
     - what runc refuses across fields: a hostname without a private uts
-      namespace, ID mappings without a user namespace.
+      namespace, ID mappings without a user namespace;
+    - the whole spec is JSON: string keys, finite numbers, no bytes or other
+      Python objects, at most 64 levels deep.
     """
     s = _object(spec, "spec")
     _string(_required(s, "ociVersion", "spec"), "spec.ociVersion")
@@ -713,6 +716,7 @@ def validate_spec(spec: object) -> None:
             _fail(f"spec.linux.{key}", "empty without a user namespace", mappings)
     if hostname and "uts" not in namespaces:
         _fail("spec.hostname", "empty without a private uts namespace", hostname)
+    _json_value(s, "spec")
 
 
 def validate_process(process: object) -> None:
@@ -724,9 +728,10 @@ def validate_process(process: object) -> None:
     ``additionalGids``/``umask`` 32-bit unsigned integers; capability sets
     lists of known ``CAP_*`` names; ``rlimits[]`` known ``RLIMIT_*`` types, each
     once, with 64-bit unsigned ``soft`` <= ``hard``; ``oomScoreAdj`` in
-    -1000..1000.
+    -1000..1000; and that the whole process is JSON.
     """
     _check_process(process, "process")
+    _json_value(process, "process")
 
 
 def validate_resources(resources: object) -> None:
@@ -744,9 +749,11 @@ def validate_resources(resources: object) -> None:
     - ``pids.limit`` present, -1 or more;
     - ``blockIO.weight``/``leafWeight`` 10..1000;
     - ``devices[]`` rules: boolean ``allow``, type ``a``/``b``/``c``, access
-      letters from ``rwm``, integer ``major``/``minor`` (-1 for any).
+      letters from ``rwm``, integer ``major``/``minor`` (-1 for any);
+    - the whole object is JSON, including the fields not named here.
     """
     _check_resources(resources, "resources")
+    _json_value(resources, "resources")
 
 
 def _check_process(process: object, where: str) -> None:
@@ -831,6 +838,34 @@ def _check_resources(resources: object, where: str) -> None:
                 _ranged(block_io[key], f"{where}.blockIO.{key}", _BLKIO_WEIGHT_RANGE, unset_ok=True)
     for index, rule in enumerate(_list(r.get("devices", []), f"{where}.devices")):
         _device_rule(rule, f"{where}.devices[{index}]")
+
+
+def _json_value(value: object, where: str, depth: int = 0) -> None:
+    """Refuse what json.dumps would reject or turn into invalid JSON, naming where it is.
+
+    Fields this module does not check pass through to containerd as JSON; a
+    bytes value or a NaN there would otherwise fail as a TypeError, or reach
+    the runtime as a document Go cannot parse.
+    """
+    if depth > _JSON_MAX_DEPTH:
+        _fail(where, f"nested at most {_JSON_MAX_DEPTH} levels deep (is it circular?)", "...")
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            _fail(where, "a finite number", value)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                _fail(f"{where} key", "a string", key)
+            _json_value(item, f"{where}.{key}", depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _json_value(item, f"{where}[{index}]", depth + 1)
+        return
+    _fail(where, "a JSON value (a string, number, boolean, None, list or dict)", value)
 
 
 # --- value rules, shared by the options (parameter names) and validation (field paths) ---

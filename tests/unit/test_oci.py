@@ -584,6 +584,42 @@ def test_error_messages_shorten_huge_values() -> None:
     assert len(str(caught.value)) < 200
 
 
+@pytest.mark.parametrize(
+    ("value", "where", "complaint"),
+    [
+        (b"x", r"spec.x-tool", "a JSON value"),
+        ({1: "a"}, r"spec.x-tool key", "a string"),
+        (float("nan"), r"spec.x-tool", "a finite number"),
+        ([1, float("inf")], r"spec.x-tool\[1\]", "a finite number"),
+        ({"deep": object()}, r"spec.x-tool.deep", "a JSON value"),
+    ],
+)
+def test_fields_that_are_not_json_are_refused_naming_where(
+    value: Any, where: str, complaint: str
+) -> None:
+    # Unchecked keys pass through to containerd, so they must at least be JSON.
+    spec = make()
+    spec["x-tool"] = value
+    with pytest.raises(InvalidArgument, match=rf"^{where} must be {complaint}"):
+        oci.validate_spec(spec)
+
+
+def test_exec_processes_and_resources_must_be_json_too() -> None:
+    with pytest.raises(InvalidArgument, match=r"^process.apparmorProfile must be a JSON value"):
+        oci.validate_process({"args": ["/bin/ls"], "cwd": "/", "apparmorProfile": b"x"})
+    with pytest.raises(InvalidArgument, match=r"^resources.unified.memory\.max must be a JSON"):
+        oci.validate_resources({"unified": {"memory.max": b"1"}})
+
+
+def test_a_circular_spec_is_refused_not_a_recursion_error() -> None:
+    spec = make()
+    loop: dict[str, Any] = {}
+    loop["again"] = loop
+    spec["x-tool"] = loop
+    with pytest.raises(InvalidArgument, match="is it circular"):
+        oci.validate_spec(spec)
+
+
 # --- round trip -------------------------------------------------------------------
 
 
