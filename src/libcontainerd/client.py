@@ -252,8 +252,13 @@ def resolve_address(address: str | os.PathLike[str] | None) -> str:
 
 def _runc_options(runtime_options: Mapping[str, Any] | None, runc_root: str) -> runc_pb2.Options:
     """runc v2 shim options; ``root`` defaults to this daemon's own runc state directory."""
+    if runtime_options is not None and not isinstance(runtime_options, Mapping):
+        raise InvalidArgument(
+            "runtime options must be a dict of runc option names,"
+            f" not {type(runtime_options).__name__}"
+        )
     values = dict(runtime_options or {})
-    unknown = sorted(set(values) - _RUNC_OPTION_FIELDS)
+    unknown = sorted(map(repr, set(values) - _RUNC_OPTION_FIELDS))
     if unknown:
         raise InvalidArgument(
             f"unknown runtime option(s) {', '.join(unknown)}; known: "

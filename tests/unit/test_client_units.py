@@ -58,3 +58,20 @@ def test_runtime_options_default_the_runc_root_and_refuse_unknown_names() -> Non
         client_module._runc_options({"rooot": "/x"}, "/run/x/runc")
     with pytest.raises(InvalidArgument, match="invalid runtime options"):
         client_module._runc_options({"io_uid": "zero"}, "/run/x/runc")
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ([("binary_name", "runc")], "must be a dict of runc option names, not list"),
+        ("binary_name=runc", "must be a dict of runc option names, not str"),
+        ({1: "x", "binary_nmae": "runc"}, r"unknown runtime option\(s\) 'binary_nmae', 1"),
+        ({"io_uid": 2**40}, "invalid runtime options"),
+    ],
+)
+def test_runtime_options_that_are_not_a_dict_of_names_are_refused(
+    options: object, complaint: str
+) -> None:
+    # Not a TypeError from dict() or from sorting names of mixed types.
+    with pytest.raises(InvalidArgument, match=complaint):
+        client_module._runc_options(options, "/run/runc")  # type: ignore[arg-type]
