@@ -291,6 +291,8 @@ class Fuzzing:
     created: set[str] = field(default_factory=set)
     serial: itertools.count[int] = field(default_factory=itertools.count)
     tally: Counter[str] = field(default_factory=Counter)
+    # What each container the fuzzing created was made from, to name a leak's cause.
+    made_from: dict[str, str] = field(default_factory=dict)
 
     def count(self, what: str, result: object) -> None:
         """Tally how a call ended: done, refused before sending, or refused by containerd."""
@@ -394,12 +396,42 @@ async def fuzzing(supervisor: Supervisor) -> AsyncIterator[Fuzzing]:
         figures.record(topic, "target container restarts", target.recreated)
         figures.record(topic, "bystander checks (all passed)", bystander.examples)
     finally:
+        made_from = fuzzing.made_from if "fuzzing" in locals() else {}
         for container_id in started:
             await remove_container(client, container_id)
         left = [info.id for info in await client.list_containers()]
         await client.close()
+        shims = await _leftover_shims(supervisor.address)
+        for pid in shims:  # not left running on a shared machine; the test still fails
+            os.kill(pid, signal.SIGKILL)
         remove_workdir(workdir)
     assert left == [], f"containers left in namespace {FUZZ_NAMESPACE!r}: {left}"
+    leaks = {pid: (args, made_from.get(args.split()[-1], "?")) for pid, args in shims.items()}
+    assert shims == {}, f"shims left behind (killed now): {leaks}"
+
+
+async def _leftover_shims(address: str, seconds: float = 15.0) -> dict[int, str]:
+    """The shims of this module's namespace still running after ``seconds`` of grace."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (found := _shims(address)) and loop.time() < deadline:
+        await asyncio.sleep(0.5)
+    return found
+
+
+def _shims(address: str) -> dict[int, str]:
+    """Running shims of FUZZ_NAMESPACE on the daemon at ``address``, by pid."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "containerd-shim" in args[0] and FUZZ_NAMESPACE in args and address in args:
+            found[int(entry.name)] = " ".join(args[1:5])
+    return found
 
 
 # --- ids --------------------------------------------------------------------------------
@@ -840,6 +872,7 @@ async def test_specs_are_refused_or_run(
             assert str(created).startswith("spec"), f"{created} does not start with the field"
             return
         fuzzing.created.add(container_id)
+        fuzzing.made_from[container_id] = what
         started = await outcome(client.start(container_id), f"start({what})")
         fuzzing.count("fuzzed spec, start", started)
         if isinstance(started, LibcontainerdError):
