@@ -675,6 +675,10 @@ def validate_spec(spec: object) -> None:
       ``memory.swap`` only with a ``memory.limit`` (the kernel refuses it);
     - ``linux.cgroupsPath`` a non-empty string; ``maskedPaths``/``readonlyPaths``
       lists of strings; ``uidMappings``/``gidMappings`` lists of ID mappings;
+    - ``linux.sysctl``: non-empty string keys and string values;
+      ``domainname`` as ``hostname``; ``linux.rootfsPropagation`` and
+      ``linux.mountLabel`` strings (containerd 2.x reads the whole spec
+      before runc does: a field of the wrong type fails the task's creation);
     - what runc refuses across fields: a hostname without a private uts
       namespace, ID mappings without a user namespace;
     - the whole spec is JSON: string keys, finite numbers, no bytes or other
@@ -688,6 +692,8 @@ def validate_spec(spec: object) -> None:
         _bool(root["readonly"], "spec.root.readonly")
     _check_process(_required(s, "process", "spec"), "spec.process")
     hostname = _hostname(s.get("hostname", ""), "spec.hostname")
+    if "domainname" in s:
+        _hostname(s["domainname"], "spec.domainname")
     for index, mount in enumerate(_list(s.get("mounts", []), "spec.mounts")):
         _mount(mount, f"spec.mounts[{index}]")
     if "annotations" in s:
@@ -706,6 +712,11 @@ def validate_spec(spec: object) -> None:
             _fail("spec.linux.resources.memory.swap", "-1 without a memory.limit", memory["swap"])
     if "cgroupsPath" in linux:
         _cgroups_path(linux["cgroupsPath"], "spec.linux.cgroupsPath")
+    if "sysctl" in linux:
+        _string_map(linux["sysctl"], "spec.linux.sysctl")
+    for key in ("rootfsPropagation", "mountLabel"):
+        if key in linux:
+            _string(linux[key], f"spec.linux.{key}")
     for key in ("maskedPaths", "readonlyPaths"):
         _string_list(linux.get(key, []), f"spec.linux.{key}")
     for key in ("uidMappings", "gidMappings"):
@@ -728,7 +739,9 @@ def validate_process(process: object) -> None:
     ``additionalGids``/``umask`` 32-bit unsigned integers; capability sets
     lists of known ``CAP_*`` names; ``rlimits[]`` known ``RLIMIT_*`` types, each
     once, with 64-bit unsigned ``soft`` <= ``hard``; ``oomScoreAdj`` in
-    -1000..1000; and that the whole process is JSON.
+    -1000..1000; ``consoleSize`` ``height`` and ``width`` 32-bit unsigned
+    integers; ``apparmorProfile``, ``selinuxLabel`` and ``user.username``
+    strings; and that the whole process is JSON.
     """
     _check_process(process, "process")
     _json_value(process, "process")
@@ -750,6 +763,10 @@ def validate_resources(resources: object) -> None:
     - ``blockIO.weight``/``leafWeight`` 10..1000;
     - ``devices[]`` rules: boolean ``allow``, type ``a``/``b``/``c``, access
       letters from ``rwm``, integer ``major``/``minor`` (-1 for any);
+    - ``unified``: string keys and values; ``hugepageLimits[]``: a string
+      ``pageSize`` and a 64-bit unsigned ``limit``; ``network``: 32-bit
+      unsigned ``classID`` and ``priorities[]`` of a string ``name`` and a
+      32-bit unsigned ``priority``;
     - the whole object is JSON, including the fields not named here.
     """
     _check_resources(resources, "resources")
@@ -771,6 +788,8 @@ def _check_process(process: object, where: str) -> None:
         for key in ("uid", "gid", "umask"):
             if key in user:
                 _int(user[key], f"{where}.user.{key}", 0, _UINT32_MAX)
+        if "username" in user:
+            _string(user["username"], f"{where}.user.username")
         for index, gid in enumerate(
             _list(user.get("additionalGids", []), f"{where}.user.additionalGids")
         ):
@@ -801,6 +820,18 @@ def _check_process(process: object, where: str) -> None:
             _fail(f"{at}.soft", f"at most hard ({hard})", soft)
     if "oomScoreAdj" in p:
         _int(p["oomScoreAdj"], f"{where}.oomScoreAdj", -1000, 1000)
+    if "consoleSize" in p:
+        size = _object(p["consoleSize"], f"{where}.consoleSize")
+        for key in ("height", "width"):
+            _int(
+                _required(size, key, f"{where}.consoleSize"),
+                f"{where}.consoleSize.{key}",
+                0,
+                _UINT32_MAX,
+            )
+    for key in ("apparmorProfile", "selinuxLabel"):
+        if key in p:
+            _string(p[key], f"{where}.{key}")
 
 
 def _check_resources(resources: object, where: str) -> None:
@@ -838,6 +869,23 @@ def _check_resources(resources: object, where: str) -> None:
                 _ranged(block_io[key], f"{where}.blockIO.{key}", _BLKIO_WEIGHT_RANGE, unset_ok=True)
     for index, rule in enumerate(_list(r.get("devices", []), f"{where}.devices")):
         _device_rule(rule, f"{where}.devices[{index}]")
+    if "unified" in r:
+        _string_map(r["unified"], f"{where}.unified")
+    for index, limit in enumerate(_list(r.get("hugepageLimits", []), f"{where}.hugepageLimits")):
+        at = f"{where}.hugepageLimits[{index}]"
+        entry = _object(limit, at)
+        _string(_required(entry, "pageSize", at), f"{at}.pageSize")
+        _int(_required(entry, "limit", at), f"{at}.limit", 0, _UINT64_MAX)
+    if "network" in r:
+        network = _object(r["network"], f"{where}.network")
+        if "classID" in network:
+            _int(network["classID"], f"{where}.network.classID", 0, _UINT32_MAX)
+        priorities = _list(network.get("priorities", []), f"{where}.network.priorities")
+        for index, priority in enumerate(priorities):
+            at = f"{where}.network.priorities[{index}]"
+            entry = _object(priority, at)
+            _string(_required(entry, "name", at), f"{at}.name")
+            _int(_required(entry, "priority", at), f"{at}.priority", 0, _UINT32_MAX)
 
 
 def _json_value(value: object, where: str, depth: int = 0) -> None:
@@ -1055,13 +1103,17 @@ def _id_mapping(value: object, where: str) -> None:
         _int(_required(mapping, key, where), f"{where}.{key}", 0, _UINT32_MAX)
 
 
-def _annotations(value: object, where: str) -> Mapping[str, str]:
-    annotations = _object(value, where)
-    for key, item in annotations.items():
+def _string_map(value: object, where: str) -> Mapping[str, str]:
+    """An object of non-empty string keys and string values (Go's map[string]string)."""
+    mapping = _object(value, where)
+    for key, item in mapping.items():
         if not isinstance(key, str) or not key:
             _fail(f"{where} key", "a non-empty string", key)
         _string(item, f"{where}[{key!r}]")
-    return annotations
+    return mapping
+
+
+_annotations = _string_map
 
 
 def _cgroups_path(value: object, where: str) -> str:
