@@ -603,9 +603,10 @@ class AsyncClient:
                 ),
                 f"create the task of container {container_id!r}",
             )
-        except BaseException:
+        except BaseException as error:
             if fifos is not None:
                 self._drop_fifos(fifos)
+            await self._discard_failed_create(container_id, error)
             raise
         if fifos is not None:
             fifos.attach()  # the shim opens the init process's stdio in Create
@@ -661,16 +662,20 @@ class AsyncClient:
         criu = await checkpoint.find_criu(runtime.criu_path)
         output = attach_stdio.uri if isinstance(attach_stdio, LogFile) else ""
         rpc = self._methods
-        await self._call(
-            rpc.task_create,
-            tasks_pb2.CreateTaskRequest(
-                container_id=container_id,
-                stdout=output,
-                stderr=output,
-                options=checkpoint.restore_options(runtime, source, criu),
-            ),
-            f"create the restored task of container {container_id!r}",
-        )
+        try:
+            await self._call(
+                rpc.task_create,
+                tasks_pb2.CreateTaskRequest(
+                    container_id=container_id,
+                    stdout=output,
+                    stderr=output,
+                    options=checkpoint.restore_options(runtime, source, criu),
+                ),
+                f"create the restored task of container {container_id!r}",
+            )
+        except BaseException as error:
+            await self._discard_failed_create(container_id, error)
+            raise
         try:
             started = await self._call(
                 rpc.task_start,
@@ -733,6 +738,18 @@ class AsyncClient:
             known = bool(isinstance(process, dict) and process.get("terminal", False))
             self._terminal[container_id] = known
         return known
+
+    async def _discard_failed_create(self, container_id: str, error: BaseException) -> None:
+        """Make containerd drop what a failed Tasks.Create left; never raises.
+
+        containerd 2.0 and 2.1 start the shim before checking the spec against
+        the runtime's features, and leave it running when that check fails
+        (e.g. a spec that Go cannot read); a Delete of the task, which it still
+        lists, makes it stop that shim. A task that exists already (AlreadyExists)
+        is someone's live task, and is left alone.
+        """
+        if not isinstance(error, AlreadyExists):
+            await self._discard_task(container_id)
 
     async def _discard_task(self, container_id: str) -> None:
         """Kill and delete a task that failed to start, and its FIFOs; best effort, never raises."""
