@@ -16,7 +16,8 @@ def parse_signal(value: int | str | signal.Signals) -> int:
         raise InvalidArgument(f"signal must be a number or a name like 'SIGTERM', not {value!r}")
     if isinstance(value, str):
         text = value.strip().upper()
-        if text.isdigit():
+        # Only ASCII digits: str.isdigit() also takes '²', which int() refuses.
+        if text.isascii() and text.isdigit():
             number = int(text)
         else:
             name = text if text.startswith("SIG") else f"SIG{text}"

@@ -241,24 +241,45 @@ def target_directory(checkpoint_dir: str | os.PathLike[str]) -> Path:
     """The absolute directory a checkpoint will be written to; checked before anything is sent.
 
     It may exist only as an empty directory. Raises InvalidArgument (not a
-    path, or a file), AlreadyExists (a directory that holds files).
+    path, a file, a file on its way, a name the filesystem refuses),
+    AlreadyExists (a directory that holds files).
     """
     target = _absolute(checkpoint_dir)
-    if target.is_dir():
-        if any(target.iterdir()):
-            raise AlreadyExists(f"checkpoint directory {target} already holds files")
-    elif target.exists() or target.is_symlink():
-        raise InvalidArgument(f"checkpoint directory {target} exists and is not a directory")
+    try:
+        if target.is_dir():
+            if any(target.iterdir()):
+                raise AlreadyExists(f"checkpoint directory {target} already holds files")
+        elif target.exists() or target.is_symlink():
+            raise InvalidArgument(f"checkpoint directory {target} exists and is not a directory")
+        else:
+            # Refused now, not after the container was looked up: a file on the way.
+            ancestor = next(parent for parent in target.parents if parent.exists())
+            if not ancestor.is_dir():
+                raise InvalidArgument(
+                    f"checkpoint directory {target} cannot be made: {ancestor} is not a directory"
+                )
+    except OSError as error:  # a name too long, a folder we may not read, ...
+        raise InvalidArgument(
+            f"checkpoint directory {target} cannot be used: {error.strerror}"
+        ) from None
     return target
 
 
 @contextlib.contextmanager
 def written_atomically(target: Path) -> Iterator[Path]:
-    """A fresh directory beside ``target``, renamed to it if the block succeeds, else removed."""
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    partial = Path(
-        tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    )
+    """A fresh directory beside ``target``, renamed to it if the block succeeds, else removed.
+
+    Raises InvalidArgument when it cannot be made (under /proc, a read-only filesystem, ...).
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        partial = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        )
+    except OSError as error:  # e.g. under /proc, or on a read-only filesystem
+        raise InvalidArgument(
+            f"cannot make checkpoint directory {target}: {error.strerror}"
+        ) from None
     try:
         yield partial
     except BaseException:
@@ -279,10 +300,15 @@ def image_directory(checkpoint_dir: str | os.PathLike[str]) -> Path:
     lacks CRIU's ``inventory.img`` or runc's ``descriptors.json``.
     """
     source = _absolute(checkpoint_dir)
-    if not source.is_dir():
-        problem = "does not exist" if not source.exists() else "is not a directory"
-        raise InvalidArgument(f"checkpoint directory {source} {problem}")
-    missing = [name for name in _REQUIRED_FILES if not (source / name).is_file()]
+    try:
+        if not source.is_dir():
+            problem = "does not exist" if not source.exists() else "is not a directory"
+            raise InvalidArgument(f"checkpoint directory {source} {problem}")
+        missing = [name for name in _REQUIRED_FILES if not (source / name).is_file()]
+    except OSError as error:  # a name too long, a folder we may not read, ...
+        raise InvalidArgument(
+            f"checkpoint directory {source} cannot be used: {error.strerror}"
+        ) from None
     if missing:
         raise InvalidArgument(
             f"checkpoint directory {source} holds no checkpoint: {', '.join(missing)} missing"

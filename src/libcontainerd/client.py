@@ -250,8 +250,13 @@ def resolve_address(address: str | os.PathLike[str] | None) -> str:
 
 def _runc_options(runtime_options: Mapping[str, Any] | None, runc_root: str) -> runc_pb2.Options:
     """runc v2 shim options; ``root`` defaults to this daemon's own runc state directory."""
+    if runtime_options is not None and not isinstance(runtime_options, Mapping):
+        raise InvalidArgument(
+            "runtime options must be a dict of runc option names,"
+            f" not {type(runtime_options).__name__}"
+        )
     values = dict(runtime_options or {})
-    unknown = sorted(set(values) - _RUNC_OPTION_FIELDS)
+    unknown = sorted(map(repr, set(values) - _RUNC_OPTION_FIELDS))
     if unknown:
         raise InvalidArgument(
             f"unknown runtime option(s) {', '.join(unknown)}; known: "
@@ -361,8 +366,14 @@ class AsyncClient:
         # Exec exits seen on the stream, so wait() still answers once the exec
         # process has been released; dropped when the container's task is deleted.
         self._exec_exits: dict[tuple[str, str], tuple[int, datetime | None]] = {}
-        # The execs this client made, (container id, exec id), until it releases them.
-        self._own_execs: set[tuple[str, str]] = set()
+        # The execs this client made, (container id, exec id) -> pid (0 until Start
+        # answers), until it releases them.
+        self._own_execs: dict[tuple[str, str], int] = {}
+        # Releases on their way, so an exec that reuses the id waits for its own.
+        self._releases: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # (container id, exec id, pid) of execs released before their exit event came
+        # (their id was reused): that event must not release the newer exec.
+        self._superseded: set[tuple[str, str, int]] = set()
         # The FIFOs of the processes this client attached, by container and process id;
         # _fifo_sets also holds released ones whose readers have not reached EOF yet.
         self._fifos: dict[str, dict[str, FifoSet]] = {}
@@ -462,11 +473,26 @@ class AsyncClient:
         Another client's execs are its own to release: deleting one under it
         would race with its wait and its clean-up.
         """
-        if event is EventType.EXIT and info.process_id != container_id:
-            key = (container_id, info.process_id)
-            if key in self._own_execs:
-                self._own_execs.discard(key)
-                self._spawn(self._release_exec(container_id, info.process_id))
+        if event is not EventType.EXIT or info.process_id == container_id:
+            return
+        key = (container_id, info.process_id)
+        if (*key, info.pid) in self._superseded:
+            self._superseded.discard((*key, info.pid))
+            return  # an earlier exec of that id, released already
+        pid = self._own_execs.get(key)
+        if pid is None or (pid and info.pid and pid != info.pid):
+            return  # another client's exec, or an earlier one with the same id
+        del self._own_execs[key]
+        release = asyncio.get_running_loop().create_task(self._release_exec(*key))
+        self._background.add(release)
+        self._releases[key] = release
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._background.discard(task)
+            if self._releases.get(key) is task:
+                del self._releases[key]
+
+        release.add_done_callback(done)
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -602,9 +628,10 @@ class AsyncClient:
                 ),
                 f"create the task of container {container_id!r}",
             )
-        except BaseException:
+        except BaseException as error:
             if fifos is not None:
                 self._drop_fifos(fifos)
+            await self._discard_failed_create(container_id, error)
             raise
         if fifos is not None:
             fifos.attach(created.pid)  # the shim opens the init process's stdio in Create
@@ -660,15 +687,19 @@ class AsyncClient:
         criu = await checkpoint.find_criu(runtime.criu_path)
         output = attach_stdio.uri if isinstance(attach_stdio, LogFile) else ""
         rpc = self._methods
-        await self._create_task(
-            tasks_pb2.CreateTaskRequest(
-                container_id=container_id,
-                stdout=output,
-                stderr=output,
-                options=checkpoint.restore_options(runtime, source, criu),
-            ),
-            f"create the restored task of container {container_id!r}",
-        )
+        try:
+            await self._create_task(
+                tasks_pb2.CreateTaskRequest(
+                    container_id=container_id,
+                    stdout=output,
+                    stderr=output,
+                    options=checkpoint.restore_options(runtime, source, criu),
+                ),
+                f"create the restored task of container {container_id!r}",
+            )
+        except BaseException as error:
+            await self._discard_failed_create(container_id, error)
+            raise
         try:
             started = await self._call(
                 rpc.task_start,
@@ -779,6 +810,18 @@ class AsyncClient:
         # must then be found when the event stream reconnects.
         self._track(request.container_id, request.container_id, reply.pid)
         return reply
+
+    async def _discard_failed_create(self, container_id: str, error: BaseException) -> None:
+        """Make containerd drop what a failed Tasks.Create left; never raises.
+
+        containerd 2.0 and 2.1 start the shim before checking the spec against
+        the runtime's features, and leave it running when that check fails
+        (e.g. a spec that Go cannot read); a Delete of the task, which it still
+        lists, makes it stop that shim. A task that exists already (AlreadyExists)
+        is someone's live task, and is left alone.
+        """
+        if not isinstance(error, AlreadyExists):
+            await self._discard_task(container_id)
 
     async def _discard_task(self, container_id: str) -> None:
         """Kill and delete a task that failed to start, and its FIFOs; best effort, never raises."""
@@ -1019,13 +1062,16 @@ class AsyncClient:
         works as in :meth:`start`. If it cannot start, the exec is deleted
         with its FIFOs, so the id can be used again; once it has exited and
         its exit has been reported, this client deletes it (another client
-        in the namespace leaves it alone). Raises InvalidArgument
-        (bad id, spec or stdio, before anything is sent), NotFound (no such
-        container), FailedPrecondition (the container has no running task:
-        not started, stopped, or paused), AlreadyExists (the id is in use
-        until that exec is deleted), LibcontainerdError with code ``UNKNOWN``
-        when runc cannot run it (e.g. a missing executable, named in the
-        message), Unavailable; what the callback raises propagates.
+        in the namespace leaves it alone); an exec of this client's that has
+        exited is deleted before its id is used again, so the id is free as
+        soon as :meth:`wait` returns. Raises InvalidArgument (bad id, spec
+        or stdio, before anything is sent), NotFound (no such container),
+        FailedPrecondition (the container has no running task: not started,
+        stopped, or paused), AlreadyExists (the id names a live exec, or
+        another client's that is not deleted yet), LibcontainerdError with
+        code ``UNKNOWN`` when runc cannot run it (e.g. a missing executable,
+        named in the message), Unavailable; what the callback raises
+        propagates.
         """
         check_identifier(container_id)
         exec_id = check_identifier(process_id, "process id")
@@ -1037,6 +1083,7 @@ class AsyncClient:
         oci.validate_process(process_spec)
         process = copy.deepcopy(dict(process_spec))
         terminal = bool(process.get("terminal", False))
+        await self._settle_exec_id(container_id, exec_id)
         stdio, fifos = await self._open_stdio(
             container_id, exec_id, terminal, with_stdin, attach_stdio
         )
@@ -1066,7 +1113,8 @@ class AsyncClient:
                 raise FailedPrecondition(f"cannot {doing}: {error.details}") from None
             raise
         # Ours from now on: released after its exit event (which may come before Start returns).
-        self._own_execs.add((container_id, exec_id))
+        key = (container_id, exec_id)
+        self._own_execs[key] = 0
         try:
             started = await self._call(
                 rpc.task_start,
@@ -1074,13 +1122,57 @@ class AsyncClient:
                 f"start exec {exec_id!r} in container {container_id!r}",
             )
         except BaseException:
-            self._own_execs.discard((container_id, exec_id))
+            self._own_execs.pop(key, None)
             await self._release_exec(container_id, exec_id)
             raise
+        if key in self._own_execs:  # not released yet by an exit event
+            self._own_execs[key] = started.pid
         if fifos is not None:
             fifos.attach(started.pid)  # the shim opens an exec's stdio in Start
         self._track(container_id, exec_id, started.pid)
         return started.pid
+
+    async def _settle_exec_id(self, container_id: str, exec_id: str) -> None:
+        """Release an earlier exec of ours by this id that has exited, before the id is reused.
+
+        wait() can answer before the exit event that releases the exec reaches
+        this client: without this, the Exec would be refused (the exited exec
+        still holds the id) or, worse, the late release would delete the new
+        exec and its FIFOs. A release on its way is awaited; an exec that has
+        exited but whose exit event has not come yet is released here, and its
+        event ignored when it comes. A live one is left alone (the Exec is then
+        refused with AlreadyExists).
+        """
+        key = (container_id, exec_id)
+        await self._released(key)
+        recorded = self._own_execs.get(key)
+        if recorded is None:
+            return
+        pid = recorded
+        try:
+            reply = await self._call(
+                self._methods.task_get,
+                tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id),
+                f"look up exec {exec_id!r} of container {container_id!r}",
+            )
+        except NotFound:
+            pass  # deleted already (by a _release_exec call of the caller's, or another client)
+        else:
+            if reply.process.status != task_pb2.STOPPED:
+                return
+            pid = pid or reply.process.pid
+        if self._own_execs.get(key) != recorded:
+            await self._released(key)  # its exit event came meanwhile, with its release
+            return
+        del self._own_execs[key]
+        self._superseded.add((container_id, exec_id, pid))
+        await self._release_exec(container_id, exec_id)
+
+    async def _released(self, key: tuple[str, str]) -> None:
+        """Wait for the release of an exec on its way, if one is (bounded, never raises)."""
+        release = self._releases.get(key)
+        if release is not None:
+            await asyncio.shield(release)
 
     async def _not_running(self, container_id: str, doing: str) -> LibcontainerdError:
         """NotFound without the container, FailedPrecondition when only its task is missing."""
@@ -1383,7 +1475,8 @@ class AsyncClient:
         """Drop what the client keeps per task: exec results and the FIFOs of its processes."""
         for key in [key for key in self._exec_exits if key[0] == container_id]:
             del self._exec_exits[key]
-        self._own_execs = {key for key in self._own_execs if key[0] != container_id}
+        self._own_execs = {k: pid for k, pid in self._own_execs.items() if k[0] != container_id}
+        self._superseded = {k for k in self._superseded if k[0] != container_id}
         for fifos in self._fifos.pop(container_id, {}).values():
             fifos.release()
         remove_fifo_dir(self._container_fifo_dir(container_id))

@@ -224,6 +224,7 @@ _DEFAULT_CHAR_DEVICES: tuple[tuple[int, int | None], ...] = (
 _UINT32_MAX = 2**32 - 1
 _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1
+_JSON_MAX_DEPTH = 64
 _HOSTNAME_MAX = 64  # the kernel's limit (sethostname fails with EINVAL beyond it)
 # Kernel limits that runc hits only when it writes the cgroup files.
 _CPU_SHARES_RANGE = (2, 262144)
@@ -694,8 +695,14 @@ def validate_spec(spec: object) -> None:
       ``memory.swap`` only with a ``memory.limit`` (the kernel refuses it);
     - ``linux.cgroupsPath`` a non-empty string; ``maskedPaths``/``readonlyPaths``
       lists of strings; ``uidMappings``/``gidMappings`` lists of ID mappings;
+    - ``linux.sysctl``: non-empty string keys and string values;
+      ``domainname`` as ``hostname``; ``linux.rootfsPropagation`` and
+      ``linux.mountLabel`` strings (containerd 2.x reads the whole spec
+      before runc does: a field of the wrong type fails the task's creation);
     - what runc refuses across fields: a hostname without a private uts
-      namespace, ID mappings without a user namespace.
+      namespace, ID mappings without a user namespace;
+    - the whole spec is JSON: string keys, finite numbers, no bytes or other
+      Python objects, at most 64 levels deep.
     """
     s = _object(spec, "spec")
     _string(_required(s, "ociVersion", "spec"), "spec.ociVersion")
@@ -705,6 +712,8 @@ def validate_spec(spec: object) -> None:
         _bool(root["readonly"], "spec.root.readonly")
     _check_process(_required(s, "process", "spec"), "spec.process")
     hostname = _hostname(s.get("hostname", ""), "spec.hostname")
+    if "domainname" in s:
+        _hostname(s["domainname"], "spec.domainname")
     for index, mount in enumerate(_list(s.get("mounts", []), "spec.mounts")):
         _mount(mount, f"spec.mounts[{index}]")
     if "annotations" in s:
@@ -723,6 +732,11 @@ def validate_spec(spec: object) -> None:
             _fail("spec.linux.resources.memory.swap", "-1 without a memory.limit", memory["swap"])
     if "cgroupsPath" in linux:
         _cgroups_path(linux["cgroupsPath"], "spec.linux.cgroupsPath")
+    if "sysctl" in linux:
+        _string_map(linux["sysctl"], "spec.linux.sysctl")
+    for key in ("rootfsPropagation", "mountLabel"):
+        if key in linux:
+            _string(linux[key], f"spec.linux.{key}")
     for key in ("maskedPaths", "readonlyPaths"):
         _string_list(linux.get(key, []), f"spec.linux.{key}")
     for key in ("uidMappings", "gidMappings"):
@@ -733,6 +747,7 @@ def validate_spec(spec: object) -> None:
             _fail(f"spec.linux.{key}", "empty without a user namespace", mappings)
     if hostname and "uts" not in namespaces:
         _fail("spec.hostname", "empty without a private uts namespace", hostname)
+    _json_value(s, "spec")
 
 
 def validate_process(process: object) -> None:
@@ -744,9 +759,12 @@ def validate_process(process: object) -> None:
     ``additionalGids``/``umask`` 32-bit unsigned integers; capability sets
     lists of known ``CAP_*`` names; ``rlimits[]`` known ``RLIMIT_*`` types, each
     once, with 64-bit unsigned ``soft`` <= ``hard``; ``oomScoreAdj`` in
-    -1000..1000.
+    -1000..1000; ``consoleSize`` ``height`` and ``width`` 32-bit unsigned
+    integers; ``apparmorProfile``, ``selinuxLabel`` and ``user.username``
+    strings; and that the whole process is JSON.
     """
     _check_process(process, "process")
+    _json_value(process, "process")
 
 
 def validate_resources(resources: object) -> None:
@@ -764,9 +782,15 @@ def validate_resources(resources: object) -> None:
     - ``pids.limit`` present, -1 or more;
     - ``blockIO.weight``/``leafWeight`` 10..1000;
     - ``devices[]`` rules: boolean ``allow``, type ``a``/``b``/``c``, access
-      letters from ``rwm``, integer ``major``/``minor`` (-1 for any).
+      letters from ``rwm``, integer ``major``/``minor`` (-1 for any);
+    - ``unified``: string keys and values; ``hugepageLimits[]``: a string
+      ``pageSize`` and a 64-bit unsigned ``limit``; ``network``: 32-bit
+      unsigned ``classID`` and ``priorities[]`` of a string ``name`` and a
+      32-bit unsigned ``priority``;
+    - the whole object is JSON, including the fields not named here.
     """
     _check_resources(resources, "resources")
+    _json_value(resources, "resources")
 
 
 def _check_process(process: object, where: str) -> None:
@@ -784,6 +808,8 @@ def _check_process(process: object, where: str) -> None:
         for key in ("uid", "gid", "umask"):
             if key in user:
                 _int(user[key], f"{where}.user.{key}", 0, _UINT32_MAX)
+        if "username" in user:
+            _string(user["username"], f"{where}.user.username")
         for index, gid in enumerate(
             _list(user.get("additionalGids", []), f"{where}.user.additionalGids")
         ):
@@ -814,6 +840,18 @@ def _check_process(process: object, where: str) -> None:
             _fail(f"{at}.soft", f"at most hard ({hard})", soft)
     if "oomScoreAdj" in p:
         _int(p["oomScoreAdj"], f"{where}.oomScoreAdj", -1000, 1000)
+    if "consoleSize" in p:
+        size = _object(p["consoleSize"], f"{where}.consoleSize")
+        for key in ("height", "width"):
+            _int(
+                _required(size, key, f"{where}.consoleSize"),
+                f"{where}.consoleSize.{key}",
+                0,
+                _UINT32_MAX,
+            )
+    for key in ("apparmorProfile", "selinuxLabel"):
+        if key in p:
+            _string(p[key], f"{where}.{key}")
 
 
 def _check_resources(resources: object, where: str) -> None:
@@ -851,6 +889,51 @@ def _check_resources(resources: object, where: str) -> None:
                 _ranged(block_io[key], f"{where}.blockIO.{key}", _BLKIO_WEIGHT_RANGE, unset_ok=True)
     for index, rule in enumerate(_list(r.get("devices", []), f"{where}.devices")):
         _device_rule(rule, f"{where}.devices[{index}]")
+    if "unified" in r:
+        _string_map(r["unified"], f"{where}.unified")
+    for index, limit in enumerate(_list(r.get("hugepageLimits", []), f"{where}.hugepageLimits")):
+        at = f"{where}.hugepageLimits[{index}]"
+        entry = _object(limit, at)
+        _string(_required(entry, "pageSize", at), f"{at}.pageSize")
+        _int(_required(entry, "limit", at), f"{at}.limit", 0, _UINT64_MAX)
+    if "network" in r:
+        network = _object(r["network"], f"{where}.network")
+        if "classID" in network:
+            _int(network["classID"], f"{where}.network.classID", 0, _UINT32_MAX)
+        priorities = _list(network.get("priorities", []), f"{where}.network.priorities")
+        for index, priority in enumerate(priorities):
+            at = f"{where}.network.priorities[{index}]"
+            entry = _object(priority, at)
+            _string(_required(entry, "name", at), f"{at}.name")
+            _int(_required(entry, "priority", at), f"{at}.priority", 0, _UINT32_MAX)
+
+
+def _json_value(value: object, where: str, depth: int = 0) -> None:
+    """Refuse what json.dumps would reject or turn into invalid JSON, naming where it is.
+
+    Fields this module does not check pass through to containerd as JSON; a
+    bytes value or a NaN there would otherwise fail as a TypeError, or reach
+    the runtime as a document Go cannot parse.
+    """
+    if depth > _JSON_MAX_DEPTH:
+        _fail(where, f"nested at most {_JSON_MAX_DEPTH} levels deep (is it circular?)", "...")
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            _fail(where, "a finite number", value)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                _fail(f"{where} key", "a string", key)
+            _json_value(item, f"{where}.{key}", depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _json_value(item, f"{where}[{index}]", depth + 1)
+        return
+    _fail(where, "a JSON value (a string, number, boolean, None, list or dict)", value)
 
 
 # --- value rules, shared by the options (parameter names) and validation (field paths) ---
@@ -1040,13 +1123,17 @@ def _id_mapping(value: object, where: str) -> None:
         _int(_required(mapping, key, where), f"{where}.{key}", 0, _UINT32_MAX)
 
 
-def _annotations(value: object, where: str) -> Mapping[str, str]:
-    annotations = _object(value, where)
-    for key, item in annotations.items():
+def _string_map(value: object, where: str) -> Mapping[str, str]:
+    """An object of non-empty string keys and string values (Go's map[string]string)."""
+    mapping = _object(value, where)
+    for key, item in mapping.items():
         if not isinstance(key, str) or not key:
             _fail(f"{where} key", "a non-empty string", key)
         _string(item, f"{where}[{key!r}]")
-    return annotations
+    return mapping
+
+
+_annotations = _string_map
 
 
 def _cgroups_path(value: object, where: str) -> str:

@@ -243,16 +243,32 @@ async def test_an_exec_id_in_use_raises_already_exists(
         await client.exec(container_id, "e1", process("/bin/true"))
     # The running exec kept its FIFOs.
     assert exec_fifos(client, container_id, "e1") == ["e1-stderr", "e1-stdout"]
-    # An exited exec is released once its exit is reported, and its id is free again.
+    # An exited exec is released, and its id is free again as soon as wait() returns.
     await client.exec(container_id, "e2", process("/bin/true"))
     assert (await client.wait(container_id, "e2"))[0] == 0
-    async with asyncio.timeout(30):
-        while True:
-            try:
-                await client.exec(container_id, "e2", process("/bin/true"))
-                break
-            except AlreadyExists:
-                await asyncio.sleep(0.02)  # the release is still on its way
+    await client.exec(container_id, "e2", process("/bin/true"))
+
+
+REUSES = 30
+
+
+async def test_an_exec_id_can_be_reused_as_soon_as_wait_returns(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    # wait() may answer before the exit event that releases the exec arrives: the
+    # release must neither refuse the next exec of that id nor delete it.
+    container_id = await containers.run()
+    async with asyncio.timeout(120):
+        for round_ in range(REUSES):
+            spec = process("/bin/sh", "-c", f"exit {round_ % 7}")
+            output = CollectOutput() if round_ % 2 else None
+            await client.exec(container_id, "again", spec, attach_stdio=output)
+            assert (await client.wait(container_id, "again"))[0] == round_ % 7, round_
+            if output is not None:
+                assert await output == (b"", b"")
+        await client.exec(container_id, "again", process("/bin/sleep", "300"))
+        await client.signal_process(container_id, "again", "SIGKILL")
+        assert (await client.wait(container_id, "again"))[0] == 137
 
 
 async def test_an_exec_of_another_client_is_left_for_it_to_release(

@@ -220,6 +220,32 @@ def test_a_target_that_is_a_file_raises_invalid_argument(tmp_path: Path) -> None
         checkpoint.target_directory(tmp_path / "file")
 
 
+@pytest.mark.parametrize("below", ["sub", "a/b/c"])
+def test_a_target_below_a_file_raises_invalid_argument_before_anything_is_made(
+    tmp_path: Path, below: str
+) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidArgument, match=r"cannot be made: .*/file is not a directory"):
+        checkpoint.target_directory(tmp_path / "file" / below)
+
+
+def test_a_path_too_long_raises_invalid_argument_not_os_error() -> None:
+    too_long = "/" + "a" * 5000
+    with pytest.raises(InvalidArgument, match="File name too long"):
+        checkpoint.target_directory(too_long)
+    with pytest.raises(InvalidArgument, match="File name too long"):
+        checkpoint.image_directory(too_long)
+
+
+def test_a_target_where_no_folder_can_be_made_raises_invalid_argument() -> None:
+    # /proc takes no new folders: the failure comes from mkdir, after the checks.
+    with (
+        pytest.raises(InvalidArgument, match="cannot make checkpoint directory /proc/"),
+        checkpoint.written_atomically(Path("/proc/lcd-no-such-checkpoint")),
+    ):
+        pytest.fail("a folder was made under /proc")
+
+
 def test_a_complete_checkpoint_is_renamed_into_place(tmp_path: Path) -> None:
     target = tmp_path / "deep" / "cp"
     with checkpoint.written_atomically(target) as partial:

@@ -1,4 +1,7 @@
-"""Client logic that needs no daemon: addresses, statuses, options, timestamps."""
+"""Client logic that needs no daemon: addresses, statuses, options, timestamps, releases."""
+
+import asyncio
+import functools
 
 import pytest
 from google.protobuf import timestamp_pb2
@@ -8,7 +11,7 @@ from libcontainerd._api.containerd.api.types.task import task_pb2
 from libcontainerd._typeurl import to_datetime
 from libcontainerd.client import AsyncClient, resolve_address
 from libcontainerd.errors import InvalidArgument
-from libcontainerd.types import Status
+from libcontainerd.types import EventInfo, EventType, Status
 
 
 def test_every_wire_status_maps_to_the_contracts_six() -> None:
@@ -58,3 +61,46 @@ def test_runtime_options_default_the_runc_root_and_refuse_unknown_names() -> Non
         client_module._runc_options({"rooot": "/x"}, "/run/x/runc")
     with pytest.raises(InvalidArgument, match="invalid runtime options"):
         client_module._runc_options({"io_uid": "zero"}, "/run/x/runc")
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ([("binary_name", "runc")], "must be a dict of runc option names, not list"),
+        ("binary_name=runc", "must be a dict of runc option names, not str"),
+        ({1: "x", "binary_nmae": "runc"}, r"unknown runtime option\(s\) 'binary_nmae', 1"),
+        ({"io_uid": 2**40}, "invalid runtime options"),
+    ],
+)
+def test_runtime_options_that_are_not_a_dict_of_names_are_refused(
+    options: object, complaint: str
+) -> None:
+    # Not a TypeError from dict() or from sorting names of mixed types.
+    with pytest.raises(InvalidArgument, match=complaint):
+        client_module._runc_options(options, "/run/runc")  # type: ignore[arg-type]
+
+
+async def test_an_exit_releases_only_the_exec_it_was_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An exec id reused before the earlier exec's exit event came: that late event must
+    # not release (delete) the newer exec of the same id.
+    client = AsyncClient("/run/x/containerd.sock")
+    released: list[tuple[str, str]] = []
+
+    async def release(container_id: str, exec_id: str) -> None:
+        released.append((container_id, exec_id))
+
+    monkeypatch.setattr(client, "_release_exec", release)
+    exit_of = functools.partial(EventInfo, "c", "e", exit_code=0)
+    client._superseded.add(("c", "e", 10))  # released by exec() before its id was reused
+    client._own_execs[("c", "e")] = 0  # the newer exec, whose Start has not answered yet
+    client._after_delivery("c", EventType.EXIT, exit_of(pid=10))
+    client._own_execs[("c", "e")] = 20  # ... now it has
+    client._after_delivery("c", EventType.EXIT, exit_of(pid=11))  # some other exec's
+    await asyncio.sleep(0)
+    assert released == []
+    assert client._own_execs == {("c", "e"): 20}
+    assert client._superseded == set()
+    client._after_delivery("c", EventType.EXIT, exit_of(pid=20))
+    await asyncio.gather(*client._background)
+    assert released == [("c", "e")]
+    assert client._own_execs == {}

@@ -527,7 +527,52 @@ INVALID = [
     ("linux.resources.devices[1].type", "u", r"devices\[1\].type must be 'a', 'b' or 'c'"),
     ("linux.resources.devices[1].major", "1", r"devices\[1\].major must be an integer"),
     ("linux.resources", [], "spec.linux.resources must be an object"),
+    # containerd 2.x reads these with Go's types before runc does: a wrong one failed late.
+    ("linux.sysctl", 2**63, "spec.linux.sysctl must be an object"),
+    ("linux.sysctl", ["net.ipv4.ip_forward=1"], "spec.linux.sysctl must be an object"),
+    ("linux.sysctl", {"net.ipv4.ip_forward": 1}, r"spec.linux.sysctl\['net.ipv4.ip_forward'\]"),
+    ("linux.sysctl", {"": "1"}, "spec.linux.sysctl key must be a non-empty string"),
+    ("linux.rootfsPropagation", True, "spec.linux.rootfsPropagation must be a string"),
+    ("linux.mountLabel", 1, "spec.linux.mountLabel must be a string"),
+    ("domainname", 5, "spec.domainname must be a string of at most 64"),
+    ("process.consoleSize", [80, 24], "spec.process.consoleSize must be an object"),
+    ("process.consoleSize", {"height": 24}, "spec.process.consoleSize.width is required"),
+    ("process.consoleSize", {"height": -1, "width": 80}, "consoleSize.height must be an integer"),
+    ("process.apparmorProfile", None, "spec.process.apparmorProfile must be a string"),
+    ("process.selinuxLabel", 0, "spec.process.selinuxLabel must be a string"),
+    ("process.user.username", 0, "spec.process.user.username must be a string"),
+    ("linux.resources.unified", {"memory.max": 1}, r"resources.unified\['memory.max'\] must be"),
+    ("linux.resources.unified", "memory.max=1", "spec.linux.resources.unified must be an object"),
+    ("linux.resources.hugepageLimits", {}, "spec.linux.resources.hugepageLimits must be a list"),
+    (
+        "linux.resources.hugepageLimits",
+        [{"pageSize": "2MB", "limit": -1}],
+        r"hugepageLimits\[0\].limit must be an integer",
+    ),
+    ("linux.resources.hugepageLimits", [{"limit": 1}], r"hugepageLimits\[0\].pageSize is req"),
+    ("linux.resources.network", [], "spec.linux.resources.network must be an object"),
+    ("linux.resources.network", {"classID": 2**32}, "network.classID must be an integer"),
+    (
+        "linux.resources.network",
+        {"priorities": [{"name": "eth0", "priority": "1"}]},
+        r"network.priorities\[0\].priority must be an integer",
+    ),
 ]
+
+
+def test_well_typed_sysctls_and_other_go_typed_fields_pass() -> None:
+    spec = make()
+    spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    spec["linux"]["rootfsPropagation"] = "rprivate"
+    spec["linux"]["resources"] = {
+        "unified": {"memory.high": "max"},
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 0}],
+        "network": {"classID": 1, "priorities": [{"name": "lo", "priority": 2}]},
+    }
+    spec["process"]["consoleSize"] = {"height": 24, "width": 80}
+    spec["process"]["apparmorProfile"] = "unconfined"
+    spec["domainname"] = "example"
+    oci.validate_spec(spec)
 
 
 @pytest.mark.parametrize(("path", "value", "message"), INVALID, ids=[i[0] for i in INVALID])
@@ -582,6 +627,47 @@ def test_error_messages_shorten_huge_values() -> None:
     with pytest.raises(InvalidArgument) as caught:
         oci.validate_process({"args": ["/bin/ls"], "cwd": "x" * 10_000})
     assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "complaint"),
+    [
+        (b"x", r"spec.x-tool", "a JSON value"),
+        ({1: "a"}, r"spec.x-tool key", "a string"),
+        (float("nan"), r"spec.x-tool", "a finite number"),
+        ([1, float("inf")], r"spec.x-tool\[1\]", "a finite number"),
+        ({"deep": object()}, r"spec.x-tool.deep", "a JSON value"),
+    ],
+)
+def test_fields_that_are_not_json_are_refused_naming_where(
+    value: Any, where: str, complaint: str
+) -> None:
+    # Unchecked keys pass through to containerd, so they must at least be JSON.
+    spec = make()
+    spec["x-tool"] = value
+    with pytest.raises(InvalidArgument, match=rf"^{where} must be {complaint}"):
+        oci.validate_spec(spec)
+
+
+def test_exec_processes_and_resources_must_be_json_too() -> None:
+    with pytest.raises(InvalidArgument, match=r"^process.ioPriority.class must be a JSON value"):
+        oci.validate_process({"args": ["/bin/ls"], "cwd": "/", "ioPriority": {"class": b"x"}})
+    with pytest.raises(InvalidArgument, match=r"^resources.rdma.mlx must be a JSON"):
+        oci.validate_resources({"rdma": {"mlx": b"1"}})
+    # Where the field's type is checked, that check names it first.
+    with pytest.raises(InvalidArgument, match=r"^process.apparmorProfile must be a string"):
+        oci.validate_process({"args": ["/bin/ls"], "cwd": "/", "apparmorProfile": b"x"})
+    with pytest.raises(InvalidArgument, match=r"^resources.unified\['memory.max'\] must be a str"):
+        oci.validate_resources({"unified": {"memory.max": b"1"}})
+
+
+def test_a_circular_spec_is_refused_not_a_recursion_error() -> None:
+    spec = make()
+    loop: dict[str, Any] = {}
+    loop["again"] = loop
+    spec["x-tool"] = loop
+    with pytest.raises(InvalidArgument, match="is it circular"):
+        oci.validate_spec(spec)
 
 
 # --- round trip -------------------------------------------------------------------

@@ -35,6 +35,8 @@ def test_signals_are_accepted_by_number_enum_or_name(
         ("SIGNOPE", "unknown"),
         (True, "must be a number"),
         (1.5, "must be a number"),
+        ("²", "unknown signal name"),
+        ("٣", "unknown signal name"),
     ],
 )
 def test_bad_signals_are_refused(value: object, complaint: str) -> None:
