@@ -241,3 +241,46 @@ async def test_a_pid_less_exit_of_a_process_never_seen_alive_is_reported() -> No
     finally:
         await channel.close()
     assert [(info.pid, info.exit_code) for info in reported] == [(NO_PID, 137)]
+
+
+async def test_a_start_arriving_after_its_exit_is_dropped() -> None:
+    # containerd killed during a task's Start: the reconcile reports the exit, and
+    # the shim's start event, re-sent once containerd is back, arrives after it.
+    reported: list[tuple[EventType, int]] = []
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
+    stream = EventStream(
+        channel, "ns", lambda _cid, event, info: reported.append((event, info.pid))
+    )
+    try:
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=42, exit_status=3))
+        )
+        stream._handle(envelope(events_pb2.TaskStart(container_id="c", pid=42)))
+        stream._handle(envelope(events_pb2.TaskStart(container_id="c", pid=43)))
+    finally:
+        await channel.close()
+    assert reported == [(EventType.EXIT, 42), (EventType.START, 43)]
+    assert stream._alive == {("c", "c"): 43}
+
+
+async def test_the_exit_of_a_discarded_never_started_process_is_not_reported() -> None:
+    # A task created but never started, deleted: containerd 1.6 publishes 137 for its
+    # pid (or 255 with pid 0 for a half-made one); no process ran, so no exit.
+    reported: list[EventInfo] = []
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
+    stream = EventStream(channel, "ns", lambda _cid, _event, info: reported.append(info))
+    try:
+        stream.track("c", "c", 42)
+        stream.discard("c", "c", 42)
+        stream.discard("c", "c", 0)
+        for pid, code in ((42, 137), (0, 255)):
+            stream._handle(
+                envelope(events_pb2.TaskExit(container_id="c", id="c", pid=pid, exit_status=code))
+            )
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=44, exit_status=5))
+        )
+    finally:
+        await channel.close()
+    assert [(info.pid, info.exit_code) for info in reported] == [(44, 5)]
+    assert stream._alive == {}
