@@ -1508,6 +1508,8 @@ class AsyncClient:
 
     def _forget_task(self, container_id: str) -> None:
         """Drop what the client keeps per task: exec results and the FIFOs of its processes."""
+        self._cut_starts.pop(container_id, None)
+        self._cut_creates.discard(container_id)
         for key in [key for key in self._exec_exits if key[0] == container_id]:
             del self._exec_exits[key]
         self._own_execs = {key for key in self._own_execs if key[0] != container_id}
