@@ -647,10 +647,12 @@ class AsyncClient:
     async def _resume_cut_start(self, container_id: str) -> int | None:
         """What became of a start whose answer was lost: its pid, or None to start anew.
 
-        - no task any more: containerd 1.7 and 2.x, restarted, delete a task
-          whose processes have all exited, so the process ran and exited (its
-          exit is reported by the event stream, with code 255 if containerd no
-          longer knows it): its pid;
+        - no task any more: containerd 1.7 and 2.x, restarted, delete as a
+          "leaked shim" every task whose shim lists no process: one whose
+          process ran and exited, but also one whose cut start never let it
+          run. Which it was cannot be known, and starting again could run it
+          twice: its pid (its exit is reported once by the event stream, with
+          code 255 and an unknown exit code);
         - the task, still created (the start never reached runc, or runc was cut
           before the process left ``runc init``): started now, its pid;
         - the task, running, paused or stopped: the start took effect: its pid;
@@ -675,8 +677,8 @@ class AsyncClient:
                     f"cannot start container {container_id!r}: no such container"
                 ) from None
             log.info(
-                "container %s: its interrupted start ran the process (pid %d), which exited"
-                " and whose task containerd deleted at its restart",
+                "container %s: containerd dropped the task of the interrupted start (pid %d):"
+                " its process may or may not have run, and is not started again",
                 container_id,
                 pid,
             )
