@@ -9,8 +9,9 @@ README under "Errors"): it raises ``Unavailable`` at once, never hangs, and
 the caller retries. A call that was already in flight when containerd died
 may or may not have taken effect, so a retry may answer ``AlreadyExists``
 (create) or ``NotFound`` (delete_task, delete): that means the first attempt
-did it. ``start`` is the one call that cannot be retried blindly (a second
-start would run the container twice); the churn worker shows the recipe.
+did it. ``start`` is retried on the same client: the retry finds out what
+the interrupted call did and never runs the process twice (the churn worker
+shows the recipe).
 """
 
 # The tests read small local files (/proc, the containers' stamps) between awaits.
