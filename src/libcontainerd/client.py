@@ -37,6 +37,7 @@ from ._signals import parse_signal
 from .errors import (
     AlreadyExists,
     Cancelled,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     LibcontainerdError,
@@ -44,7 +45,7 @@ from .errors import (
     Unavailable,
     from_grpc,
 )
-from .events import EventDispatcher, EventStream
+from .events import NO_PID, EventDispatcher, EventStream
 from .stdio import (
     STDERR,
     STDIN,
@@ -109,6 +110,8 @@ class _Stdio(NamedTuple):
 
 
 _NULL_STDIO: Final = _Stdio()
+# A call whose answer was lost: it may or may not have taken effect in containerd.
+_CUT: Final = (Unavailable, DeadlineExceeded)
 
 _STATUS_BY_WIRE: Final = {
     task_pb2.UNKNOWN: Status.UNKNOWN,
@@ -379,6 +382,12 @@ class AsyncClient:
         self._fifos: dict[str, dict[str, FifoSet]] = {}
         self._fifo_sets: set[FifoSet] = set()
         self._background: set[asyncio.Task[None]] = set()
+        # Starts whose answer was lost (containerd died, or the deadline passed, during
+        # Tasks.Start): container id -> the pid of the task created for it. The next
+        # start() of the container finds out what became of it, and never runs it twice.
+        self._cut_starts: dict[str, int] = {}
+        # Containers whose Tasks.Create was cut: a task may exist that was never started.
+        self._cut_creates: set[str] = set()
 
     # -- connection -----------------------------------------------------------------
 
@@ -598,6 +607,10 @@ class AsyncClient:
         ``UNKNOWN`` when runc refuses (e.g. a missing executable, named in the
         message), Unavailable; what the callback raises propagates.
 
+        After Unavailable or DeadlineExceeded, call start() again on the same
+        client: it finds out what the interrupted call did, never runs the
+        process twice, and returns its pid (README, "Errors").
+
         With ``checkpoint_dir`` (made by :meth:`create_checkpoint`) the new task
         is restored from it, and its processes go on where they were; their
         output can go to a :class:`LogFile`, and stdin or a callback raise
@@ -612,6 +625,12 @@ class AsyncClient:
             return await self._start_from_checkpoint(
                 container_id, checkpoint_dir, with_stdin, attach_stdio
             )
+        if container_id in self._cut_starts:
+            pid = await self._resume_cut_start(container_id)
+            if pid is not None:
+                return pid
+        if container_id in self._cut_creates:
+            await self._clear_cut_create(container_id)
         terminal = await self._terminal_of(container_id)
         stdio, fifos = await self._open_stdio(
             container_id, INIT_PROCESS_ID, terminal, with_stdin, attach_stdio
@@ -631,7 +650,10 @@ class AsyncClient:
         except BaseException as error:
             if fifos is not None:
                 self._drop_fifos(fifos)
-            await self._discard_failed_create(container_id, error)
+            if isinstance(error, _CUT):
+                self._cut_creates.add(container_id)  # cleared by the next start()
+            else:
+                await self._discard_failed_create(container_id, error)
             raise
         if fifos is not None:
             fifos.attach(created.pid)  # the shim opens the init process's stdio in Create
@@ -641,11 +663,123 @@ class AsyncClient:
                 tasks_pb2.StartRequest(container_id=container_id),
                 f"start container {container_id!r}",
             )
+        except _CUT as error:
+            # The start may have run the process: keep the task and its stdio, and let
+            # the next start() find out (never run it twice).
+            self._cut_starts[container_id] = created.pid
+            raise type(error)(
+                f"{error.message}; the process may have started: call start() again to find"
+                " out (it never starts the process twice)",
+                code=error.code,
+                details=error.details,
+            ) from error
         except BaseException:
             await self._discard_task(container_id)
             raise
         self._track(container_id, container_id, started.pid)
         return started.pid
+
+    async def _resume_cut_start(self, container_id: str) -> int | None:
+        """What became of a start whose answer was lost: its pid, or None to start anew.
+
+        - no task any more: containerd 1.7 and 2.x, restarted, delete as a
+          "leaked shim" every task whose shim lists no process: one whose
+          process ran and exited, but also one whose cut start never let it
+          run. Which it was cannot be known, and starting again could run it
+          twice: its pid (its exit is reported once by the event stream, with
+          code 255 and an unknown exit code);
+        - the task, still created (the start never reached runc, or runc was cut
+          before the process left ``runc init``): started now, its pid;
+        - the task, running, paused or stopped: the start took effect: its pid;
+        - another task (another pid): None (the caller's start then raises
+          AlreadyExists).
+
+        Raises what the look-up or the start raises; Unavailable leaves the
+        record, so the next start() looks again.
+        """
+        pid = self._cut_starts[container_id]
+        rpc = self._methods
+        lookup = tasks_pb2.GetRequest(container_id=container_id)
+        try:
+            reply = await self._call(
+                rpc.task_get, lookup, f"look up the task of container {container_id!r}"
+            )
+        except NotFound:
+            exists = await self._container_exists(container_id)
+            del self._cut_starts[container_id]
+            if not exists:
+                raise NotFound(
+                    f"cannot start container {container_id!r}: no such container"
+                ) from None
+            log.info(
+                "container %s: containerd dropped the task of the interrupted start (pid %d):"
+                " its process may or may not have run, and is not started again",
+                container_id,
+                pid,
+            )
+            return pid
+        if reply.process.pid != pid:
+            del self._cut_starts[container_id]
+            return None
+        if reply.process.status != task_pb2.CREATED:
+            del self._cut_starts[container_id]
+            self._track(container_id, container_id, pid)
+            return pid
+        try:
+            started = await self._call(
+                rpc.task_start,
+                tasks_pb2.StartRequest(container_id=container_id),
+                f"start container {container_id!r}",
+            )
+        except _CUT:
+            raise
+        except LibcontainerdError:
+            # runc refuses a second start of a process that the cut one had let run.
+            del self._cut_starts[container_id]
+            with contextlib.suppress(LibcontainerdError):
+                reply = await self._call(
+                    rpc.task_get, lookup, f"look up the task of container {container_id!r}"
+                )
+                if reply.process.pid == pid and reply.process.status != task_pb2.CREATED:
+                    self._track(container_id, container_id, pid)
+                    return pid
+            await self._discard_task(container_id)
+            raise
+        del self._cut_starts[container_id]
+        self._track(container_id, container_id, started.pid)
+        return started.pid
+
+    async def _clear_cut_create(self, container_id: str) -> None:
+        """Delete the task that a cut Tasks.Create made, if it did: it was never started.
+
+        Its exit (containerd publishes one when such a task is deleted) is not
+        reported: the process never ran.
+        """
+        rpc = self._methods
+        try:
+            reply = await self._call(
+                rpc.task_get,
+                tasks_pb2.GetRequest(container_id=container_id),
+                f"look up the task of container {container_id!r}",
+            )
+        except NotFound:
+            self._cut_creates.discard(container_id)
+            return  # none made, or half made (Create then clears it)
+        self._cut_creates.discard(container_id)
+        if reply.process.status != task_pb2.CREATED:
+            return  # started by someone else: Create then raises AlreadyExists
+        if self._stream is not None:
+            self._stream.discard(container_id, container_id, reply.process.pid)
+        log.info(
+            "container %s: deleting the task that an interrupted create made (never started)",
+            container_id,
+        )
+        with contextlib.suppress(NotFound):
+            await self._call(
+                rpc.task_delete,
+                tasks_pb2.DeleteTaskRequest(container_id=container_id),
+                f"delete the never-started task of container {container_id!r}",
+            )
 
     async def _start_from_checkpoint(
         self,
@@ -794,6 +928,11 @@ class AsyncClient:
             " creating it); deleting it and creating the task again",
             request.container_id,
         )
+        if self._stream is not None:
+            # containerd 1.6 publishes an exit for it, with pid 0 (code 255) or -1 (code
+            # 137): no process ran, so none is reported.
+            for pid in (0, NO_PID):
+                self._stream.discard(request.container_id, request.container_id, pid)
         with contextlib.suppress(NotFound):
             await self._call(
                 rpc.task_delete,
@@ -1473,6 +1612,8 @@ class AsyncClient:
 
     def _forget_task(self, container_id: str) -> None:
         """Drop what the client keeps per task: exec results and the FIFOs of its processes."""
+        self._cut_starts.pop(container_id, None)
+        self._cut_creates.discard(container_id)
         for key in [key for key in self._exec_exits if key[0] == container_id]:
             del self._exec_exits[key]
         self._own_execs = {k: pid for k, pid in self._own_execs.items() if k[0] != container_id}

@@ -545,6 +545,23 @@ class EventStream:
         if (container_id, process_id, pid) not in self._exits:
             self._alive[(container_id, process_id)] = pid
 
+    def discard(self, container_id: str, process_id: str, pid: int) -> None:
+        """Never report an exit of this process: it was created, never started, and is deleted.
+
+        containerd publishes an exit (137) when a task that was created but never
+        started is deleted; a caller clearing such a task (start() does, after a
+        create cut by containerd's death) calls this first, so no exit is
+        reported for a process that never ran.
+        """
+        self._alive.pop((container_id, process_id), None)
+        self._remember_exit((container_id, process_id, pid))
+
+    def _remember_exit(self, key: tuple[str, str, int]) -> None:
+        self._exits[key] = None
+        self._exits.move_to_end(key)
+        if len(self._exits) > _REMEMBERED_EXITS:
+            self._exits.popitem(last=False)
+
     def oom_killed(self, container_id: str) -> bool:
         return container_id in self._oom
 
@@ -628,6 +645,17 @@ class EventStream:
         if event is EventType.OOM:
             self._oom.add(container_id)
         elif event is EventType.START or event is EventType.EXEC_STARTED:
+            if (container_id, info.process_id, info.pid) in self._exits:
+                # A start re-sent by the shim after containerd's restart, once the
+                # process's exit was already reported (found by the reconcile):
+                # reporting it now would put a start after its exit.
+                log.info(
+                    "late start of %s/%s (pid %d), already exited: dropped",
+                    container_id,
+                    info.process_id,
+                    info.pid,
+                )
+                return
             self.track(container_id, info.process_id, info.pid)
         elif event is EventType.EXIT:
             key = (container_id, info.process_id, info.pid)
@@ -641,9 +669,7 @@ class EventStream:
             if key in self._exits:
                 log.info("duplicate exit of %s/%s (pid %d) dropped", *key)
                 return
-            self._exits[key] = None
-            if len(self._exits) > _REMEMBERED_EXITS:
-                self._exits.popitem(last=False)
+            self._remember_exit(key)
             self._alive.pop((container_id, info.process_id), None)
         if container_id in self._oom and not info.oom_killed:
             info = replace(info, oom_killed=True)

@@ -220,8 +220,11 @@ async def test_with_a_plain_handler_the_after_hook_runs_on_the_event_loop() -> N
     dispatcher.dispatch("a", EventType.EXIT, EventInfo("a", pid=1))
     dispatcher.dispatch("a", EventType.EXIT, EventInfo("a", pid=2))
     await dispatcher.drain()
-    # Both were queued before the worker ran: one batch in the thread, then the hooks.
-    assert order == ["handle 1", "handle 2", "after 1", "after 2"]
+    # Each hook after its own event's handler; both kinds in the events' order.
+    assert [step for step in order if step.startswith("handle")] == ["handle 1", "handle 2"]
+    assert [step for step in order if step.startswith("after")] == ["after 1", "after 2"]
+    assert order.index("handle 1") < order.index("after 1")
+    assert order.index("handle 2") < order.index("after 2")
 
 
 async def test_close_cancels_a_handler_that_never_returns() -> None:
@@ -375,3 +378,46 @@ async def test_close_ends_the_handler_threads() -> None:
     async with asyncio.timeout(10):
         while any(thread.is_alive() for thread in started):
             await asyncio.sleep(0.01)
+
+
+async def test_a_start_arriving_after_its_exit_is_dropped() -> None:
+    # containerd killed during a task's Start: the reconcile reports the exit, and
+    # the shim's start event, re-sent once containerd is back, arrives after it.
+    reported: list[tuple[EventType, int]] = []
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
+    stream = EventStream(
+        channel, "ns", lambda _cid, event, info: reported.append((event, info.pid))
+    )
+    try:
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=42, exit_status=3))
+        )
+        stream._handle(envelope(events_pb2.TaskStart(container_id="c", pid=42)))
+        stream._handle(envelope(events_pb2.TaskStart(container_id="c", pid=43)))
+    finally:
+        await channel.close()
+    assert reported == [(EventType.EXIT, 42), (EventType.START, 43)]
+    assert stream._alive == {("c", "c"): 43}
+
+
+async def test_the_exit_of_a_discarded_never_started_process_is_not_reported() -> None:
+    # A task created but never started, deleted: containerd 1.6 publishes 137 for its
+    # pid (or 255 with pid 0 for a half-made one); no process ran, so no exit.
+    reported: list[EventInfo] = []
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
+    stream = EventStream(channel, "ns", lambda _cid, _event, info: reported.append(info))
+    try:
+        stream.track("c", "c", 42)
+        stream.discard("c", "c", 42)
+        stream.discard("c", "c", 0)
+        for pid, code in ((42, 137), (0, 255)):
+            stream._handle(
+                envelope(events_pb2.TaskExit(container_id="c", id="c", pid=pid, exit_status=code))
+            )
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=44, exit_status=5))
+        )
+    finally:
+        await channel.close()
+    assert [(info.pid, info.exit_code) for info in reported] == [(44, 5)]
+    assert stream._alive == {}
