@@ -223,7 +223,12 @@ async def _wait_until_shim_holds(path: str, pid: int) -> None:
 
 
 def _holds(pid: int, wanted: tuple[int, int]) -> bool | None:
-    """Whether process ``pid`` has the file ``wanted`` (device, inode) open; None if unknowable."""
+    """Whether process ``pid`` reads the file ``wanted`` (device, inode); None if unknowable.
+
+    Reads: the shim also opens a stdin FIFO for writing (to close it on
+    CloseIO), maybe first; only its reader keeps our writer from seeing
+    a FIFO without readers.
+    """
     folder = f"/proc/{pid}/fd"
     try:
         names = os.listdir(folder)
@@ -232,10 +237,19 @@ def _holds(pid: int, wanted: tuple[int, int]) -> bool | None:
     for name in names:
         try:
             held = os.stat(f"{folder}/{name}")
+            if (held.st_dev, held.st_ino) == wanted and _reads(pid, name):
+                return True
         except OSError:
             continue
-        if (held.st_dev, held.st_ino) == wanted:
-            return True
+    return False
+
+
+def _reads(pid: int, fd: str) -> bool:
+    """Whether descriptor ``fd`` of ``pid`` was opened for reading (its fdinfo flags)."""
+    with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+        for line in info:
+            if line.startswith("flags:"):
+                return int(line.split()[1], 8) & os.O_ACCMODE != os.O_WRONLY
     return False
 
 

@@ -209,3 +209,21 @@ class Capture:
 def open_fds() -> int:
     """How many file descriptors this process has open."""
     return len(os.listdir("/proc/self/fd"))
+
+
+def fd_targets() -> dict[str, str]:
+    """This process's open descriptors and what each points at."""
+    targets = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, gone by now
+            targets[name] = os.readlink(f"/proc/self/fd/{name}")
+    return targets
+
+
+def new_fds(before: dict[str, str]) -> dict[str, str]:
+    """Descriptors open now that were not (to the same file) at ``before``: a leak's trace.
+
+    Descriptors that closed meanwhile do not count: other parts of the process
+    (a client of an earlier test, gRPC's own) may release theirs at any time.
+    """
+    return {fd: target for fd, target in fd_targets().items() if before.get(fd) != target}

@@ -28,7 +28,7 @@ from libcontainerd.stdio import (
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID
 
-from .containers import TEST_NAMESPACE, Capture, ContainerFactory, open_fds
+from .containers import TEST_NAMESPACE, Capture, ContainerFactory, fd_targets, new_fds
 
 pytestmark = pytest.mark.integration
 
@@ -213,10 +213,10 @@ async def test_delete_leaves_no_fifo_and_no_file_descriptor(
 
     async with asyncio.timeout(60):
         await run_once()  # warm up: gRPC and asyncio open what they keep for good
-        before = open_fds()
+        before = fd_targets()
         ids = [await run_once() for _ in range(3)]
         await asyncio.sleep(0.1)  # transports close their pipes a loop turn after EOF
-    assert open_fds() == before
+    assert new_fds(before) == {}
     for container_id in ids:
         assert not fifo_dir_of(client, container_id).exists()
 

@@ -234,10 +234,14 @@ async def test_stdin_written_before_the_shim_attaches_is_kept(
 
 LATE_SHIM = """
 import os, select, subprocess, sys, time
-path, delay = sys.argv[1], float(sys.argv[2])
+path, delay, writer_first = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "yes"
+# The runc shim opens a writer of its own (closed on CloseIO), maybe before its reader.
+own_writer = os.open(path, os.O_WRONLY | os.O_NONBLOCK) if writer_first else -1
 child = subprocess.Popen(["sleep", "60"])  # "the process": its parent, this, is "the shim"
 print(child.pid, flush=True)
 time.sleep(delay)  # the runc shim opens stdin in a goroutine, maybe after Create returned
+if own_writer >= 0:
+    os.close(own_writer)  # as on CloseIO, once our writer closed
 fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
 data = b""
 while select.select([fd], [], [], 10)[0]:
@@ -251,16 +255,26 @@ print(repr(data), flush=True)
 """
 
 
-async def test_stdin_keeps_its_keeper_until_a_late_shim_opens_it(directory: Path) -> None:
+@pytest.mark.parametrize("writer_first", ["no", "yes"])
+async def test_stdin_keeps_its_keeper_until_a_late_shim_reads_it(
+    directory: Path, writer_first: str
+) -> None:
     fifos = make(directory)
     direct = await fifos.connect()
     shim = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", LATE_SHIM, fifos.stdin, "0.3", stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        "-c",
+        LATE_SHIM,
+        fifos.stdin,
+        "0.5",
+        writer_first,
+        stdout=asyncio.subprocess.PIPE,
     )
     assert shim.stdout is not None
     try:
         process = int(await shim.stdout.readline())
         fifos.attach(process)
+        await asyncio.sleep(0.1)  # a writer-only shim must not count as holding it
         assert direct.stdin is not None
         direct.stdin.write(b"hello")
         direct.stdin.close()  # before the shim has opened its end
