@@ -462,6 +462,34 @@ class _HandlerThreads:
                 self._stall_check = None
 
 
+class _RememberedExits:
+    """The most recent ``limit`` exit keys, ~100 B each, however long the ids.
+
+    A key is kept as its 64-bit hash: two different processes' keys would have
+    to collide for an exit to be taken for a duplicate (odds ~2**-64 a pair).
+    Keys stored as tuples of strings cost ~340 B each, ~22 MB at the limit.
+    """
+
+    __slots__ = ("_hashes", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._hashes: dict[int, None] = {}  # insertion order: oldest first
+
+    def add(self, key: tuple[str, str, int]) -> None:
+        digest = hash(key)
+        self._hashes.pop(digest, None)  # now the most recent
+        self._hashes[digest] = None
+        if len(self._hashes) > self._limit:
+            del self._hashes[next(iter(self._hashes))]
+
+    def __contains__(self, key: tuple[str, str, int]) -> bool:
+        return hash(key) in self._hashes
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+
 class EventStream:
     """The subscription to one namespace's task events, kept alive across containerd restarts.
 
@@ -499,8 +527,8 @@ class EventStream:
         )
         # (container id, process id as on the wire) -> pid, for processes seen alive.
         self._alive: dict[tuple[str, str], int] = {}
-        # (container id, process id, pid) of exits already reported, oldest first.
-        self._exits: collections.OrderedDict[tuple[str, str, int], None] = collections.OrderedDict()
+        # Exits already reported (container id, process id, pid), oldest first.
+        self._exits = _RememberedExits(_REMEMBERED_EXITS)
         self._oom: set[str] = set()
         self._live = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -557,10 +585,7 @@ class EventStream:
         self._remember_exit((container_id, process_id, pid))
 
     def _remember_exit(self, key: tuple[str, str, int]) -> None:
-        self._exits[key] = None
-        self._exits.move_to_end(key)
-        if len(self._exits) > _REMEMBERED_EXITS:
-            self._exits.popitem(last=False)
+        self._exits.add(key)
 
     def oom_killed(self, container_id: str) -> bool:
         return container_id in self._oom

@@ -421,3 +421,34 @@ async def test_the_exit_of_a_discarded_never_started_process_is_not_reported() -
         await channel.close()
     assert [(info.pid, info.exit_code) for info in reported] == [(44, 5)]
     assert stream._alive == {}
+
+
+def test_remembered_exits_keep_the_most_recent_and_stay_small() -> None:
+    from libcontainerd.events import _RememberedExits
+
+    exits = _RememberedExits(3)
+    for pid in (1, 2, 3):
+        exits.add(("c" * 64, "c" * 64, pid))
+    exits.add(("c" * 64, "c" * 64, 1))  # seen again: now the most recent
+    exits.add(("c" * 64, "c" * 64, 4))  # over the limit: 2, the oldest, goes
+    assert [("c" * 64, "c" * 64, pid) in exits for pid in (1, 2, 3, 4)] == [
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert len(exits) == 3
+
+    import tracemalloc
+
+    big = _RememberedExits(100_000)
+    keys = [(f"container-{n:060d}", f"container-{n:060d}", 100_000 + n) for n in range(20_000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for key in keys:
+            big.add(key)
+        per_exit = (tracemalloc.get_traced_memory()[0] - before) / len(keys)
+    finally:
+        tracemalloc.stop()
+    assert per_exit < 120, per_exit  # a tuple of two 70-character ids would be ~340 B
