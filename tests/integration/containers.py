@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -154,11 +155,38 @@ async def containers(
 ProcessAlive = Callable[[int], bool]
 
 
+@dataclass(frozen=True)
+class Shim:
+    """A live runc shim process: its pid and its command line's options (-address, -id, ...)."""
+
+    pid: int
+    options: dict[str, str]
+
+
+def live_shims(address: str | None = None) -> list[Shim]:
+    """The runc shims alive now (zombies excluded); with ``address``, only that daemon's."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        words = argv.split("\0")
+        if not words[0].endswith("containerd-shim-runc-v2") or not process_alive(int(entry)):
+            continue
+        options = dict(zip(words[1::2], words[2::2], strict=False))
+        if address is None or options.get("-address") == address:
+            found.append(Shim(int(entry), options))
+    return found
+
+
 def process_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
+    except (OSError, IndexError):
         return False
     return state != "Z"
 

@@ -40,6 +40,7 @@ from .containers import (
     ContainerFactory,
     eventually,
     fd_targets,
+    live_shims,
     new_fds,
     open_fds,
 )
@@ -133,20 +134,8 @@ def alive(pid: int) -> bool:
 
 
 def shims_of(address: str, container_ids: set[str]) -> list[int]:
-    """Live runc shims of this daemon serving any of ``container_ids``, by their command line."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode().split("\0")[:-1]
-        except OSError:
-            continue
-        if argv and argv[0].endswith("containerd-shim-runc-v2") and alive(int(entry.name)):
-            pairs = dict(zip(argv[1::2], argv[2::2], strict=False))
-            if pairs.get("-address") == address and pairs.get("-id") in container_ids:
-                found.append(int(entry.name))
-    return found
+    """Live runc shims of this daemon serving any of ``container_ids``."""
+    return [shim.pid for shim in live_shims(address) if shim.options.get("-id") in container_ids]
 
 
 def fifo_fds(fifo_dir: str) -> list[str]:

@@ -44,7 +44,7 @@ from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import ContainerInfo, EventInfo, EventType, Status
 
 from .. import figures
-from .containers import TEST_NAMESPACE
+from .containers import TEST_NAMESPACE, live_shims, process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -69,21 +69,8 @@ def uptime() -> float:
 
 
 def shims_of(daemon: Supervisor) -> list[int]:
-    """Live shim processes serving ``daemon`` (found by the -address on their command line)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if argv[0].endswith("containerd-shim-runc-v2") and state != "Z":
-            options = dict(zip(argv[1::2], argv[2::2], strict=False))
-            if options.get("-address") == daemon.address:
-                found.append(int(entry.name))
-    return found
+    """Live shim processes serving ``daemon``."""
+    return [shim.pid for shim in live_shims(daemon.address)]
 
 
 async def shims_gone(daemon: Supervisor, within: float = 20.0) -> list[int]:
@@ -455,7 +442,7 @@ async def test_containers_keep_their_state_across_a_clean_containerd_restart(
         await asyncio.sleep(0.3)  # the trap is installed
 
         await first.stop()
-        assert all(alive(pids[name]) for name in ("running", "paused"))
+        assert all(process_alive(pids[name]) for name in ("running", "paused"))
         await second.start()
         version = second.version or "?"
 
@@ -546,12 +533,3 @@ async def test_containers_keep_their_state_across_a_clean_containerd_restart(
         await second.stop()
         await first.stop()
     assert await shims_gone(second) == []
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"

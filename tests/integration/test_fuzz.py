@@ -45,7 +45,7 @@ from libcontainerd.types import INIT_PROCESS_ID, Status
 
 from .. import figures
 from .conftest import make_workdir, remove_workdir
-from .containers import process_alive, remove_container
+from .containers import live_shims, process_alive, remove_container
 
 pytestmark = pytest.mark.integration
 
@@ -421,17 +421,11 @@ async def _leftover_shims(address: str, seconds: float = 15.0) -> dict[int, str]
 
 def _shims(address: str) -> dict[int, str]:
     """Running shims of FUZZ_NAMESPACE on the daemon at ``address``, by pid."""
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "containerd-shim" in args[0] and FUZZ_NAMESPACE in args and address in args:
-            found[int(entry.name)] = " ".join(args[1:5])
-    return found
+    return {
+        shim.pid: f"-namespace {FUZZ_NAMESPACE} -id {shim.options.get('-id')}"
+        for shim in live_shims(address)
+        if shim.options.get("-namespace") == FUZZ_NAMESPACE
+    }
 
 
 # --- ids --------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import gc
-import itertools
 import logging
 import os
 import threading
@@ -43,7 +42,14 @@ from libcontainerd.sync import Client
 from libcontainerd.types import INIT_PROCESS_ID, EventInfo, EventType
 
 from .. import figures
-from .containers import TEST_NAMESPACE, ThreadedClient, eventually, open_fds, remove_container
+from .containers import (
+    TEST_NAMESPACE,
+    ThreadedClient,
+    eventually,
+    live_shims,
+    open_fds,
+    remove_container,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -84,20 +90,8 @@ def _exec_process() -> dict[str, Any]:
 
 
 def shims_of(address: str) -> list[int]:
-    """The pids of shims serving the daemon at ``address`` (its socket on their command line)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for flag, value in itertools.pairwise(args):
-            if flag in (b"-address", b"--address") and value == address.encode():
-                found.append(int(entry))
-                break
-    return found
+    """The pids of shims serving the daemon at ``address``."""
+    return [shim.pid for shim in live_shims(address)]
 
 
 def mounts_under(folder: Path) -> list[str]:

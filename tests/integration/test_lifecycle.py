@@ -24,7 +24,7 @@ from libcontainerd.errors import (
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID, EventType, Status
 
-from .containers import TEST_NAMESPACE, ContainerFactory, process_alive
+from .containers import TEST_NAMESPACE, ContainerFactory, live_shims, process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -258,18 +258,11 @@ def _shim_pids(container_ids: list[str]) -> list[int]:
 
 
 def _shims() -> dict[int, str]:
-    """Running containerd shims, by pid: their command lines."""
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "containerd-shim" in args[0]:
-            found[int(entry.name)] = " ".join(args)
-    return found
+    """Running containerd shims, by pid: their options as one line."""
+    return {
+        shim.pid: " ".join(f"{key} {value}" for key, value in shim.options.items())
+        for shim in live_shims()
+    }
 
 
 async def test_a_failed_start_leaves_no_task_and_no_shim(

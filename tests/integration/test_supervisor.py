@@ -32,6 +32,7 @@ from libcontainerd.errors import FailedPrecondition, InvalidArgument, Unavailabl
 from libcontainerd.supervisor import MAX_SOCKET_PATH, Supervisor
 
 from .conftest import make_workdir, remove_workdir
+from .containers import live_shims
 
 pytestmark = pytest.mark.integration
 
@@ -84,20 +85,8 @@ def cmdline(pid: int) -> list[str]:
 
 
 def shim_pids(daemon: Supervisor, container_id: str) -> list[int]:
-    """Live shims serving ``container_id`` for this daemon, found by their command line."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = cmdline(int(entry.name))
-        except OSError:
-            continue
-        if argv and argv[0].endswith("containerd-shim-runc-v2") and alive(int(entry.name)):
-            pairs = dict(zip(argv[1::2], argv[2::2], strict=False))
-            if pairs.get("-address") == daemon.address and pairs.get("-id") == container_id:
-                pids.append(int(entry.name))
-    return pids
+    """Live shims serving ``container_id`` for this daemon."""
+    return [s.pid for s in live_shims(daemon.address) if s.options.get("-id") == container_id]
 
 
 async def eventually(condition: Callable[[], bool], seconds: float = 10.0) -> None:
