@@ -245,11 +245,16 @@ def _holds(pid: int, wanted: tuple[int, int]) -> bool | None:
 
 
 def _reads(pid: int, fd: str) -> bool:
-    """Whether descriptor ``fd`` of ``pid`` was opened for reading (its fdinfo flags)."""
+    """Whether descriptor ``fd`` of ``pid`` was opened for reading (its fdinfo flags).
+
+    Not an O_PATH handle: containerd's fifo package takes one before its
+    (blocking) open, and its access bits read as O_RDONLY.
+    """
     with open(f"/proc/{pid}/fdinfo/{fd}") as info:
         for line in info:
             if line.startswith("flags:"):
-                return int(line.split()[1], 8) & os.O_ACCMODE != os.O_WRONLY
+                flags = int(line.split()[1], 8)
+                return not flags & os.O_PATH and flags & os.O_ACCMODE != os.O_WRONLY
     return False
 
 

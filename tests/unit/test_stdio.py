@@ -235,6 +235,8 @@ async def test_stdin_written_before_the_shim_attaches_is_kept(
 LATE_SHIM = """
 import os, select, subprocess, sys, time
 path, delay, writer_first = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "yes"
+# containerd's fifo package takes an O_PATH handle first, then opens in a goroutine.
+handle = os.open(path, os.O_PATH)
 # The runc shim opens a writer of its own (closed on CloseIO), maybe before its reader.
 own_writer = os.open(path, os.O_WRONLY | os.O_NONBLOCK) if writer_first else -1
 child = subprocess.Popen(["sleep", "60"])  # "the process": its parent, this, is "the shim"
