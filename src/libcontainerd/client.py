@@ -699,11 +699,8 @@ class AsyncClient:
         """
         pid = self._cut_starts[container_id]
         rpc = self._methods
-        lookup = tasks_pb2.GetRequest(container_id=container_id)
         try:
-            reply = await self._call(
-                rpc.task_get, lookup, f"look up the task of container {container_id!r}"
-            )
+            reply = await self._init_task(container_id)
         except NotFound:
             exists = await self._container_exists(container_id)
             del self._cut_starts[container_id]
@@ -737,9 +734,7 @@ class AsyncClient:
             # runc refuses a second start of a process that the cut one had let run.
             del self._cut_starts[container_id]
             with contextlib.suppress(LibcontainerdError):
-                reply = await self._call(
-                    rpc.task_get, lookup, f"look up the task of container {container_id!r}"
-                )
+                reply = await self._init_task(container_id)
                 if reply.process.pid == pid and reply.process.status != task_pb2.CREATED:
                     self._track(container_id, container_id, pid)
                     return pid
@@ -757,11 +752,7 @@ class AsyncClient:
         """
         rpc = self._methods
         try:
-            reply = await self._call(
-                rpc.task_get,
-                tasks_pb2.GetRequest(container_id=container_id),
-                f"look up the task of container {container_id!r}",
-            )
+            reply = await self._init_task(container_id)
         except NotFound:
             self._cut_creates.discard(container_id)
             return  # none made, or half made (Create then clears it)
@@ -914,11 +905,7 @@ class AsyncClient:
         except AlreadyExists:
             container_id = request.container_id
             try:
-                await self._call(
-                    rpc.task_get,
-                    tasks_pb2.GetRequest(container_id=container_id),
-                    f"look up the task of container {container_id!r}",
-                )
+                await self._init_task(container_id)
             except NotFound:
                 pass
             else:
@@ -1464,11 +1451,7 @@ class AsyncClient:
             return NotFound(f"cannot {doing} container {container_id!r}: no such container")
         if process_id != INIT_PROCESS_ID:
             try:
-                await self._call(
-                    self._methods.task_get,
-                    tasks_pb2.GetRequest(container_id=container_id),
-                    f"look up the task of container {container_id!r}",
-                )
+                await self._init_task(container_id)
             except NotFound:
                 pass
             else:
@@ -1491,6 +1474,14 @@ class AsyncClient:
         except NotFound:
             return False
         return True
+
+    async def _init_task(self, container_id: str) -> tasks_pb2.GetResponse:
+        """The container's task as containerd sees it (one Tasks.Get); raises NotFound."""
+        return await self._call(
+            self._methods.task_get,
+            tasks_pb2.GetRequest(container_id=container_id),
+            f"look up the task of container {container_id!r}",
+        )
 
     async def _task_call(
         self,
@@ -1666,11 +1657,7 @@ class AsyncClient:
     async def _refuse_a_task(self, container_id: str) -> None:
         """Raise FailedPrecondition if the container has a task (one Tasks.Get)."""
         try:
-            reply = await self._call(
-                self._methods.task_get,
-                tasks_pb2.GetRequest(container_id=container_id),
-                f"look up the task of container {container_id!r}",
-            )
+            reply = await self._init_task(container_id)
         except NotFound:
             return
         state = _STATUS_BY_WIRE.get(reply.process.status, Status.UNKNOWN)
