@@ -1555,6 +1555,9 @@ class AsyncClient:
         """
         check_identifier(container_id)
         exec_id = self._exec_id(process_id)
+        reported = await self._reported_exit(container_id, exec_id or container_id)
+        if reported is not None:
+            return reported
         try:
             reply = await self._task_call(
                 self._methods.task_wait,
@@ -1570,6 +1573,27 @@ class AsyncClient:
                 raise
             return known
         return reply.exit_status, _typeurl.to_datetime(reply.exited_at)
+
+    async def _reported_exit(
+        self, container_id: str, process_id: str
+    ) -> tuple[int, datetime | None] | None:
+        """The exit of a process the event stream tracks, as reported; None to ask containerd.
+
+        The exit event comes anyway, so waiting for it saves a Tasks.Wait
+        call per process. A synthetic exit (``info.error`` set: the process
+        was found deleted or replaced) is left to Tasks.Wait to answer.
+        """
+        stream = self._stream
+        future = None if stream is None else stream.exit_of(container_id, process_id)
+        if stream is None or future is None:
+            return None
+        try:
+            info = await future
+        finally:
+            stream.forget_waiter(container_id, process_id, future)  # given up (cancelled)
+        if info is None or info.error:
+            return None
+        return info.exit_code, info.exited_at
 
     async def delete_task(self, container_id: str) -> tuple[int, datetime | None]:
         """Delete the container's stopped task; returns its exit code and exit time.

@@ -530,6 +530,8 @@ class EventStream:
         # Exits already reported (container id, process id, pid), oldest first.
         self._exits = _RememberedExits(_REMEMBERED_EXITS)
         self._oom: set[str] = set()
+        # Callers of exit_of() waiting for a tracked process's exit, by the key of _alive.
+        self._waiters: dict[tuple[str, str], list[asyncio.Future[EventInfo | None]]] = {}
         self._live = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -559,6 +561,7 @@ class EventStream:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._wake_all()
 
     async def wait_live(self) -> None:
         """Wait until the stream is subscribed and reconciled (after a reconnect, too)."""
@@ -573,6 +576,42 @@ class EventStream:
         if (container_id, process_id, pid) not in self._exits:
             self._alive[(container_id, process_id)] = pid
 
+    def exit_of(
+        self, container_id: str, process_id: str
+    ) -> asyncio.Future[EventInfo | None] | None:
+        """A future for the reported exit of a process this live stream tracks, else None.
+
+        It saves a Tasks.Wait call: the exit event comes anyway. It resolves to
+        None when the stream can no longer tell (it broke or closed, or the
+        task was deleted or the process discarded): the caller then asks
+        containerd. A caller that stops waiting calls :meth:`forget_waiter`.
+        """
+        key = (container_id, process_id)
+        if not self._live.is_set() or key not in self._alive:
+            return None
+        future: asyncio.Future[EventInfo | None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(future)
+        return future
+
+    def forget_waiter(
+        self, container_id: str, process_id: str, future: asyncio.Future[EventInfo | None]
+    ) -> None:
+        key = (container_id, process_id)
+        waiting = self._waiters.get(key)
+        if waiting is not None and future in waiting:
+            waiting.remove(future)
+            if not waiting:
+                del self._waiters[key]
+
+    def _wake(self, key: tuple[str, str], info: EventInfo | None) -> None:
+        for future in self._waiters.pop(key, ()):
+            if not future.done():
+                future.set_result(info)
+
+    def _wake_all(self) -> None:
+        for key in list(self._waiters):
+            self._wake(key, None)
+
     def discard(self, container_id: str, process_id: str, pid: int) -> None:
         """Never report an exit of this process: it was created, never started, and is deleted.
 
@@ -583,6 +622,7 @@ class EventStream:
         """
         self._alive.pop((container_id, process_id), None)
         self._remember_exit((container_id, process_id, pid))
+        self._wake((container_id, process_id), None)
 
     def _remember_exit(self, key: tuple[str, str, int]) -> None:
         self._exits.add(key)
@@ -624,6 +664,7 @@ class EventStream:
                 marker.cancel()
                 call.cancel()
                 self._live.clear()
+                self._wake_all()  # they ask containerd (and learn it is away) instead
             if not self._closing:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.reconnect_delay_max)
@@ -664,6 +705,7 @@ class EventStream:
             self._oom.discard(deleted.container_id)
             for key in [key for key in self._alive if key[0] == deleted.container_id]:
                 del self._alive[key]
+                self._wake(key, None)
 
     def _report(self, event: EventType, info: EventInfo) -> None:
         container_id = info.container_id
@@ -698,6 +740,8 @@ class EventStream:
             self._alive.pop((container_id, info.process_id), None)
         if container_id in self._oom and not info.oom_killed:
             info = replace(info, oom_killed=True)
+        if event is EventType.EXIT and self._waiters:
+            self._wake((container_id, info.process_id), info)
         self._on_event(container_id, event, info)
 
     async def _reconcile(self) -> None:

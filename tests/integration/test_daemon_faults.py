@@ -533,3 +533,38 @@ async def test_containers_keep_their_state_across_a_clean_containerd_restart(
         await second.stop()
         await first.stop()
     assert await shims_gone(second) == []
+
+
+async def test_a_wait_in_flight_when_containerd_dies_raises_unavailable_at_once(
+    workdir: Path, containerd: str
+) -> None:
+    """wait() takes a tracked process's exit from the event stream; a broken stream hands
+    the waiter over to Tasks.Wait, which meets the dead daemon: Unavailable, no hang."""
+    root = rootfs.busybox(workdir / "rootfs")
+    daemon = Supervisor(workdir / "s", workdir / "r", containerd=containerd)
+    async with daemon, AsyncClient(daemon.address, TEST_NAMESPACE) as client:
+        cid = f"waiting-{os.getpid()}-{next(_restarts)}"
+        try:
+            await client.create(cid, oci.default_spec(["/bin/sleep", "300"], root))
+            pid = await client.start(cid)
+            waiting = asyncio.create_task(client.wait(cid))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            restarts = daemon.restarts
+            os.kill(daemon.pid or 0, signal.SIGKILL)
+            async with asyncio.timeout(10):
+                with pytest.raises(Unavailable):
+                    await waiting
+            async with asyncio.timeout(60):
+                await daemon.wait_ready(min_restarts=restarts + 1)
+            os.kill(pid, signal.SIGKILL)
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        code, _ = await client.wait(cid)
+                        break
+                    except Unavailable:
+                        await asyncio.sleep(0.05)
+            assert code == 137  # killed after the restart: a real exit on every version
+        finally:
+            await remove_everything(client)

@@ -357,6 +357,68 @@ def record_calls(client: AsyncClient) -> list[str]:
 
 
 @pytest.mark.async_only
+async def test_wait_for_a_process_this_client_started_takes_its_exit_event_not_a_call(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run(["/bin/sh", "-c", "sleep 0.6; exit 4"])
+    exec_spec = {"args": ["/bin/sh", "-c", "sleep 0.3; exit 6"], "cwd": "/"}
+    await client.exec(container_id, "e1", exec_spec)
+    calls = record_calls(client)
+    async with asyncio.timeout(30):
+        exec_code, exec_exited_at = await client.wait(container_id, "e1")
+        code, exited_at = await client.wait(container_id)
+    assert (exec_code, exec_exited_at is not None) == (6, True)
+    assert "task_wait" not in calls  # the exec's release (task_delete_process) may be there
+    # The event's exit is containerd's record of it.
+    assert await client.delete_task(container_id) == (code, exited_at)
+    assert code == 4
+
+
+@pytest.mark.async_only
+async def test_wait_asks_containerd_for_a_process_whose_exit_was_reported_already(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    exited = await containers.run(["/bin/sh", "-c", "exit 3"])
+    first = await client.wait(exited)
+    calls = record_calls(client)
+    assert await client.wait(exited) == first
+    assert calls == ["task_wait"]
+    assert first[0] == 3
+
+
+@pytest.mark.async_only
+async def test_wait_for_another_clients_process_gives_its_exit(
+    client: AsyncClient, containers: ContainerFactory, supervisor: Supervisor
+) -> None:
+    # Tracked from its start event (then no call), or asked of containerd before it.
+    others = await containers.create(["/bin/sh", "-c", "sleep 0.3; exit 5"])
+    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as other:
+        await other.start(others)
+        async with asyncio.timeout(30):
+            code, exited_at = await client.wait(others)
+        assert await other.wait(others) == (code, exited_at)
+    assert code == 5
+
+
+@pytest.mark.async_only
+async def test_a_wait_given_up_leaves_no_waiter_behind_and_a_later_one_works(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    for _ in range(3):
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await client.wait(container_id)
+    assert client._stream is not None
+    assert client._stream._waiters == {}
+    waiting = asyncio.create_task(client.wait(container_id))
+    await asyncio.sleep(0.1)
+    await client.signal_process(container_id, INIT_PROCESS_ID, "SIGKILL")
+    async with asyncio.timeout(30):
+        assert (await waiting)[0] == 137
+
+
+@pytest.mark.async_only
 async def test_delete_after_this_clients_own_delete_task_sends_no_task_lookup(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:

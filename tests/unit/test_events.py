@@ -452,3 +452,95 @@ def test_remembered_exits_keep_the_most_recent_and_stay_small() -> None:
     finally:
         tracemalloc.stop()
     assert per_exit < 120, per_exit  # a tuple of two 70-character ids would be ~340 B
+
+
+# -- waiting for an exit on the stream ----------------------------------------------------------
+
+
+async def test_exit_of_resolves_with_the_reported_exit_and_not_with_a_dropped_one() -> None:
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
+    stream = EventStream(channel, "ns", lambda _cid, _event, _info: None)
+    try:
+        stream._live.set()
+        stream.track("c", "c", 42)
+        stream.track("c", "x", 50)
+        init, other = stream.exit_of("c", "c"), stream.exit_of("c", "x")
+        second = stream.exit_of("c", "c")
+        assert init is not None
+        assert other is not None
+        assert second is not None
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=NO_PID, exit_status=137))
+        )
+        await asyncio.sleep(0)
+        assert not init.done()  # the pid-less exit of a start cut short is dropped
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=42, exit_status=3))
+        )
+        for future in (init, second):
+            info = await future
+            assert info is not None
+            assert (info.pid, info.exit_code) == (42, 3)
+        assert not other.done()
+        assert stream.exit_of("c", "c") is None  # exited: the caller asks containerd
+    finally:
+        await channel.close()
+
+
+async def test_exit_of_is_none_for_an_untracked_process_or_a_stream_not_live() -> None:
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
+    stream = EventStream(channel, "ns", lambda _cid, _event, _info: None)
+    try:
+        stream.track("c", "c", 42)
+        assert stream.exit_of("c", "c") is None  # not live: an exit may be missed
+        stream._live.set()
+        assert stream.exit_of("c", "other") is None
+        assert stream.exit_of("d", "c") is None
+        assert stream.exit_of("c", "c") is not None
+    finally:
+        await channel.close()
+
+
+async def test_waiters_learn_none_when_the_stream_can_no_longer_tell() -> None:
+    # The task deleted, the process discarded, the stream closed: each sends the
+    # caller to containerd (Tasks.Wait), never leaves it waiting for ever.
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
+    stream = EventStream(channel, "ns", lambda _cid, _event, _info: None)
+    try:
+        stream._live.set()
+        for process in ("c", "x", "y"):
+            stream.track("c", process, 40)
+        stream.track("d", "d", 41)
+        futures = {p: stream.exit_of(c, p) for c, p in (("c", "c"), ("c", "x"), ("c", "y"))}
+        discarded = stream.exit_of("d", "d")
+        stream._handle(envelope(events_pb2.TaskDelete(container_id="c", id="c", pid=40)))
+        stream.discard("d", "d", 41)
+        for future in (*futures.values(), discarded):
+            assert future is not None
+            assert future.done()
+            assert future.result() is None
+        stream.track("e", "e", 43)
+        closing = stream.exit_of("e", "e")
+        await stream.close()
+        assert closing is not None
+        assert closing.done()
+        assert closing.result() is None
+        assert stream._waiters == {}
+    finally:
+        await channel.close()
+
+
+async def test_a_waiter_that_gives_up_is_forgotten() -> None:
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
+    stream = EventStream(channel, "ns", lambda _cid, _event, _info: None)
+    try:
+        stream._live.set()
+        stream.track("c", "c", 42)
+        for _ in range(3):
+            future = stream.exit_of("c", "c")
+            assert future is not None
+            future.cancel()
+            stream.forget_waiter("c", "c", future)
+        assert stream._waiters == {}
+    finally:
+        await channel.close()
