@@ -1551,7 +1551,12 @@ class AsyncClient:
     ) -> tuple[int, datetime | None]:
         """Block until the process exits; returns its exit code and time.
 
-        Returns at once for a process that has already exited. Raises NotFound.
+        Returns at once for a process that has already exited. A process this
+        client's event stream tracks (one started, restored or seen starting
+        while it was live) is waited for on its exit event, with no call of
+        its own; otherwise, or once the stream breaks, containerd is asked
+        (Tasks.Wait), so a wait that meets a dead daemon raises Unavailable.
+        Raises NotFound.
         """
         check_identifier(container_id)
         exec_id = self._exec_id(process_id)
