@@ -1553,10 +1553,11 @@ class AsyncClient:
 
         Returns at once for a process that has already exited. A process this
         client's event stream tracks (one started, restored or seen starting
-        while it was live) is waited for on its exit event, with no call of
-        its own; otherwise, or once the stream breaks, containerd is asked
-        (Tasks.Wait), so a wait that meets a dead daemon raises Unavailable.
-        Raises NotFound.
+        while it was live) is waited for on its exit event, and a process whose
+        exit it has reported (and whose task is not deleted) is answered from
+        that event, with no call of its own; otherwise, or once the stream
+        breaks, containerd is asked (Tasks.Wait), so a wait that meets a dead
+        daemon raises Unavailable. Raises NotFound.
         """
         check_identifier(container_id)
         exec_id = self._exec_id(process_id)
@@ -1638,6 +1639,8 @@ class AsyncClient:
             del self._exec_exits[key]
         self._own_execs = {k: pid for k, pid in self._own_execs.items() if k[0] != container_id}
         self._superseded = {k for k in self._superseded if k[0] != container_id}
+        if self._stream is not None:
+            self._stream.forget_exits(container_id)
         for fifos in self._fifos.pop(container_id, {}).values():
             fifos.release()
         remove_fifo_dir(self._container_fifo_dir(container_id))

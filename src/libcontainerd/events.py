@@ -532,6 +532,9 @@ class EventStream:
         self._oom: set[str] = set()
         # Callers of exit_of() waiting for a tracked process's exit, by the key of _alive.
         self._waiters: dict[tuple[str, str], list[asyncio.Future[EventInfo | None]]] = {}
+        # Exits reported on this subscription whose process containerd still holds (not
+        # deleted yet): a wait() that comes after the exit needs no call either.
+        self._exited: dict[str, dict[str, EventInfo]] = {}  # container id -> process id -> exit
         self._live = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -575,6 +578,16 @@ class EventStream:
         """Remember a process the caller saw alive, so a missed exit is found on reconnect."""
         if (container_id, process_id, pid) not in self._exits:
             self._alive[(container_id, process_id)] = pid
+            self._forget_exit(container_id, process_id)
+
+    def forget_exits(self, container_id: str) -> None:
+        """The container's task is deleted (or a new one is made): its kept exits are stale."""
+        self._exited.pop(container_id, None)
+
+    def _forget_exit(self, container_id: str, process_id: str) -> None:
+        exits = self._exited.get(container_id)
+        if exits is not None and exits.pop(process_id, None) is not None and not exits:
+            del self._exited[container_id]
 
     def exit_of(
         self, container_id: str, process_id: str
@@ -587,10 +600,15 @@ class EventStream:
         containerd. A caller that stops waiting calls :meth:`forget_waiter`.
         """
         key = (container_id, process_id)
-        if not self._live.is_set() or key not in self._alive:
+        if not self._live.is_set():
             return None
         future: asyncio.Future[EventInfo | None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(key, []).append(future)
+        if key in self._alive:
+            self._waiters.setdefault(key, []).append(future)
+        elif (info := self._exited.get(container_id, {}).get(process_id)) is not None:
+            future.set_result(info)
+        else:
+            return None
         return future
 
     def forget_waiter(
@@ -621,6 +639,7 @@ class EventStream:
         reported for a process that never ran.
         """
         self._alive.pop((container_id, process_id), None)
+        self._forget_exit(container_id, process_id)
         self._remember_exit((container_id, process_id, pid))
         self._wake((container_id, process_id), None)
 
@@ -665,6 +684,7 @@ class EventStream:
                 call.cancel()
                 self._live.clear()
                 self._wake_all()  # they ask containerd (and learn it is away) instead
+                self._exited.clear()  # a delete may be missed while away
             if not self._closing:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.reconnect_delay_max)
@@ -701,11 +721,14 @@ class EventStream:
             deleted = events_pb2.TaskDelete.FromString(envelope.event.value)
         except DecodeError:
             return
-        if deleted.id in ("", deleted.container_id):
-            self._oom.discard(deleted.container_id)
-            for key in [key for key in self._alive if key[0] == deleted.container_id]:
-                del self._alive[key]
-                self._wake(key, None)
+        if deleted.id not in ("", deleted.container_id):
+            self._forget_exit(deleted.container_id, deleted.id)  # an exec deleted
+            return
+        self._oom.discard(deleted.container_id)
+        self.forget_exits(deleted.container_id)
+        for key in [key for key in self._alive if key[0] == deleted.container_id]:
+            del self._alive[key]
+            self._wake(key, None)
 
     def _report(self, event: EventType, info: EventInfo) -> None:
         container_id = info.container_id
@@ -740,8 +763,13 @@ class EventStream:
             self._alive.pop((container_id, info.process_id), None)
         if container_id in self._oom and not info.oom_killed:
             info = replace(info, oom_killed=True)
-        if event is EventType.EXIT and self._waiters:
-            self._wake((container_id, info.process_id), info)
+        if event is EventType.EXIT:
+            if not info.error:
+                self._exited.setdefault(container_id, {})[info.process_id] = info
+            if self._waiters:
+                self._wake((container_id, info.process_id), info)
+        elif event is EventType.CREATE:
+            self.forget_exits(container_id)  # a new task
         self._on_event(container_id, event, info)
 
     async def _reconcile(self) -> None:

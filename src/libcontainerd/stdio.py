@@ -556,7 +556,9 @@ class LogFile:
     """Log-file mode: the shim itself appends the process's stdout and stderr to ``path``.
 
     Pass it as ``attach_stdio``. Output keeps reaching the file while no
-    client runs; nothing is left to close or remove. ``path`` must be
+    client runs; nothing is left to close or remove. The shim copies on its
+    own schedule: the last lines can reach the file a moment after the exit
+    is reported, even after the task's delete. ``path`` must be
     absolute (on the host); its folder is created by the shim. Not possible
     with stdin or a terminal (containerd's runc shim copies a pty only to a
     FIFO): both raise InvalidArgument.
@@ -628,7 +630,8 @@ class _Attacher(Generic[T]):
     """A StdioCallback that copies in a task of its own; ``await`` it for the result.
 
     With the blocking Client the copy runs on the client's own loop thread;
-    ``result()`` waits for it from any other thread.
+    ``result()`` waits for it from any other thread, and ``await`` works from
+    any other event loop too.
     """
 
     def __init__(self) -> None:
@@ -647,7 +650,12 @@ class _Attacher(Generic[T]):
         raise NotImplementedError
 
     def __await__(self) -> Generator[Any, None, T]:
-        return self._attached().__await__()
+        task = self._attached()
+        loop = _running_loop()
+        if task.done() or loop is None or loop is task.get_loop():
+            return task.__await__()
+        # The copy runs on another loop (the blocking Client's): await it from there.
+        return _from_other_loop(task, loop).__await__()
 
     def result(self, timeout: float | None = None) -> T:
         """Wait for the copy from code without an event loop (the blocking Client's users).
@@ -687,6 +695,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+async def _from_other_loop(task: asyncio.Task[T], loop: asyncio.AbstractEventLoop) -> T:
+    future = asyncio.run_coroutine_threadsafe(_shielded(task), task.get_loop())
+    return await asyncio.wrap_future(future, loop=loop)
 
 
 async def _shielded(task: asyncio.Task[T]) -> T:

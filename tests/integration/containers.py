@@ -182,6 +182,29 @@ def live_shims(address: str | None = None) -> list[Shim]:
     return found
 
 
+def container_processes(container_ids: Sequence[str] | set[str]) -> dict[int, str]:
+    """Live processes in these containers' cgroups (the default ``/<namespace>/<id>``): pid -> id.
+
+    Catches what outlives a container's task, e.g. a ``runc init`` orphaned
+    when containerd died during its create.
+    """
+    wanted = {f"/{TEST_NAMESPACE}/{cid}": cid for cid in container_ids}
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            lines = Path(f"/proc/{entry}/cgroup").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            cid = wanted.get(line.split(":", 2)[-1])
+            if cid is not None and process_alive(int(entry)):
+                found[int(entry)] = cid
+                break
+    return found
+
+
 def process_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:

@@ -44,7 +44,7 @@ from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import ContainerInfo, EventInfo, EventType, Status
 
 from .. import figures
-from .containers import TEST_NAMESPACE, live_shims, process_alive
+from .containers import TEST_NAMESPACE, container_processes, live_shims, process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -336,13 +336,18 @@ async def test_a_churn_survives_two_containerd_kills_with_every_exit_delivered_o
     stamps = workdir / "stamps"
     stamps.mkdir()
     root = rootfs.busybox(workdir / "rootfs")
+    ids = [Churn.container_id(index) for index in range(total)]
     try:
         left, seconds, shims, churn = await _churn(daemon, ledger, root, stamps, total)
     finally:
-        for pid in shims_of(daemon):  # after a failure too: no shim may outlive the test
+        # After a failure too: no shim, nor any process of a container, may outlive the test.
+        for pid in shims_of(daemon):
             os.kill(pid, signal.SIGKILL)
+        orphans = container_processes(ids)
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
-    ids = [Churn.container_id(index) for index in range(total)]
     runs = {cid: churn.runs_of(cid) for cid in ids}
     ran = [cid for cid in ids if runs[cid]]
     delivered = {cid: ledger.exits[(cid, cid)] for cid in ids}
@@ -361,6 +366,7 @@ async def test_a_churn_survives_two_containerd_kills_with_every_exit_delivered_o
         ("255-reported (exited while down)", len(unknown)),
         ("never started (containerd's leftover bundle)", len(churn.stuck)),
         ("interrupted start, task dropped, did not run", len(set(ids) - set(ran) - churn.stuck)),
+        ("container processes left (e.g. orphaned runc init)", len(orphans)),
         ("restarts", daemon.restarts),
         ("retries after Unavailable", churn.retries),
         ("starts interrupted, then retried", len(churn.interrupted_starts)),
@@ -399,6 +405,7 @@ async def test_a_churn_survives_two_containerd_kills_with_every_exit_delivered_o
             assert churn.deleted_codes[cid] in (expected, None), cid
     assert left == []
     assert shims == []
+    assert orphans == {}
 
 
 # -- (b) a clean stop and start under a running, a paused and an exited container ------

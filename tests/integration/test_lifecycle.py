@@ -375,15 +375,23 @@ async def test_wait_for_a_process_this_client_started_takes_its_exit_event_not_a
 
 
 @pytest.mark.async_only
-async def test_wait_asks_containerd_for_a_process_whose_exit_was_reported_already(
+async def test_wait_after_a_reported_exit_answers_from_it_until_the_task_is_deleted(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:
-    exited = await containers.run(["/bin/sh", "-c", "exit 3"])
-    first = await client.wait(exited)
+    subscription = client.events()
+    container_id = await containers.run(["/bin/sh", "-c", "exit 3"])
+    async with asyncio.timeout(30), subscription:
+        async for seen, event, info in subscription:
+            if seen == container_id and event is EventType.EXIT:
+                exited_at = info.exited_at
+                break
     calls = record_calls(client)
-    assert await client.wait(exited) == first
-    assert calls == ["task_wait"]
-    assert first[0] == 3
+    assert await client.wait(container_id) == (3, exited_at)
+    assert calls == []
+    assert await client.delete_task(container_id) == (3, exited_at)
+    with pytest.raises(NotFound):
+        await client.wait(container_id)  # no task any more: containerd says so
+    assert calls[:2] == ["task_delete", "task_wait"]  # (then a lookup to word the error)
 
 
 @pytest.mark.async_only

@@ -431,8 +431,14 @@ async def test_log_file_mode_keeps_output_while_no_client_is_attached(
         async with asyncio.timeout(30):
             assert (await second.wait(container_id))[0] == 0
         await second.delete_task(container_id)
-    # The shim copies stdout and stderr apart, so only each one's own order holds.
-    content = log_path.read_bytes()
+    # The shim copies stdout and stderr apart, so only each one's own order holds; its
+    # last write can land a moment after the exit is reported (and after the delete).
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while len(content := log_path.read_bytes()) < len(b"before\nafter\nerr\n"):
+        if loop.time() > deadline:
+            break
+        await asyncio.sleep(0.02)
     assert content.replace(b"err\n", b"", 1) == b"before\nafter\n"
     assert b"err\n" in content
     assert not (Path(second.fifo_dir) / TEST_NAMESPACE / container_id).exists()

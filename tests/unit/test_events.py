@@ -482,7 +482,10 @@ async def test_exit_of_resolves_with_the_reported_exit_and_not_with_a_dropped_on
             assert info is not None
             assert (info.pid, info.exit_code) == (42, 3)
         assert not other.done()
-        assert stream.exit_of("c", "c") is None  # exited: the caller asks containerd
+        later = stream.exit_of("c", "c")  # exited: answered from the reported exit
+        assert later is not None
+        assert later.done()
+        assert later.result() == await init
     finally:
         await channel.close()
 
@@ -542,5 +545,57 @@ async def test_a_waiter_that_gives_up_is_forgotten() -> None:
             future.cancel()
             stream.forget_waiter("c", "c", future)
         assert stream._waiters == {}
+    finally:
+        await channel.close()
+
+
+async def test_a_reported_exit_answers_until_its_task_is_deleted_or_made_again() -> None:
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
+    stream = EventStream(channel, "ns", lambda _cid, _event, _info: None)
+
+    def exit_code(process: str) -> int | None:
+        future = stream.exit_of("c", process)
+        if future is None:
+            return None
+        assert future.done()
+        info = future.result()
+        assert info is not None
+        return info.exit_code
+
+    try:
+        stream._live.set()
+        stream.track("c", "c", 42)
+        for exec_id, pid, code in (("x", 50, 6), ("y", 51, 7), ("c", 42, 3)):
+            stream._handle(
+                envelope(
+                    events_pb2.TaskExit(container_id="c", id=exec_id, pid=pid, exit_status=code)
+                )
+            )
+        assert (exit_code("c"), exit_code("x"), exit_code("y")) == (3, 6, 7)
+        stream._handle(envelope(events_pb2.TaskDelete(container_id="c", id="x", pid=50)))
+        assert (exit_code("c"), exit_code("x"), exit_code("y")) == (3, None, 7)
+        stream._handle(envelope(events_pb2.TaskDelete(container_id="c", id="c", pid=42)))
+        assert (exit_code("c"), exit_code("y")) == (None, None)
+        assert stream._exited == {}
+
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=60, exit_status=1))
+        )
+        assert exit_code("c") == 1
+        stream._handle(envelope(events_pb2.TaskCreate(container_id="c", pid=61)))
+        assert exit_code("c") is None  # another task: ask containerd
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=61, exit_status=2))
+        )
+        stream.track("c", "c", 62)  # a new process by that id: wait for it
+        pending = stream.exit_of("c", "c")
+        assert pending is not None
+        assert not pending.done()
+        stream.forget_waiter("c", "c", pending)
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=62, exit_status=4))
+        )
+        stream.forget_exits("c")  # the client deleted the task itself
+        assert exit_code("c") is None
     finally:
         await channel.close()

@@ -511,6 +511,30 @@ async def test_result_waits_from_another_thread_and_a_timeout_leaves_the_copy_go
     fifos.close()
 
 
+async def test_an_attacher_can_be_awaited_from_another_event_loop(
+    directory: Path, shims: list[FakeShim]
+) -> None:
+    # The blocking Client's copies run on its own loop; async code elsewhere awaits them.
+    fifos, direct = await attached_pair(directory, shims)
+    collector = CollectOutput()
+    collector(direct)
+
+    def other_loop() -> tuple[bytes, bytes]:
+        async def awaited() -> tuple[bytes, bytes]:
+            return await collector
+
+        return asyncio.run(awaited())
+
+    waiter = asyncio.ensure_future(asyncio.to_thread(other_loop))
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    os.write(shims[0].stdout, b"across")
+    shims[0].close_output()
+    async with asyncio.timeout(30):
+        assert await waiter == (b"across", b"")
+    fifos.close()
+
+
 async def test_stdin_data_needs_a_stdin(directory: Path) -> None:
     fifos = make(directory, stdin=False)
     direct = await fifos.connect()
