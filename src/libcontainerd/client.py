@@ -123,6 +123,11 @@ _STATUS_BY_WIRE: Final = {
 }
 
 _RUNC_OPTION_FIELDS: Final = frozenset(field.name for field in runc_pb2.Options.DESCRIPTOR.fields)
+_RUNC_BOOL_OPTIONS: Final = frozenset(
+    field.name
+    for field in runc_pb2.Options.DESCRIPTOR.fields
+    if field.type == field.TYPE_BOOL
+)
 
 Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response", bound=Message)
@@ -265,10 +270,15 @@ def _runc_options(runtime_options: Mapping[str, Any] | None, runc_root: str) -> 
             f"unknown runtime option(s) {', '.join(unknown)}; known: "
             + ", ".join(sorted(_RUNC_OPTION_FIELDS))
         )
+    for name in sorted(_RUNC_BOOL_OPTIONS & set(values)):
+        if not isinstance(values[name], bool):
+            raise InvalidArgument(
+                f"runtime option {name!r} must be True or False, not {values[name]!r}"
+            )
     values.setdefault("root", runc_root)
     try:
         return runc_pb2.Options(**values)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise InvalidArgument(f"invalid runtime options: {error}") from None
 
 

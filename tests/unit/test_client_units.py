@@ -70,6 +70,10 @@ def test_runtime_options_default_the_runc_root_and_refuse_unknown_names() -> Non
         ("binary_name=runc", "must be a dict of runc option names, not str"),
         ({1: "x", "binary_nmae": "runc"}, r"unknown runtime option\(s\) 'binary_nmae', 1"),
         ({"io_uid": 2**40}, "invalid runtime options"),
+        # Found by the fuzz test: protobuf raised OverflowError for a bool given 2**63.
+        ({"systemd_cgroup": 2**63}, "'systemd_cgroup' must be True or False"),
+        ({"no_pivot_root": "yes"}, "'no_pivot_root' must be True or False, not 'yes'"),
+        ({"no_new_keyring": 1}, "'no_new_keyring' must be True or False, not 1"),
     ],
 )
 def test_runtime_options_that_are_not_a_dict_of_names_are_refused(
