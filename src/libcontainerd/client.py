@@ -124,9 +124,7 @@ _STATUS_BY_WIRE: Final = {
 
 _RUNC_OPTION_FIELDS: Final = frozenset(field.name for field in runc_pb2.Options.DESCRIPTOR.fields)
 _RUNC_BOOL_OPTIONS: Final = frozenset(
-    field.name
-    for field in runc_pb2.Options.DESCRIPTOR.fields
-    if field.type == field.TYPE_BOOL
+    field.name for field in runc_pb2.Options.DESCRIPTOR.fields if field.type == field.TYPE_BOOL
 )
 
 Request = TypeVar("Request", bound=Message)
