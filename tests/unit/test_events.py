@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import grpc.aio
@@ -457,102 +458,93 @@ def test_remembered_exits_keep_the_most_recent_and_stay_small() -> None:
 # -- waiting for an exit on the stream ----------------------------------------------------------
 
 
-async def test_exit_of_resolves_with_the_reported_exit_and_not_with_a_dropped_one() -> None:
-    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
-    stream = EventStream(channel, "ns", lambda _cid, _event, _info: None)
+@pytest.fixture
+async def stream() -> AsyncIterator[EventStream]:
+    """A live stream that reports to nobody, its channel never dialled."""
+    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")
+    events = EventStream(channel, "ns", lambda _cid, _event, _info: None)
+    events._live.set()
     try:
-        stream._live.set()
-        stream.track("c", "c", 42)
-        stream.track("c", "x", 50)
-        init, other = stream.exit_of("c", "c"), stream.exit_of("c", "x")
-        second = stream.exit_of("c", "c")
-        assert init is not None
-        assert other is not None
-        assert second is not None
-        stream._handle(
-            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=NO_PID, exit_status=137))
-        )
-        await asyncio.sleep(0)
-        assert not init.done()  # the pid-less exit of a start cut short is dropped
-        stream._handle(
-            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=42, exit_status=3))
-        )
-        for future in (init, second):
-            info = await future
-            assert info is not None
-            assert (info.pid, info.exit_code) == (42, 3)
-        assert not other.done()
-        later = stream.exit_of("c", "c")  # exited: answered from the reported exit
-        assert later is not None
-        assert later.done()
-        assert later.result() == await init
+        yield events
     finally:
         await channel.close()
 
 
-async def test_exit_of_is_none_for_an_untracked_process_or_a_stream_not_live() -> None:
-    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
-    stream = EventStream(channel, "ns", lambda _cid, _event, _info: None)
-    try:
-        stream.track("c", "c", 42)
-        assert stream.exit_of("c", "c") is None  # not live: an exit may be missed
-        stream._live.set()
-        assert stream.exit_of("c", "other") is None
-        assert stream.exit_of("d", "c") is None
-        assert stream.exit_of("c", "c") is not None
-    finally:
-        await channel.close()
+async def test_exit_of_resolves_with_the_reported_exit_and_not_with_a_dropped_one(
+    stream: EventStream,
+) -> None:
+    stream.track("c", "c", 42)
+    stream.track("c", "x", 50)
+    init, other = stream.exit_of("c", "c"), stream.exit_of("c", "x")
+    second = stream.exit_of("c", "c")
+    assert init is not None
+    assert other is not None
+    assert second is not None
+    stream._handle(
+        envelope(events_pb2.TaskExit(container_id="c", id="c", pid=NO_PID, exit_status=137))
+    )
+    await asyncio.sleep(0)
+    assert not init.done()  # the pid-less exit of a start cut short is dropped
+    stream._handle(envelope(events_pb2.TaskExit(container_id="c", id="c", pid=42, exit_status=3)))
+    for future in (init, second):
+        info = await future
+        assert info is not None
+        assert (info.pid, info.exit_code) == (42, 3)
+    assert not other.done()
+    later = stream.exit_of("c", "c")  # exited: answered from the reported exit
+    assert later is not None
+    assert later.done()
+    assert later.result() == await init
 
 
-async def test_waiters_learn_none_when_the_stream_can_no_longer_tell() -> None:
+async def test_exit_of_is_none_for_an_untracked_process_or_a_stream_not_live(
+    stream: EventStream,
+) -> None:
+    stream._live.clear()
+    stream.track("c", "c", 42)
+    assert stream.exit_of("c", "c") is None  # not live: an exit may be missed
+    stream._live.set()
+    assert stream.exit_of("c", "other") is None
+    assert stream.exit_of("d", "c") is None
+    assert stream.exit_of("c", "c") is not None
+
+
+async def test_waiters_learn_none_when_the_stream_can_no_longer_tell(stream: EventStream) -> None:
     # The task deleted, the process discarded, the stream closed: each sends the
     # caller to containerd (Tasks.Wait), never leaves it waiting for ever.
-    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
-    stream = EventStream(channel, "ns", lambda _cid, _event, _info: None)
-    try:
-        stream._live.set()
-        for process in ("c", "x", "y"):
-            stream.track("c", process, 40)
-        stream.track("d", "d", 41)
-        futures = {p: stream.exit_of(c, p) for c, p in (("c", "c"), ("c", "x"), ("c", "y"))}
-        discarded = stream.exit_of("d", "d")
-        stream._handle(envelope(events_pb2.TaskDelete(container_id="c", id="c", pid=40)))
-        stream.discard("d", "d", 41)
-        for future in (*futures.values(), discarded):
-            assert future is not None
-            assert future.done()
-            assert future.result() is None
-        stream.track("e", "e", 43)
-        closing = stream.exit_of("e", "e")
-        await stream.close()
-        assert closing is not None
-        assert closing.done()
-        assert closing.result() is None
-        assert stream._waiters == {}
-    finally:
-        await channel.close()
+    for process in ("c", "x", "y"):
+        stream.track("c", process, 40)
+    stream.track("d", "d", 41)
+    futures = {p: stream.exit_of(c, p) for c, p in (("c", "c"), ("c", "x"), ("c", "y"))}
+    discarded = stream.exit_of("d", "d")
+    stream._handle(envelope(events_pb2.TaskDelete(container_id="c", id="c", pid=40)))
+    stream.discard("d", "d", 41)
+    for future in (*futures.values(), discarded):
+        assert future is not None
+        assert future.done()
+        assert future.result() is None
+    stream.track("e", "e", 43)
+    closing = stream.exit_of("e", "e")
+    await stream.close()
+    assert closing is not None
+    assert closing.done()
+    assert closing.result() is None
+    assert stream._waiters == {}
 
 
-async def test_a_waiter_that_gives_up_is_forgotten() -> None:
-    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
-    stream = EventStream(channel, "ns", lambda _cid, _event, _info: None)
-    try:
-        stream._live.set()
-        stream.track("c", "c", 42)
-        for _ in range(3):
-            future = stream.exit_of("c", "c")
-            assert future is not None
-            future.cancel()
-            stream.forget_waiter("c", "c", future)
-        assert stream._waiters == {}
-    finally:
-        await channel.close()
+async def test_a_waiter_that_gives_up_is_forgotten(stream: EventStream) -> None:
+    stream.track("c", "c", 42)
+    for _ in range(3):
+        future = stream.exit_of("c", "c")
+        assert future is not None
+        future.cancel()
+        stream.forget_waiter("c", "c", future)
+    assert stream._waiters == {}
 
 
-async def test_a_reported_exit_answers_until_its_task_is_deleted_or_made_again() -> None:
-    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
-    stream = EventStream(channel, "ns", lambda _cid, _event, _info: None)
-
+async def test_a_reported_exit_answers_until_its_task_is_deleted_or_made_again(
+    stream: EventStream,
+) -> None:
     def exit_code(process: str) -> int | None:
         future = stream.exit_of("c", process)
         if future is None:
@@ -562,40 +554,28 @@ async def test_a_reported_exit_answers_until_its_task_is_deleted_or_made_again()
         assert info is not None
         return info.exit_code
 
-    try:
-        stream._live.set()
-        stream.track("c", "c", 42)
-        for exec_id, pid, code in (("x", 50, 6), ("y", 51, 7), ("c", 42, 3)):
-            stream._handle(
-                envelope(
-                    events_pb2.TaskExit(container_id="c", id=exec_id, pid=pid, exit_status=code)
-                )
-            )
-        assert (exit_code("c"), exit_code("x"), exit_code("y")) == (3, 6, 7)
-        stream._handle(envelope(events_pb2.TaskDelete(container_id="c", id="x", pid=50)))
-        assert (exit_code("c"), exit_code("x"), exit_code("y")) == (3, None, 7)
-        stream._handle(envelope(events_pb2.TaskDelete(container_id="c", id="c", pid=42)))
-        assert (exit_code("c"), exit_code("y")) == (None, None)
-        assert stream._exited == {}
+    stream.track("c", "c", 42)
+    for exec_id, pid, code in (("x", 50, 6), ("y", 51, 7), ("c", 42, 3)):
+        stream._handle(
+            envelope(events_pb2.TaskExit(container_id="c", id=exec_id, pid=pid, exit_status=code))
+        )
+    assert (exit_code("c"), exit_code("x"), exit_code("y")) == (3, 6, 7)
+    stream._handle(envelope(events_pb2.TaskDelete(container_id="c", id="x", pid=50)))
+    assert (exit_code("c"), exit_code("x"), exit_code("y")) == (3, None, 7)
+    stream._handle(envelope(events_pb2.TaskDelete(container_id="c", id="c", pid=42)))
+    assert (exit_code("c"), exit_code("y")) == (None, None)
+    assert stream._exited == {}
 
-        stream._handle(
-            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=60, exit_status=1))
-        )
-        assert exit_code("c") == 1
-        stream._handle(envelope(events_pb2.TaskCreate(container_id="c", pid=61)))
-        assert exit_code("c") is None  # another task: ask containerd
-        stream._handle(
-            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=61, exit_status=2))
-        )
-        stream.track("c", "c", 62)  # a new process by that id: wait for it
-        pending = stream.exit_of("c", "c")
-        assert pending is not None
-        assert not pending.done()
-        stream.forget_waiter("c", "c", pending)
-        stream._handle(
-            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=62, exit_status=4))
-        )
-        stream.forget_exits("c")  # the client deleted the task itself
-        assert exit_code("c") is None
-    finally:
-        await channel.close()
+    stream._handle(envelope(events_pb2.TaskExit(container_id="c", id="c", pid=60, exit_status=1)))
+    assert exit_code("c") == 1
+    stream._handle(envelope(events_pb2.TaskCreate(container_id="c", pid=61)))
+    assert exit_code("c") is None  # another task: ask containerd
+    stream._handle(envelope(events_pb2.TaskExit(container_id="c", id="c", pid=61, exit_status=2)))
+    stream.track("c", "c", 62)  # a new process by that id: wait for it
+    pending = stream.exit_of("c", "c")
+    assert pending is not None
+    assert not pending.done()
+    stream.forget_waiter("c", "c", pending)
+    stream._handle(envelope(events_pb2.TaskExit(container_id="c", id="c", pid=62, exit_status=4)))
+    stream.forget_exits("c")  # the client deleted the task itself
+    assert exit_code("c") is None
