@@ -602,13 +602,14 @@ class EventStream:
         key = (container_id, process_id)
         if not self._live.is_set():
             return None
+        reported = self._exited.get(container_id, {}).get(process_id)
+        if key not in self._alive and reported is None:
+            return None
         future: asyncio.Future[EventInfo | None] = asyncio.get_running_loop().create_future()
         if key in self._alive:
             self._waiters.setdefault(key, []).append(future)
-        elif (info := self._exited.get(container_id, {}).get(process_id)) is not None:
-            future.set_result(info)
         else:
-            return None
+            future.set_result(reported)
         return future
 
     def forget_waiter(
