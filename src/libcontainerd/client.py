@@ -818,14 +818,17 @@ class AsyncClient:
             )
         runtime = _typeurl.unpack(container.runtime.options, runc_pb2.Options) or runc_pb2.Options()
         criu = await checkpoint.find_criu(runtime.criu_path)
-        output = attach_stdio.uri if isinstance(attach_stdio, LogFile) else ""
+        stdout = stderr = ""
+        if isinstance(attach_stdio, LogFile):
+            attach_stdio.create()
+            stdout, stderr = attach_stdio.stdio_paths
         rpc = self._methods
         try:
             await self._create_task(
                 tasks_pb2.CreateTaskRequest(
                     container_id=container_id,
-                    stdout=output,
-                    stderr=output,
+                    stdout=stdout,
+                    stderr=stderr,
                     options=checkpoint.restore_options(runtime, source, criu),
                 ),
                 f"create the restored task of container {container_id!r}",
@@ -1005,7 +1008,9 @@ class AsyncClient:
                     " (containerd's runc shim copies a terminal only to a FIFO);"
                     " attach a callback instead"
                 )
-            return _Stdio(stdout=attach_stdio.uri, stderr=attach_stdio.uri), None
+            attach_stdio.create()
+            stdout, stderr = attach_stdio.stdio_paths
+            return _Stdio(stdout=stdout, stderr=stderr), None
         if not callable(attach_stdio):
             raise InvalidArgument(
                 "attach_stdio must be a callback that takes a DirectIO, or a LogFile,"

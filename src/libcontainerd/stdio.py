@@ -34,13 +34,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import select
 import shutil
 import signal
 import stat
 import termios
 import tty
-import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from typing import IO, Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
@@ -69,6 +69,7 @@ STREAMS: Final = (STDIN, STDOUT, STDERR)
 # (twice this); the shim then waits, so nothing is lost, only slowed.
 _STREAM_LIMIT = 256 * 1024
 _CHUNK = 64 * 1024
+_BAD_PERCENT_ESCAPE: Final = re.compile("%(?![0-9A-Fa-f]{2})")
 
 T = TypeVar("T")
 
@@ -330,9 +331,9 @@ class FifoSet:
     ) -> FifoSet | None:
         """Open again the FIFOs containerd recorded for a live process (after a restart).
 
-        Paths that are empty, not FIFOs (a ``file://`` or ``binary://`` log
-        URI) or gone are skipped, the last with a warning; None when no stream
-        could be opened. The shim holds its ends already, so the set comes
+        Paths that are empty, not FIFOs (a log file, a ``file://`` or
+        ``binary://`` URI) or gone are skipped, the last with a warning; None
+        when no stream could be opened. The shim holds its ends already, so the set comes
         back attached.
         """
         usable: dict[str, str] = {}
@@ -558,24 +559,54 @@ class LogFile:
     Pass it as ``attach_stdio``. Output keeps reaching the file while no
     client runs; nothing is left to close or remove. The shim copies on its
     own schedule: the last lines can reach the file a moment after the exit
-    is reported, even after the task's delete. ``path`` must be
-    absolute (on the host); its folder is created by the shim. Not possible
-    with stdin or a terminal (containerd's runc shim copies a pty only to a
-    FIFO): both raise InvalidArgument.
+    is reported, even after the task's delete. ``path`` must be absolute
+    (on the host); the client creates it and its folder (0644, 0755) before
+    the process starts. Not possible with stdin or a terminal (containerd's
+    runc shim copies a pty only to a FIFO): both raise InvalidArgument.
     """
 
     __slots__ = ("path",)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         text = os.fspath(path)
-        if not isinstance(text, str) or not os.path.isabs(text) or "\0" in text:
+        if not isinstance(text, str) or not os.path.isabs(text):
             raise InvalidArgument(f"LogFile path must be an absolute path, got {path!r}")
+        if any(ord(char) < 0x20 or char == "\x7f" for char in text):
+            raise InvalidArgument(f"LogFile path must not hold control characters, got {path!r}")
+        if _BAD_PERCENT_ESCAPE.search(text):
+            # The shim parses the path as a URL first and refuses a bad escape.
+            raise InvalidArgument(
+                f"LogFile path must not hold '%' unless two hex digits follow, got {path!r}"
+            )
         self.path = os.path.normpath(text)
 
     @property
-    def uri(self) -> str:
-        """The ``file://`` URI containerd's shim reads."""
-        return "file://" + urllib.parse.quote(self.path)
+    def stdio_paths(self) -> tuple[str, str]:
+        """What the shim is given as stdout and stderr: two spellings of ``path``.
+
+        Given one string twice (or a ``file://`` URI), containerd's shim
+        (1.6 to 2.x) shares one descriptor between both copies and the
+        stdout copy closes it when stdout ends, losing what stderr writes
+        after. Two spellings make it open the file twice, both appending.
+        """
+        folder, name = os.path.split(self.path)
+        return self.path, os.path.join(folder, ".", name)
+
+    def create(self) -> None:
+        """Create the file and its folder: the shim opens an existing file only.
+
+        Raises FailedPrecondition when they cannot be made.
+        """
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
+            descriptor = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
+            )
+        except OSError as error:
+            raise FailedPrecondition(
+                f"cannot create the log file {self.path}: {error.strerror}"
+            ) from None
+        os.close(descriptor)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LogFile) and other.path == self.path

@@ -444,6 +444,31 @@ async def test_log_file_mode_keeps_output_while_no_client_is_attached(
     assert not (Path(second.fifo_dir) / TEST_NAMESPACE / container_id).exists()
 
 
+@pytest.mark.parametrize(
+    ("first", "last"), [("", ">&2"), (">&2", "")], ids=["stdout-first", "stderr-first"]
+)
+async def test_log_file_keeps_what_one_stream_writes_after_the_other_closed(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, first: str, last: str
+) -> None:
+    # containerd's shim (1.6 to 2.x) shares one file between both copies when
+    # stdout and stderr name the same path, and its stdout copy closes that
+    # file when stdout ends: stderr written afterwards would be lost.
+    closed = "1" if not first else "2"
+    log_path = tmp_path / "logs" / "app.log"
+    container_id = await containers.create(
+        ["/bin/sh", "-c", f"echo one {first}; exec {closed}>&-; sleep 0.3; echo two {last}"]
+    )
+    await client.start(container_id, attach_stdio=LogFile(log_path))
+    async with asyncio.timeout(30):
+        assert (await client.wait(container_id))[0] == 0
+    await client.delete_task(container_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while (content := log_path.read_bytes()) != b"one\ntwo\n" and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    assert content == b"one\ntwo\n"
+
+
 async def test_log_file_mode_refuses_stdin_and_a_terminal(
     client: AsyncClient, containers: ContainerFactory, tmp_path: Path
 ) -> None:

@@ -425,17 +425,50 @@ def test_nothing_to_reopen_gives_none(directory: Path) -> None:
 # -- log files -----------------------------------------------------------------------
 
 
-def test_a_log_file_is_an_absolute_path_sent_as_a_file_uri() -> None:
+def test_a_log_file_is_given_to_the_shim_as_two_spellings_of_one_path() -> None:
     log_file = LogFile(Path("/var/log/app dir/../app.log"))
     assert log_file.path == "/var/log/app.log"
-    assert LogFile("/var/log/a b.log").uri == "file:///var/log/a%20b.log"
     assert log_file == LogFile("/var/log/app.log")
+    stdout, stderr = log_file.stdio_paths
+    assert stdout == "/var/log/app.log"
+    assert stderr != stdout
+    assert os.path.normpath(stderr) == stdout
+    assert LogFile("/a b%41?#.log").stdio_paths[0] == "/a b%41?#.log"
+    assert LogFile("/app.log").stdio_paths == ("/app.log", "/./app.log")
 
 
-@pytest.mark.parametrize("bad", ["relative.log", "", "/nul\0byte"])
-def test_a_log_file_path_must_be_absolute(bad: str) -> None:
+@pytest.mark.parametrize(
+    "bad",
+    ["relative.log", "", "/nul\0byte", "/tab\there", "/del\x7f", "/100%.log", "/a%zz", "/a%4"],
+)
+def test_a_log_file_path_must_be_absolute_and_one_the_shim_can_parse(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="LogFile path"):
         LogFile(bad)
+
+
+def test_a_log_file_is_created_with_its_folder_and_kept_when_it_exists(tmp_path: Path) -> None:
+    log_file = LogFile(tmp_path / "logs" / "deeper" / "app.log")
+    log_file.create()
+    created = Path(log_file.path)
+    assert created.read_bytes() == b""
+    assert stat.S_IMODE(created.stat().st_mode) == 0o644 & ~current_umask()
+    created.write_bytes(b"kept\n")
+    log_file.create()
+    assert created.read_bytes() == b"kept\n"
+
+
+def test_a_log_file_that_cannot_be_created_is_a_failed_precondition(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_bytes(b"")
+    with pytest.raises(FailedPrecondition, match="cannot create the log file"):
+        LogFile(tmp_path / "a-file" / "app.log").create()
+    with pytest.raises(FailedPrecondition, match="cannot create the log file"):
+        LogFile(tmp_path).create()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # -- ready-made attachers ---------------------------------------------------------------
