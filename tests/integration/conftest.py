@@ -12,6 +12,7 @@ does that), so running the tests writes nothing outside the checkout.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -27,12 +28,39 @@ from libcontainerd.errors import CheckpointUnsupported
 from libcontainerd.supervisor import Supervisor
 
 from . import matrix
-from .containers import client, containers  # noqa: F401 - fixtures for the whole folder
+from .containers import TEST_NAMESPACE, client, containers, namespace_cgroups  # noqa: F401 - fixtures for the whole folder
 
 PROVISIONED_CRIU = Path(__file__).resolve().parents[2] / ".cache" / "criu" / "bin" / "criu"
 
 
 VERSIONS = matrix.versions()
+
+# Every namespace the suite runs containers in (the demo's default included).
+SUITE_NAMESPACES = (
+    TEST_NAMESPACE,
+    f"{TEST_NAMESPACE}-other",
+    f"{TEST_NAMESPACE}-elsewhere",
+    "lcdfuzz",
+    "lcdcli",
+    "lcddemo",
+    "libcontainerd",
+    "test",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def namespace_cgroups_removed() -> Iterator[None]:
+    """Remove the namespace-level cgroup folders runc leaves, those this session made.
+
+    Only empty ones go (rmdir refuses a folder with processes or children),
+    and none that existed before the session.
+    """
+    before = set(namespace_cgroups(SUITE_NAMESPACES))
+    yield
+    for folder in namespace_cgroups(SUITE_NAMESPACES):
+        if folder not in before:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 @pytest.fixture(scope="session", params=VERSIONS, ids=[version.name for version in VERSIONS])

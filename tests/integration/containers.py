@@ -12,7 +12,7 @@ import itertools
 import os
 import shutil
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,23 @@ def process_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def namespace_cgroups(namespaces: Iterable[str]) -> list[Path]:
+    """The namespace-level cgroup folders of ``namespaces`` that exist (cgroup v1 and v2).
+
+    runc removes a container's own folders but leaves its namespace's
+    (``/sys/fs/cgroup[/<controller>]/<namespace>``), shared by the namespace's
+    containers.
+    """
+    root = Path("/sys/fs/cgroup")
+    hierarchies = [root, *(path for path in root.iterdir() if path.is_dir())]
+    return [
+        hierarchy / namespace
+        for hierarchy in hierarchies
+        for namespace in namespaces
+        if (hierarchy / namespace).is_dir()
+    ]
 
 
 def cgroup_file(controller: str, container_id: str, name: str) -> Path:

@@ -47,6 +47,7 @@ from .containers import (
     ThreadedClient,
     eventually,
     live_shims,
+    namespace_cgroups,
     open_fds,
     remove_container,
 )
@@ -112,14 +113,14 @@ def cgroups_of(prefix: str) -> tuple[list[str], list[str]]:
     (``/sys/fs/cgroup/<controller>/<namespace>``), shared by every container
     of the namespace: expected, so counted apart.
     """
-    containers, namespaces = [], []
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        namespace = hierarchy / TEST_NAMESPACE
-        if not namespace.is_dir():
-            continue
-        namespaces.append(str(namespace))
-        containers += [str(p) for p in namespace.iterdir() if p.name.startswith(prefix)]
-    return containers, namespaces
+    namespaces = namespace_cgroups([TEST_NAMESPACE])
+    containers = [
+        str(path)
+        for namespace in namespaces
+        for path in namespace.iterdir()
+        if path.is_dir() and path.name.startswith(prefix)
+    ]
+    return containers, [str(namespace) for namespace in namespaces]
 
 
 def entries_below(folder: Path) -> list[str]:
