@@ -254,6 +254,14 @@ def resolve_address(address: str | os.PathLike[str] | None) -> str:
     return chosen
 
 
+def _exec_id_of(process: task_pb2.ProcessInfo) -> str:
+    """The exec id runc's shim reports for a process of ListPids ("" for others)."""
+    if not process.HasField("info"):
+        return ""
+    details = _typeurl.unpack(process.info, runc_pb2.ProcessDetails)
+    return details.exec_id if details is not None else ""
+
+
 def _runc_options(runtime_options: Mapping[str, Any] | None, runc_root: str) -> runc_pb2.Options:
     """runc v2 shim options; ``root`` defaults to this daemon's own runc state directory."""
     if runtime_options is not None and not isinstance(runtime_options, Mapping):
@@ -479,10 +487,12 @@ class AsyncClient:
         else:
             self._after_delivery(container_id, event, info)
 
-    def _track(self, container_id: str, process_id: str, pid: int) -> None:
-        """Tell the event stream a process is alive, so its exit is found even if missed."""
-        if self._stream is not None:
-            self._stream.track(container_id, process_id, pid)
+    def _track(self, container_id: str, process_id: str, pid: int) -> bool:
+        """Tell the event stream a process is alive, so its exit is found even if missed.
+
+        False when the stream has reported its exit already.
+        """
+        return self._stream is None or self._stream.track(container_id, process_id, pid)
 
     def _after_delivery(self, container_id: str, event: EventType, info: EventInfo) -> None:
         """An exec of ours that has exited and been reported is released (Docker's order).
@@ -500,6 +510,9 @@ class AsyncClient:
         if pid is None or (pid and info.pid and pid != info.pid):
             return  # another client's exec, or an earlier one with the same id
         del self._own_execs[key]
+        self._release_in_background(key)
+
+    def _release_in_background(self, key: tuple[str, str]) -> None:
         release = asyncio.get_running_loop().create_task(self._release_exec(*key))
         self._background.add(release)
         self._releases[key] = release
@@ -1371,7 +1384,9 @@ class AsyncClient:
         it): ``alive`` False is the news, and :meth:`wait` or
         :meth:`delete_task` give its exit code and time, as Docker's daemon
         does on restore; what it wrote after its last client died is gone
-        (the shim closes the FIFOs at its exit). Raises InvalidArgument,
+        (the shim closes the FIFOs at its exit). The live task's execs
+        become this client's: each is released (deleted) after its exit, as
+        :meth:`exec` does for its own. Raises InvalidArgument,
         NotFound (no such container), Unavailable; what the callback raises
         propagates.
         """
@@ -1396,12 +1411,41 @@ class AsyncClient:
                 ) from None
             return False, 0
         process = reply.process
+        alive = process.status != task_pb2.STOPPED
+        if alive:
+            await self._adopt_execs(container_id)
         if attach_stdio is not None:
             await self._reattach(container_id, process, attach_stdio)
-        alive = process.status != task_pb2.STOPPED
         if alive:
             self._track(container_id, container_id, process.pid)
         return alive, process.pid
+
+    async def _adopt_execs(self, container_id: str) -> None:
+        """Make the live execs of a restored task this client's: released after their exit.
+
+        Most likely this program started them before it restarted; nobody
+        else would delete them, so each would hold its id and the shim's
+        record of it until the task's delete (Docker's daemon, too, releases
+        the execs of the containers it restored). One whose exit the stream
+        has reported meanwhile is released at once.
+        """
+        try:
+            reply = await self._call(
+                self._methods.task_list_pids,
+                tasks_pb2.ListPidsRequest(container_id=container_id),
+                f"list the execs of container {container_id!r}",
+            )
+        except NotFound:
+            return  # the task went meanwhile
+        for entry in reply.processes:
+            exec_id = _exec_id_of(entry)
+            key = (container_id, exec_id)
+            if not exec_id or key in self._own_execs or key in self._releases:
+                continue
+            self._own_execs[key] = entry.pid
+            if not self._track(container_id, exec_id, entry.pid):
+                del self._own_execs[key]
+                self._release_in_background(key)
 
     async def _reattach(
         self, container_id: str, process: task_pb2.Process, attach_stdio: StdioCallback
@@ -1531,11 +1575,8 @@ class AsyncClient:
         )
         summaries = []
         for process in reply.processes:
-            info: dict[str, Any] = {}
-            if process.HasField("info"):
-                details = _typeurl.unpack(process.info, runc_pb2.ProcessDetails)
-                if details is not None and details.exec_id:
-                    info["exec_id"] = details.exec_id
+            exec_id = _exec_id_of(process)
+            info: dict[str, Any] = {"exec_id": exec_id} if exec_id else {}
             summaries.append(ProcessSummary(pid=process.pid, info=info))
         return summaries
 

@@ -574,11 +574,16 @@ class EventStream:
     def live(self) -> bool:
         return self._live.is_set()
 
-    def track(self, container_id: str, process_id: str, pid: int) -> None:
-        """Remember a process the caller saw alive, so a missed exit is found on reconnect."""
-        if (container_id, process_id, pid) not in self._exits:
-            self._alive[(container_id, process_id)] = pid
-            self._forget_exit(container_id, process_id)
+    def track(self, container_id: str, process_id: str, pid: int) -> bool:
+        """Remember a process the caller saw alive, so a missed exit is found on reconnect.
+
+        False when its exit has been reported already (nothing to track).
+        """
+        if (container_id, process_id, pid) in self._exits:
+            return False
+        self._alive[(container_id, process_id)] = pid
+        self._forget_exit(container_id, process_id)
+        return True
 
     def forget_exits(self, container_id: str) -> None:
         """The container's task is deleted (or a new one is made): its kept exits are stale."""

@@ -16,7 +16,7 @@ from libcontainerd.stdio import LogFile, discard
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID, Status
 
-from .containers import TEST_NAMESPACE, Capture, ContainerFactory
+from .containers import TEST_NAMESPACE, Capture, ContainerFactory, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +126,30 @@ async def test_restore_of_a_task_without_fifos_does_not_call_the_callback(
     assert (await client.restore(quiet, attach_stdio=capture))[0] is True
     assert (await client.restore(logged, attach_stdio=capture))[0] is True
     assert capture.calls == 0
+
+
+def exec_process(*args: str) -> dict[str, object]:
+    return {"args": list(args), "cwd": "/", "env": [oci.DEFAULT_PATH_ENV]}
+
+
+@pytest.mark.async_only
+async def test_restore_adopts_the_live_execs_and_releases_them_after_their_exit(
+    containers: ContainerFactory, supervisor: Supervisor
+) -> None:
+    container_id = await containers.run()
+    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as first:
+        await first.exec(container_id, "kept", exec_process("/bin/sleep", "300"))
+    # The program restarted: its new client restores the container and owns its execs.
+    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as second:
+        assert (await second.restore(container_id))[0] is True
+        await second.signal_process(container_id, "kept", "SIGKILL")
+        async with asyncio.timeout(30):
+            assert (await second.wait(container_id, "kept"))[0] == 137
+            await eventually(lambda: not second._own_execs and not second._background, "release")
+            assert (await second.wait(container_id, "kept"))[0] == 137  # still known
+            # containerd forgot the exec (else AlreadyExists): its id is free again.
+            await second.exec(container_id, "kept", exec_process("/bin/true"))
+            assert (await second.wait(container_id, "kept"))[0] == 0
 
 
 async def test_restore_of_an_unknown_container_raises_not_found(client: AsyncClient) -> None:

@@ -579,3 +579,11 @@ async def test_a_reported_exit_answers_until_its_task_is_deleted_or_made_again(
     stream._handle(envelope(events_pb2.TaskExit(container_id="c", id="c", pid=62, exit_status=4)))
     stream.forget_exits("c")  # the client deleted the task itself
     assert exit_code("c") is None
+
+
+def test_track_says_whether_the_exit_was_reported_already(stream: EventStream) -> None:
+    assert stream.track("c", "x", 50) is True
+    stream._handle(envelope(events_pb2.TaskExit(container_id="c", id="x", pid=50, exit_status=0)))
+    assert stream.track("c", "x", 50) is False  # an exit of that process came: nothing to track
+    assert ("c", "x") not in stream._alive
+    assert stream.track("c", "x", 51) is True  # another process by that id
