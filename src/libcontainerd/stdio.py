@@ -333,8 +333,8 @@ class FifoSet:
 
         Paths that are empty, not FIFOs (a log file, a ``file://`` or
         ``binary://`` URI) or gone are skipped, the last with a warning; None
-        when no stream could be opened. The shim holds its ends already, so the set comes
-        back attached.
+        when no stream could be opened. The shim holds its ends already, so
+        the set comes back attached.
         """
         usable: dict[str, str] = {}
         for stream, recorded in paths.items():
