@@ -27,8 +27,16 @@ from libcontainerd.checkpoint import CRIU_ENV
 from libcontainerd.errors import CheckpointUnsupported
 from libcontainerd.supervisor import Supervisor
 
+from .. import figures
 from . import matrix
-from .containers import TEST_NAMESPACE, client, containers, namespace_cgroups  # noqa: F401 - fixtures for the whole folder
+from .containers import (  # noqa: F401 - client and containers: fixtures for the whole folder
+    TEST_NAMESPACE,
+    client,
+    containers,
+    namespace_cgroups,
+    shim_socket_files,
+    unbound,
+)
 
 PROVISIONED_CRIU = Path(__file__).resolve().parents[2] / ".cache" / "criu" / "bin" / "criu"
 
@@ -61,6 +69,23 @@ def namespace_cgroups_removed() -> Iterator[None]:
         if folder not in before:
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stale_shim_sockets_removed() -> Iterator[None]:
+    """Remove the shim socket files this session left that nothing listens on any more.
+
+    A shim removes its socket when it shuts down; one the suite kills on
+    purpose leaves it, and so does containerd 2.x for a shim it stops after
+    a refused task create or at the end of a shim group. The count is
+    printed with the run's figures.
+    """
+    before = shim_socket_files()
+    yield
+    stale = unbound(shim_socket_files() - before)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    figures.record("host", "stale shim socket files removed", len(stale))
 
 
 @pytest.fixture(scope="session", params=VERSIONS, ids=[version.name for version in VERSIONS])

@@ -182,25 +182,25 @@ def live_shims(address: str | None = None) -> list[Shim]:
     return found
 
 
-def socket_files_of(pid: int) -> list[Path]:
-    """The unix socket files ``pid`` has bound (a shim's, in /run/containerd/s).
+SHIM_SOCKETS = Path("/run/containerd/s")
 
-    A shim removes its socket file when it shuts down; one that is killed
-    leaves it, so a test that kills a shim removes it afterwards.
-    """
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    inodes.add(target[len("socket:[") : -1])
-    found = []
+
+def shim_socket_files() -> set[Path]:
+    """The files in containerd's fixed folder of shim sockets (for every daemon)."""
+    try:
+        return set(SHIM_SOCKETS.iterdir())
+    except OSError:
+        return set()
+
+
+def unbound(paths: set[Path]) -> set[Path]:
+    """Those of ``paths`` that no process has bound as a unix socket (per /proc/net/unix)."""
+    bound = set()
     for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
         fields = line.split()
-        if len(fields) >= 8 and fields[6] in inodes and fields[7].startswith("/"):
-            found.append(Path(fields[7]))
-    return found
+        if len(fields) >= 8:
+            bound.add(Path(fields[7]))
+    return paths - bound
 
 
 def container_processes(container_ids: Sequence[str] | set[str]) -> dict[int, str]:
