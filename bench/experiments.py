@@ -23,6 +23,11 @@ pieces; nothing in ``src/`` changes. What each measures:
   same container, and by ours with its event stream on and off.
 - ``import_lazy``: ``import libcontainerd`` with a lazy ``__init__`` (PEP 562)
   built in a temporary copy of the package.
+- ``bare_grpc_lifecycle_cpu``: CPU per lifecycle by the library against the
+  same five calls and an event subscription made on bare grpc.aio (the exit
+  awaited from the stream, nothing else done with events), each side alone
+  with its own subscription, in alternating blocks of 10: what the library
+  adds to grpc.aio's own cost.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import asyncio
 import collections
 import contextlib
 import copy
+import functools
 import json
 import os
 import resource
@@ -41,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +57,13 @@ from google.protobuf import empty_pb2
 
 from libcontainerd import AsyncClient, Supervisor, oci, rootfs
 from libcontainerd import _typeurl as typeurl
+from libcontainerd._api.containerd.api.events import task_pb2 as task_events_pb2
 from libcontainerd._api.containerd.api.services.containers.v1 import containers_pb2
 from libcontainerd._api.containerd.api.services.events.v1 import events_pb2 as service_pb2
+from libcontainerd._api.containerd.api.services.tasks.v1 import tasks_pb2
 from libcontainerd._api.containerd.api.services.version.v1 import version_pb2
-from libcontainerd.events import EventDispatcher, decode
+from libcontainerd.client import RUNC_RUNTIME, _runc_options
+from libcontainerd.events import EventDispatcher, decode, subscription_filter
 
 from .inprocess import _pin_to_one_core, synthetic_envelopes
 from .measure import summarize
@@ -139,6 +149,138 @@ async def _lifecycle(client: AsyncClient, container_id: str, spec: Any) -> None:
     await client.wait(container_id)
     await client.delete_task(container_id)
     await client.delete(container_id)
+
+
+class _BareLifecycle:
+    """A lifecycle on bare grpc.aio: the library's five calls, its exit from an event stream."""
+
+    def __init__(self, channel: grpc.aio.Channel, address: str, namespace: str, spec: Any) -> None:
+        def unary(path: str, request: Any, response: Any) -> Any:
+            return channel.unary_unary(
+                path,
+                request_serializer=request.SerializeToString,
+                response_deserializer=response.FromString,
+            )
+
+        containers, tasks = (
+            "/containerd.services.containers.v1.Containers",
+            ("/containerd.services.tasks.v1.Tasks"),
+        )
+        self.container_create = unary(
+            f"{containers}/Create",
+            containers_pb2.CreateContainerRequest,
+            containers_pb2.CreateContainerResponse,
+        )
+        self.container_delete = unary(
+            f"{containers}/Delete", containers_pb2.DeleteContainerRequest, empty_pb2.Empty
+        )
+        self.task_create = unary(
+            f"{tasks}/Create", tasks_pb2.CreateTaskRequest, tasks_pb2.CreateTaskResponse
+        )
+        self.task_start = unary(f"{tasks}/Start", tasks_pb2.StartRequest, tasks_pb2.StartResponse)
+        self.task_delete = unary(
+            f"{tasks}/Delete", tasks_pb2.DeleteTaskRequest, tasks_pb2.DeleteResponse
+        )
+        self.subscribe = channel.unary_stream(
+            "/containerd.services.events.v1.Events/Subscribe",
+            request_serializer=service_pb2.SubscribeRequest.SerializeToString,
+            response_deserializer=service_pb2.Envelope.FromString,
+        )
+        self.namespace, self.spec = namespace, spec
+        self.metadata = (("containerd-namespace", namespace),)
+        self.options = typeurl.pack(
+            _runc_options(None, os.path.join(os.path.dirname(address), "runc"))
+        )
+        self.exits: dict[str, asyncio.Future[int]] = {}
+
+    async def listen(self) -> None:
+        request = service_pb2.SubscribeRequest(filters=[subscription_filter(self.namespace)])
+        async for envelope in self.subscribe(request, metadata=self.metadata):
+            if envelope.event.type_url.endswith("TaskExit"):
+                exit_event = task_events_pb2.TaskExit.FromString(envelope.event.value)
+                waiter = self.exits.get(exit_event.container_id)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(exit_event.exit_status)
+
+    async def __call__(self, container_id: str) -> None:
+        document = dict(self.spec)
+        document["linux"] = dict(document["linux"], cgroupsPath=f"/{self.namespace}/{container_id}")
+        container = containers_pb2.Container(
+            id=container_id,
+            spec=typeurl.pack_json(typeurl.OCI_SPEC, document),
+            runtime=containers_pb2.Container.Runtime(name=RUNC_RUNTIME, options=self.options),
+        )
+        metadata = self.metadata
+        await self.container_create(
+            containers_pb2.CreateContainerRequest(container=container), metadata=metadata
+        )
+        self.exits[container_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self.task_create(
+                tasks_pb2.CreateTaskRequest(container_id=container_id), metadata=metadata
+            )
+            await self.task_start(
+                tasks_pb2.StartRequest(container_id=container_id), metadata=metadata
+            )
+            async with asyncio.timeout(30):
+                await self.exits[container_id]
+        finally:
+            del self.exits[container_id]
+        await self.task_delete(
+            tasks_pb2.DeleteTaskRequest(container_id=container_id), metadata=metadata
+        )
+        await self.container_delete(
+            containers_pb2.DeleteContainerRequest(id=container_id), metadata=metadata
+        )
+
+
+async def bare_grpc_lifecycle_cpu(address: str, root: Path, blocks: int) -> dict[str, Any]:
+    """CPU per lifecycle: the library against the same calls and stream on bare grpc.aio."""
+    namespace = "bench-exp-bare"
+    spec = oci.default_spec(["/bin/true"], root)
+    cpu: dict[str, list[float]] = {"library": [], "bare_grpc_aio": []}
+    count = 0
+    async with grpc.aio.insecure_channel(f"unix:{address}") as channel:
+        bare = _BareLifecycle(channel, address, namespace, spec)
+        for block in range(blocks + 1):  # the first block warms up
+            order = ("library", "bare_grpc_aio") if block % 2 else ("bare_grpc_aio", "library")
+            for variant in order:
+                lifecycle: Callable[[str], Awaitable[None]]
+                async with contextlib.AsyncExitStack() as stack:
+                    if variant == "library":
+                        client = await stack.enter_async_context(
+                            AsyncClient(address, namespace=namespace)
+                        )
+
+                        lifecycle = functools.partial(_lifecycle_in, client, spec)
+
+                    else:
+                        listener = asyncio.create_task(bare.listen())
+                        stack.push_async_callback(_cancelled, listener)
+                        await asyncio.sleep(0.3)  # subscribed
+                        lifecycle = bare
+                    for _ in range(10):
+                        count += 1
+                        cpu_started = _cpu()
+                        await lifecycle(f"bare-{count}")
+                        await asyncio.sleep(0.02)  # the lifecycle's last events arrive
+                        if block:
+                            cpu[variant].append((_cpu() - cpu_started) * 1e6)
+    medians = {variant: statistics.median(values) for variant, values in cpu.items()}
+    return {
+        "cpu_us_per_lifecycle": {variant: summarize(values) for variant, values in cpu.items()},
+        "library_over_bare": medians["library"] / medians["bare_grpc_aio"],
+    }
+
+
+async def _lifecycle_in(client: AsyncClient, spec: Any, container_id: str) -> None:
+    await _lifecycle(client, container_id, spec)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+        await task
 
 
 async def missing_task_probe_cpu(address: str, calls: int) -> dict[str, float]:
@@ -510,6 +652,9 @@ async def run(iterations: int) -> dict[str, Any]:
         )
         results["delete_without_task_get"] = await delete_without_task_get(
             supervisor.address, root, iterations
+        )
+        results["bare_grpc_lifecycle_cpu"] = await bare_grpc_lifecycle_cpu(
+            supervisor.address, root, max(2, iterations // 5)
         )
         results["pause_resume_split"] = await pause_resume_split(
             Env(workdir=workdir, address=supervisor.address, rootfs=root), iterations
