@@ -514,6 +514,7 @@ CGROUP_PARENTS = (
     "bench-exp-probe",
     "bench-exp-stream_on",
     "bench-exp-stream_off",
+    "bench-exp-bare",
 )
 
 
