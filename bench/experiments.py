@@ -66,6 +66,7 @@ from libcontainerd.client import RUNC_RUNTIME, _runc_options
 from libcontainerd.events import EventDispatcher, decode, subscription_filter
 
 from .inprocess import _pin_to_one_core, synthetic_envelopes
+from .inprocess import lifecycle as library_lifecycle
 from .measure import summarize
 from .runner import remove_cgroup_parents, remove_workdir
 from .systems import Env
@@ -134,21 +135,13 @@ async def stream_and_idle_cpu(address: str, root: Path, iterations: int) -> dict
             if variant == "stream_off":
                 await client._stream.close()  # type: ignore[union-attr]
             spec = oci.default_spec(["/bin/true"], root)
-            await _lifecycle(client, f"warm-{variant}", spec)
+            await library_lifecycle(client, f"warm-{variant}", spec)
             cpu_started = _cpu()
             for iteration in range(iterations):
-                await _lifecycle(client, f"{variant}-{iteration}", spec)
+                await library_lifecycle(client, f"{variant}-{iteration}", spec)
             cpu[variant] = (_cpu() - cpu_started) / iterations
     results["cpu_per_lifecycle"] = cpu
     return results
-
-
-async def _lifecycle(client: AsyncClient, container_id: str, spec: Any) -> None:
-    await client.create(container_id, spec)
-    await client.start(container_id)
-    await client.wait(container_id)
-    await client.delete_task(container_id)
-    await client.delete(container_id)
 
 
 class _BareLifecycle:
@@ -252,7 +245,7 @@ async def bare_grpc_lifecycle_cpu(address: str, root: Path, blocks: int) -> dict
                             AsyncClient(address, namespace=namespace)
                         )
 
-                        lifecycle = functools.partial(_lifecycle_in, client, spec)
+                        lifecycle = functools.partial(library_lifecycle, client, spec=spec)
 
                     else:
                         listener = asyncio.create_task(bare.listen())
@@ -271,10 +264,6 @@ async def bare_grpc_lifecycle_cpu(address: str, root: Path, blocks: int) -> dict
         "cpu_us_per_lifecycle": {variant: summarize(values) for variant, values in cpu.items()},
         "library_over_bare": medians["library"] / medians["bare_grpc_aio"],
     }
-
-
-async def _lifecycle_in(client: AsyncClient, spec: Any, container_id: str) -> None:
-    await _lifecycle(client, container_id, spec)
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

@@ -13,6 +13,7 @@ interpreters from the runner.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import os
@@ -162,6 +163,15 @@ def _rss() -> int:
     return 0
 
 
+async def lifecycle(client: AsyncClient, container_id: str, spec: Any) -> None:
+    """One container through the library: create, start, wait, delete_task, delete."""
+    await client.create(container_id, spec)
+    await client.start(container_id)
+    await client.wait(container_id)
+    await client.delete_task(container_id)
+    await client.delete(container_id)
+
+
 async def _in_batches(ids: list[str], action: Any, batch: int = 16) -> None:
     for offset in range(0, len(ids), batch):
         await asyncio.gather(*(action(i) for i in ids[offset : offset + batch]))
@@ -175,16 +185,10 @@ async def _memory(address: str, rootfs: str, count: int, lifecycles: int) -> dic
         async def create(container_id: str) -> None:
             await client.create(container_id, spec)
 
-        async def lifecycle(container_id: str) -> None:
-            await client.create(container_id, spec)
-            await client.start(container_id)
-            await client.wait(container_id)
-            await client.delete_task(container_id)
-            await client.delete(container_id)
-
+        one_lifecycle = functools.partial(lifecycle, client, spec=spec)
         await _in_batches([f"warm-{i}" for i in range(20)], create)
         await _in_batches([f"warm-{i}" for i in range(20)], client.delete)
-        await _in_batches([f"warm-l{i}" for i in range(4)], lifecycle, batch=4)
+        await _in_batches([f"warm-l{i}" for i in range(4)], one_lifecycle, batch=4)
 
         # Pass 1: resident memory, nothing else running in the process.
         ids = [f"rss-{i}" for i in range(count)]
@@ -218,7 +222,7 @@ async def _memory(address: str, rootfs: str, count: int, lifecycles: int) -> dic
         # Pass 3: what each finished lifecycle leaves behind in a long-lived client.
         if lifecycles:
             base = tracemalloc.get_traced_memory()[0]
-            await _in_batches([f"life-{i}" for i in range(lifecycles)], lifecycle, batch=4)
+            await _in_batches([f"life-{i}" for i in range(lifecycles)], one_lifecycle, batch=4)
             gc.collect()
             kept = tracemalloc.get_traced_memory()[0] - base
             results["traced_bytes_kept_per_finished_lifecycle"] = kept / lifecycles

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import json
 import os
@@ -39,6 +40,7 @@ from typing import Any
 
 from libcontainerd import AsyncClient, EventInfo, EventType, Supervisor, oci, rootfs
 
+from .inprocess import lifecycle as library_lifecycle
 from .runner import remove_cgroup_parents, remove_workdir
 
 NAMESPACE = "bench-native"
@@ -135,14 +137,9 @@ async def measure(seconds: float) -> dict[str, Any]:
         async with AsyncClient(
             supervisor.address, namespace=NAMESPACE, backend=_NoOpBackend()
         ) as client:
-            spec = oci.default_spec(["/bin/true"], root)
-
-            async def lifecycle(container_id: str) -> None:
-                await client.create(container_id, spec)
-                await client.start(container_id)
-                await client.wait(container_id)
-                await client.delete_task(container_id)
-                await client.delete(container_id)
+            lifecycle = functools.partial(
+                library_lifecycle, client, spec=oci.default_spec(["/bin/true"], root)
+            )
 
             for warm in range(5):
                 await lifecycle(f"warm-{warm}")

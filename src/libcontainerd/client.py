@@ -833,8 +833,7 @@ class AsyncClient:
         criu = await checkpoint.find_criu(runtime.criu_path)
         stdout = stderr = ""
         if isinstance(attach_stdio, LogFile):
-            attach_stdio.create()
-            stdout, stderr = attach_stdio.stdio_paths
+            stdout, stderr = attach_stdio.create()
         rpc = self._methods
         try:
             await self._create_task(
@@ -1021,8 +1020,7 @@ class AsyncClient:
                     " (containerd's runc shim copies a terminal only to a FIFO);"
                     " attach a callback instead"
                 )
-            attach_stdio.create()
-            stdout, stderr = attach_stdio.stdio_paths
+            stdout, stderr = attach_stdio.create()
             return _Stdio(stdout=stdout, stderr=stderr), None
         if not callable(attach_stdio):
             raise InvalidArgument(

@@ -592,10 +592,11 @@ class LogFile:
         folder, name = os.path.split(self.path)
         return self.path, os.path.join(folder, ".", name)
 
-    def create(self) -> None:
-        """Create the file and its folder: the shim opens an existing file only.
+    def create(self) -> tuple[str, str]:
+        """Create the file and its folder (the shim opens an existing file only).
 
-        Raises FailedPrecondition when they cannot be made.
+        Returns :attr:`stdio_paths`, what the shim is then given. Raises
+        FailedPrecondition when they cannot be made.
         """
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
@@ -607,6 +608,7 @@ class LogFile:
                 f"cannot create the log file {self.path}: {error.strerror}"
             ) from None
         os.close(descriptor)
+        return self.stdio_paths
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LogFile) and other.path == self.path
