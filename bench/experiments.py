@@ -28,6 +28,11 @@ pieces; nothing in ``src/`` changes. What each measures:
   awaited from the stream, nothing else done with events), each side alone
   with its own subscription, in alternating blocks of 10: what the library
   adds to grpc.aio's own cost.
+- ``grpc_experiments``: ours (in child processes, one per round and variant)
+  with grpc's defaults and with ``GRPC_EXPERIMENTS=-event_engine_client``
+  (grpc core's TCP client on its older iomgr path instead of the EventEngine
+  one), against the Go client in the same rounds: CPU per lifecycle, lifecycle
+  and pause+resume wall time.
 """
 
 from __future__ import annotations
@@ -364,6 +369,103 @@ async def pause_resume_split(env: Any, iterations: int) -> dict[str, Any]:
         await go.close()
 
 
+# -- grpc core's experiments: a lever of the process, not of the library -----------------------
+
+# grpc reads GRPC_EXPERIMENTS once per process, so each variant runs in a child of its own.
+GRPC_VARIANTS = {"grpc_defaults": "", "no_event_engine_client": "-event_engine_client"}
+
+
+async def grpc_experiments(env: Env, rounds: int, count: int) -> dict[str, Any]:
+    """Ours with and without grpc's EventEngine TCP client, against the Go client, per round."""
+    from .provision import GO_BINARY
+    from .systems import GoClient
+
+    samples: dict[str, dict[str, list[float]]] = {}
+    go = GoClient(env, GO_BINARY, namespace="bench-exp-go") if GO_BINARY.exists() else None
+    try:
+        if go is not None:
+            await go.start()
+        for round_ in range(rounds):
+            names = list(GRPC_VARIANTS) + (["go"] if go else [])
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                if name == "go":
+                    assert go is not None
+                    figures = await _client_figures(go, count)
+                else:
+                    figures = await _ours_in_child(env, name, count)
+                for key, value in figures.items():
+                    samples.setdefault(name, {}).setdefault(key, []).append(value)
+    finally:
+        if go is not None:
+            await go.close()
+    medians = {
+        name: {key: statistics.median(values) for key, values in figures.items()}
+        for name, figures in samples.items()
+    }
+    result: dict[str, Any] = {"rounds": rounds, "per_round": samples, "median_of_rounds": medians}
+    if "go" in medians:
+        result["ratio_to_go"] = {
+            name: {key: value / medians["go"][key] for key, value in figures.items()}
+            for name, figures in medians.items()
+            if name != "go"
+        }
+    return result
+
+
+async def _client_figures(system: Any, count: int) -> dict[str, float]:
+    """Medians in ms: CPU per lifecycle, lifecycle, pause+resume (after warm-up)."""
+    for _ in range(3):
+        await system.lifecycle()
+    cpu = await system.cpu_per_lifecycle(count)
+    lifecycles = [await system.lifecycle() for _ in range(count)]
+    pause_resume = []
+    for _ in range(count):
+        await asyncio.sleep(0.02)  # a lifecycle's steps are about that far apart
+        pause_resume.append(await system.pause_resume())
+    return {
+        "cpu_per_lifecycle_ms": cpu * 1e3,
+        "lifecycle_ms": statistics.median(lifecycles) * 1e3,
+        "pause_resume_ms": statistics.median(pause_resume) * 1e3,
+    }
+
+
+async def _ours_in_child(env: Env, variant: str, count: int) -> dict[str, float]:
+    request = {
+        "address": env.address,
+        "rootfs": str(env.rootfs),
+        "workdir": str(env.workdir),
+        "variant": variant,
+        "count": count,
+    }
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.experiments",
+        "--ours-child",
+        json.dumps(request),
+        cwd=REPO,
+        env=dict(os.environ, GRPC_EXPERIMENTS=GRPC_VARIANTS[variant]),
+        stdout=subprocess.PIPE,
+    )
+    output, _ = await child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"the {variant} child failed (exit status {child.returncode})")
+    figures: dict[str, float] = json.loads(output)
+    return figures
+
+
+async def _ours_child(request: dict[str, Any]) -> dict[str, float]:
+    from .systems import Ours
+
+    env = Env(Path(request["workdir"]), request["address"], Path(request["rootfs"]))
+    ours = Ours(env, namespace=f"bench-exp-{request['variant']}")
+    try:
+        await ours.start()
+        return await _client_figures(ours, request["count"])
+    finally:
+        await ours.close()
+
+
 # -- create()'s work on the spec ---------------------------------------------------------------
 
 
@@ -624,30 +726,31 @@ def import_lazy(runs: int) -> dict[str, Any]:
 # -- the run ------------------------------------------------------------------------------------
 
 
-async def run(iterations: int) -> dict[str, Any]:
+async def run(iterations: int, only: str | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    results["create_spec_work"] = create_spec_work(Path("/tmp"))
-    results["plain_backend_dispatch"] = plain_backend_dispatch(100_000)
-    results["import_lazy"] = import_lazy(10)
+    if only is None:
+        results["create_spec_work"] = create_spec_work(Path("/tmp"))
+        results["plain_backend_dispatch"] = plain_backend_dispatch(100_000)
+        results["import_lazy"] = import_lazy(10)
     workdir = Path(tempfile.mkdtemp(prefix="lcdx-", dir="/tmp"))
     supervisor = Supervisor(workdir / "s", workdir / "r")
     try:
         root = rootfs.busybox(workdir / "rootfs")
         await supervisor.start()
-        results["grpc_call_cpu"] = await grpc_call_cpu(supervisor.address, 2000)
-        results["missing_task_probe_cpu"] = await missing_task_probe_cpu(supervisor.address, 1000)
-        results["stream_and_idle_cpu"] = await stream_and_idle_cpu(
-            supervisor.address, root, iterations
-        )
-        results["delete_without_task_get"] = await delete_without_task_get(
-            supervisor.address, root, iterations
-        )
-        results["bare_grpc_lifecycle_cpu"] = await bare_grpc_lifecycle_cpu(
-            supervisor.address, root, max(2, iterations // 5)
-        )
-        results["pause_resume_split"] = await pause_resume_split(
-            Env(workdir=workdir, address=supervisor.address, rootfs=root), iterations
-        )
+        env = Env(workdir=workdir, address=supervisor.address, rootfs=root)
+        if only is None:
+            address = supervisor.address
+            results["grpc_call_cpu"] = await grpc_call_cpu(address, 2000)
+            results["missing_task_probe_cpu"] = await missing_task_probe_cpu(address, 1000)
+            results["stream_and_idle_cpu"] = await stream_and_idle_cpu(address, root, iterations)
+            results["delete_without_task_get"] = await delete_without_task_get(
+                address, root, iterations
+            )
+            results["bare_grpc_lifecycle_cpu"] = await bare_grpc_lifecycle_cpu(
+                address, root, max(2, iterations // 5)
+            )
+            results["pause_resume_split"] = await pause_resume_split(env, iterations)
+        results["grpc_experiments"] = await grpc_experiments(env, 6, iterations)
     finally:
         await supervisor.stop()
         remove_workdir(workdir)
@@ -660,11 +763,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--json", type=Path, default=REPO / ".cache" / "bench" / "experiments.json")
     parser.add_argument("--dispatch-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ours-child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only",
+        choices=["grpc_experiments"],
+        help="run only this experiment (it needs no others' set-up); default: all of them",
+    )
     options = parser.parse_args(argv)
+    if options.ours_child:
+        print(json.dumps(asyncio.run(_ours_child(json.loads(options.ours_child)))))
+        return 0
     if options.dispatch_child:
         print(json.dumps(_dispatch_child(options.dispatch_child)))
         return 0
-    results = asyncio.run(run(options.iterations))
+    results = asyncio.run(run(options.iterations, options.only))
     options.json.parent.mkdir(parents=True, exist_ok=True)
     options.json.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

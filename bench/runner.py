@@ -515,6 +515,8 @@ CGROUP_PARENTS = (
     "bench-exp-stream_on",
     "bench-exp-stream_off",
     "bench-exp-bare",
+    "bench-exp-grpc_defaults",
+    "bench-exp-no_event_engine_client",
 )
 
 
