@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +36,33 @@ def ratio(ours: float | None, anchor: float | None) -> float | None:
     if ours is None or anchor is None or anchor == 0:
         return None
     return ours / anchor
+
+
+def ratio_interval(
+    pairs: Sequence[tuple[float, float]], *, level: float = 0.9, resamples: int = 2000
+) -> tuple[float, float] | None:
+    """Bootstrap interval of median(ours) / median(anchor) over paired iterations.
+
+    The systems are interleaved per iteration, so an iteration's pair shares
+    the machine's state of the moment; resampling whole pairs keeps that, and
+    the interval says whether a ratio near its target is told apart from
+    noise. Seeded, so a run's report is reproducible from its samples.
+    """
+    if len(pairs) < 5:
+        return None
+    draw = random.Random(0)
+    count = len(pairs)
+    ratios = []
+    for _ in range(resamples):
+        picked = [pairs[draw.randrange(count)] for _ in range(count)]
+        anchor = statistics.median(pair[1] for pair in picked)
+        if anchor > 0:
+            ratios.append(statistics.median(pair[0] for pair in picked) / anchor)
+    if not ratios:
+        return None
+    ratios.sort()
+    tail = (1 - level) / 2
+    return quantile(ratios, tail), quantile(ratios, 1 - tail)
 
 
 def rotate(items: Sequence[Any], by: int) -> list[Any]:

@@ -32,7 +32,7 @@ from libcontainerd import Supervisor, rootfs
 
 from . import provision
 from .inprocess import import_times
-from .measure import format_seconds, ratio, rotate, summarize
+from .measure import format_seconds, ratio, ratio_interval, rotate, summarize
 from .systems import (
     Ctr,
     DockerDaemon,
@@ -82,9 +82,13 @@ class Run:
     ) -> dict[str, Any]:
         description, method = LATENCY_BENCHMARKS.get(name, (name, name))
         samples: dict[str, list[float]] = {}
+        rows: list[dict[str, float]] = []  # one per measured iteration, for paired intervals
         skipped: dict[str, str] = {}
         active = list(systems)
         for iteration in range(warmup + iterations):
+            row: dict[str, float] = {}
+            if iteration >= warmup:
+                rows.append(row)
             for system in rotate(active, iteration):
                 if system.name in skipped:
                     continue
@@ -100,6 +104,7 @@ class Run:
                     continue
                 if iteration >= warmup:
                     samples.setdefault(system.name, []).append(elapsed)
+                    row[system.name] = elapsed
         order = [system.name for system in systems]
         result = {
             "description": description,
@@ -108,6 +113,13 @@ class Run:
             "skipped": skipped,
         }
         result["ratios"] = self._ratios(result["systems"], "median")
+        result["ratio_intervals_90"] = {
+            name: ratio_interval(
+                [(row["ours"], row[name]) for row in rows if {"ours", name} <= set(row)]
+            )
+            for name in result["systems"]
+            if name != "ours"
+        }
         return result
 
     @staticmethod
@@ -272,6 +284,10 @@ def _get(data: Any, *keys: str) -> Any:
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured value and whether it is met."""
     bench = results.get("benchmarks", {})
+
+    def interval(name: str, anchor: str) -> Any:
+        return _get(bench, name, "ratio_intervals_90", anchor)
+
     checks: list[tuple[str, Any, str, float]] = [
         ("lifecycle vs Go", _get(bench, "lifecycle", "ratios", "go"), "<=", 1.0),
         ("lifecycle vs ctr", _get(bench, "lifecycle", "ratios", "ctr"), "<=", 0.8),
@@ -316,15 +332,32 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     calls_ours = _get(bench, "grpc_calls", "per_operation", "ours", "lifecycle")
     calls_go = _get(bench, "grpc_calls", "per_operation", "go", "lifecycle")
-    targets = [
-        {
+    intervals = {
+        "lifecycle vs Go": interval("lifecycle", "go"),
+        "lifecycle vs ctr": interval("lifecycle", "ctr"),
+        "lifecycle vs docker-py": interval("lifecycle", "docker"),
+        "exec vs Go": interval("exec", "go"),
+        "pause+resume vs Go": interval("pause_resume", "go"),
+        "stats vs Go": interval("stats", "go"),
+        "stats vs docker-py": interval("stats", "docker"),
+    }
+    targets = []
+    for name, value, op, limit in checks:
+        target: dict[str, Any] = {
             "target": name,
             "value": value,
             "rule": f"{op} {limit:g}",
             "met": None if value is None else (value <= limit if op == "<=" else value >= limit),
         }
-        for name, value, op, limit in checks
-    ]
+        bounds = intervals.get(name)
+        if bounds is not None and value is not None:
+            low, high = bounds
+            target["interval_90"] = [low, high]
+            # Settled when the whole interval lies on one side of the limit.
+            target["settled"] = (
+                high <= limit or low > limit if op == "<=" else low >= limit or high < limit
+            )
+        targets.append(target)
     targets.append(
         {
             "target": "gRPC calls per lifecycle, fewer than the Go client's",
@@ -448,6 +481,9 @@ def print_report(results: dict[str, Any], labels: dict[str, str]) -> None:
         value = target["value"]
         shown = "-" if value is None else (f"{value:,.2f}" if isinstance(value, float) else value)
         state = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
+        if target.get("settled") is False:
+            low, high = target["interval_90"]
+            state += f" (within noise: 90% interval {low:.2f}-{high:.2f})"
         print(f"  {target['target']:<56}{shown!s:>12}  {target['rule']:<10}{state}", file=out)
     for note in results.get("notes", []):
         print(f"note: {note}", file=out)
