@@ -262,6 +262,24 @@ def _exec_id_of(process: task_pb2.ProcessInfo) -> str:
     return details.exec_id if details is not None else ""
 
 
+def _exec_id_taken(doing: str, process: task_pb2.Process) -> AlreadyExists:
+    """AlreadyExists saying whether the exec holding the id runs or waits to be deleted.
+
+    An exited exec keeps its id until its owner deletes it: another client,
+    or this program before it restarted (restore adopts live execs only:
+    containerd lists no exited ones). Which of the two it is tells the caller
+    whether to wait or to pick another id.
+    """
+    if process.status == task_pb2.STOPPED:
+        return AlreadyExists(
+            f"cannot {doing}: an exec by that id has exited but is not deleted yet; it"
+            " belongs to another client (or to this program before it restarted), which"
+            " deletes it when it takes its exit; the id is free again then, or once the"
+            " task is deleted"
+        )
+    return AlreadyExists(f"cannot {doing}: an exec by that id is running (pid {process.pid})")
+
+
 def _runc_options(runtime_options: Mapping[str, Any] | None, runc_root: str) -> runc_pb2.Options:
     """runc v2 shim options; ``root`` defaults to this daemon's own runc state directory."""
     if runtime_options is not None and not isinstance(runtime_options, Mapping):
@@ -1067,7 +1085,7 @@ class AsyncClient:
 
     async def _refuse_live_process(self, container_id: str, process_id: str) -> None:
         try:
-            await self._call(
+            reply = await self._call(
                 self._methods.task_get,
                 tasks_pb2.GetRequest(container_id=container_id, exec_id=self._exec_id(process_id)),
                 f"look up process {process_id!r} of container {container_id!r}",
@@ -1076,7 +1094,9 @@ class AsyncClient:
             return
         if process_id == INIT_PROCESS_ID:
             raise AlreadyExists(f"container {container_id!r} has a task already")
-        raise AlreadyExists(f"container {container_id!r} has a process {process_id!r} already")
+        raise _exec_id_taken(
+            f"exec process {process_id!r} in container {container_id!r}", reply.process
+        )
 
     async def _hand_over(self, fifos: FifoSet, attach_stdio: StdioCallback) -> None:
         """Give the FIFOs to the caller's callback as a DirectIO (awaiting it if it is async)."""
@@ -1218,10 +1238,10 @@ class AsyncClient:
         or stdio, before anything is sent), NotFound (no such container),
         FailedPrecondition (the container has no running task: not started,
         stopped, or paused), AlreadyExists (the id names a live exec, or
-        another client's that is not deleted yet), LibcontainerdError with
-        code ``UNKNOWN`` when runc cannot run it (e.g. a missing executable,
-        named in the message), Unavailable; what the callback raises
-        propagates.
+        an exited one of another client's that is not deleted yet; the
+        message says which), LibcontainerdError with code ``UNKNOWN`` when
+        runc cannot run it (e.g. a missing executable, named in the
+        message), Unavailable; what the callback raises propagates.
         """
         check_identifier(container_id)
         exec_id = check_identifier(process_id, "process id")
@@ -1258,6 +1278,8 @@ class AsyncClient:
                 self._drop_fifos(fifos)
             if isinstance(error, NotFound):
                 raise await self._not_running(container_id, doing) from None
+            if isinstance(error, AlreadyExists):
+                raise await self._exec_in_the_way(container_id, exec_id, doing) from None
             if isinstance(error, LibcontainerdError) and "cannot exec in a" in error.details:
                 # The shim's own words for a stopped or paused init; it sends them as UNKNOWN.
                 raise FailedPrecondition(f"cannot {doing}: {error.details}") from None
@@ -1317,6 +1339,18 @@ class AsyncClient:
         del self._own_execs[key]
         self._superseded.add((container_id, exec_id, pid))
         await self._release_exec(container_id, exec_id)
+
+    async def _exec_in_the_way(self, container_id: str, exec_id: str, doing: str) -> AlreadyExists:
+        """AlreadyExists for an Exec containerd refused, saying what holds the id."""
+        try:
+            reply = await self._call(
+                self._methods.task_get,
+                tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id),
+                f"look up exec {exec_id!r} of container {container_id!r}",
+            )
+        except LibcontainerdError:
+            return AlreadyExists(f"cannot {doing}: an exec by that id exists")
+        return _exec_id_taken(doing, reply.process)
 
     async def _released(self, key: tuple[str, str]) -> None:
         """Wait for the release of an exec on its way, if one is (bounded, never raises)."""

@@ -11,7 +11,7 @@ import pytest
 
 from libcontainerd import oci
 from libcontainerd.client import AsyncClient
-from libcontainerd.errors import InvalidArgument, NotFound
+from libcontainerd.errors import AlreadyExists, InvalidArgument, NotFound
 from libcontainerd.stdio import LogFile, discard
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID, Status
@@ -150,6 +150,23 @@ async def test_restore_adopts_the_live_execs_and_releases_them_after_their_exit(
             # containerd forgot the exec (else AlreadyExists): its id is free again.
             await second.exec(container_id, "kept", exec_process("/bin/true"))
             assert (await second.wait(container_id, "kept"))[0] == 0
+
+
+@pytest.mark.async_only
+async def test_an_exec_that_exited_while_no_client_ran_keeps_its_id_and_the_error_says_so(
+    containers: ContainerFactory, supervisor: Supervisor
+) -> None:
+    container_id = await containers.run()
+    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as first:
+        await first.exec(container_id, "gone", exec_process("/bin/sleep", "0.3"))
+    await asyncio.sleep(1)  # it exits while no client runs: nobody deletes it
+    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as second:
+        assert (await second.restore(container_id))[0] is True
+        # containerd lists no exited execs, so restore cannot adopt it; the error tells why.
+        with pytest.raises(AlreadyExists, match=r"'gone'.*has exited but is not deleted yet"):
+            await second.exec(container_id, "gone", exec_process("/bin/true"))
+        await second.exec(container_id, "other", exec_process("/bin/true"))
+        assert (await second.wait(container_id, "other"))[0] == 0
 
 
 async def test_restore_of_an_unknown_container_raises_not_found(client: AsyncClient) -> None:
