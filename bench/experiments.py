@@ -340,7 +340,7 @@ async def pause_resume_split(env: Any, iterations: int) -> dict[str, Any]:
             await client.resume(container_id)
             return time.perf_counter() - started
 
-        variants = {
+        variants: dict[str, Callable[[], Awaitable[float]]] = {
             "go_client_on_go_container": go.pause_resume,
             "ours_on_go_container": lambda: ours(on_go, go.long_id),
             "ours_on_ours_stream_on": lambda: ours(clients["stream_on"], "p"),
@@ -356,14 +356,14 @@ async def pause_resume_split(env: Any, iterations: int) -> dict[str, Any]:
         return {name: summarize(values) for name, values in samples.items()}
     finally:
         for variant in ("stream_on", "stream_off"):
-            client = clients.get(variant)
-            if client is None:
+            made = clients.get(variant)
+            if made is None:
                 continue
             with contextlib.suppress(Exception):
-                await client.signal_process("p", "init", "SIGKILL")
-                await client.wait("p")
-                await client.delete_task("p")
-                await client.delete("p")
+                await made.signal_process("p", "init", "SIGKILL")
+                await made.wait("p")
+                await made.delete_task("p")
+                await made.delete("p")
         for client in clients.values():
             await client.close()
         await go.close()

@@ -106,7 +106,7 @@ class Run:
                     samples.setdefault(system.name, []).append(elapsed)
                     row[system.name] = elapsed
         order = [system.name for system in systems]
-        result = {
+        result: dict[str, Any] = {
             "description": description,
             "unit": "seconds",
             "systems": {name: summarize(samples[name]) for name in order if name in samples},
@@ -255,8 +255,8 @@ async def profile_lifecycles(ours: Ours, count: int, path: Path) -> dict[str, An
     path.write_text(text.getvalue())
     top = []
     for (filename, line, function), (_, calls, tottime, cumtime, _) in sorted(
-        stats.stats.items(),
-        key=lambda item: -item[1][2],  # type: ignore[attr-defined]
+        stats.stats.items(),  # type: ignore[attr-defined]
+        key=lambda item: -item[1][2],
     )[:15]:
         top.append(
             {

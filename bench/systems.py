@@ -154,11 +154,11 @@ def _channels_with(interceptor: Any) -> Any:
             interceptors=[*(interceptors or []), interceptor],
         )
 
-    grpc.aio.insecure_channel = with_interceptor  # type: ignore[assignment]
+    grpc.aio.insecure_channel = with_interceptor
     try:
         yield
     finally:
-        grpc.aio.insecure_channel = real  # type: ignore[assignment]
+        grpc.aio.insecure_channel = real
 
 
 class Ours(System):
@@ -717,7 +717,7 @@ class DockerDaemon:
             if self.process.poll() is not None:
                 raise RuntimeError(f"dockerd exited; see {self.home / 'dockerd.log'}")
             if self.socket.exists():
-                import docker  # type: ignore[import-not-found]
+                import docker
 
                 try:
                     docker.DockerClient(base_url=f"unix://{self.socket}").ping()

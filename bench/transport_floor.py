@@ -129,22 +129,24 @@ async def measure(calls: int) -> dict[str, Any]:
         await supervisor.start()
         target = f"unix://{supervisor.address}"
         base = [("grpc.use_local_subchannel_pool", 1)]
-        kinds = {
-            "request_serializer": empty_pb2.Empty.SerializeToString,
-            "response_deserializer": version_pb2.VersionResponse.FromString,
-        }
+        serialize = empty_pb2.Empty.SerializeToString
+        deserialize = version_pb2.VersionResponse.FromString
         metadata = grpc.aio.Metadata(("containerd-namespace", NAMESPACE))
         plain_metadata = (("containerd-namespace", NAMESPACE),)
 
         def aio_stub(options: list[tuple[str, Any]]) -> Any:
             channel = grpc.aio.insecure_channel(target, options=base + options)
             channels.append(channel)
-            return channel.unary_unary(VERSION, **kinds)
+            return channel.unary_unary(
+                VERSION, request_serializer=serialize, response_deserializer=deserialize
+            )
 
         aio = aio_stub([])
         minimal = aio_stub([("grpc.minimal_stack", 1)])
         blocking = grpc.insecure_channel(target, options=base)
-        blocking_stub = blocking.unary_unary(VERSION, **kinds)
+        blocking_stub = blocking.unary_unary(
+            VERSION, request_serializer=serialize, response_deserializer=deserialize
+        )
         _, http2 = await asyncio.get_running_loop().create_unix_connection(
             lambda: _Http2Unary(h2), supervisor.address
         )

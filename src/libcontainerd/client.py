@@ -15,7 +15,7 @@ import copy
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -1818,7 +1818,9 @@ class AsyncClient:
             f"containerd reported no metrics for container {container_id!r} (its task is {state})"
         )
 
-    async def stats_stream(self, container_id: str, interval: float = 1.0) -> AsyncIterator[Stats]:
+    async def stats_stream(
+        self, container_id: str, interval: float = 1.0
+    ) -> AsyncGenerator[Stats, None]:
         """A sample every ``interval`` seconds until the task exits, then the iteration ends.
 
         The first sample comes at once (so a task that has already exited gives

@@ -18,6 +18,7 @@ from google.protobuf import any_pb2, descriptor_pool, message_factory, timestamp
 from google.protobuf.message import Message
 
 from libcontainerd import metrics
+from libcontainerd._api.cgroups.v2.stats import metrics_pb2 as cgroups_v2
 from libcontainerd._api.containerd.api.types import metrics_pb2
 
 from .test_proto_conformance import containerd_files
@@ -129,6 +130,7 @@ def test_their_v2_metrics_decode_into_the_common_view(
     assert stats.blkio_write_bytes == 52_428_800
     # The full message came through field for field.
     assert stats.metrics.SerializeToString() == payload.SerializeToString()
+    assert isinstance(stats.metrics, cgroups_v2.Metrics)
     assert stats.metrics.cpu.nr_throttled == 42
     assert stats.metrics.hugetlb[0].pagesize == "2MB"
 

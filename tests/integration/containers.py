@@ -58,7 +58,7 @@ class ThreadedClient:
         """A blocking stream as an async iterator: each item fetched in a worker thread."""
 
         async def iterate(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            stream = method(*args, **kwargs)
+            stream: Any = method(*args, **kwargs)  # a generator: it has close()
             done = object()
             try:
                 while (item := await asyncio.to_thread(next, stream, done)) is not done:

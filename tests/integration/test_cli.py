@@ -461,7 +461,7 @@ async def test_events_json_streams_one_object_per_line_as_they_happen(cli: Lcd) 
     async with asyncio.timeout(30):
         assert b"listening for events" in await watcher.stderr.readline()
     assert (await cli("run", "--rm", "--name", "brief", "--", "sh", "-c", "exit 4")).status == 4
-    seen = []
+    seen: list[dict[str, Any]] = []
     async with asyncio.timeout(30):
         while not seen or seen[-1]["type"] != "exit":
             record = json.loads(await watcher.stdout.readline())

@@ -242,7 +242,7 @@ async def test_a_killed_client_s_attached_containers_are_restored_by_a_new_one_a
     helper_program: list[asyncio.subprocess.Process],
     tmp_path: Path,
 ) -> None:
-    plan = []
+    plan: list[dict[str, Any]] = []
     for n in range(COUNT):
         container_id = containers.new_id("fault")
         spec = containers.spec(["/bin/sh", "-c", COUNTER], container_id=container_id)

@@ -510,9 +510,11 @@ async def test_containers_keep_their_state_across_a_clean_containerd_restart(
         await new.signal_process(running, "init", "SIGUSR1")
         await new.signal_process(paused, "init", "SIGKILL")
         for ledger in (before, after):
-            assert await ledger.wait_until(
-                lambda ledger=ledger: all(ledger.exits[(cid, cid)] for cid in (running, paused))
-            )
+
+            def both_exited(ledger: ExitLedger = ledger) -> bool:
+                return all(ledger.exits[(cid, cid)] for cid in (running, paused))
+
+            assert await ledger.wait_until(both_exited)
         assert await new.delete_task(running) == (9, after.exits[(running, running)][0].exited_at)
         assert (await new.delete_task(paused))[0] == 137
         await asyncio.sleep(0.5)  # late duplicates get a chance to show

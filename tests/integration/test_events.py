@@ -326,9 +326,11 @@ async def test_exits_while_containerd_is_down_are_delivered_exactly_once(
                     expected[cid] = 3
                 async with asyncio.timeout(60):
                     await daemon.wait_ready(min_restarts=restarts + 1)
-                await recorder.wait_until(
-                    lambda batch=batch: all(recorder.exits_of(c) for c in batch)
-                )
+
+                def batch_exited(batch: list[str] = batch) -> bool:
+                    return all(recorder.exits_of(c) for c in batch)
+
+                await recorder.wait_until(batch_exited)
             # Give late duplicates (shims re-sending, reconcile) every chance to show.
             await asyncio.sleep(1.0)
             discards_dead_tasks = not (daemon.version or "").startswith("1.6")

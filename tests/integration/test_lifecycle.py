@@ -7,7 +7,7 @@ import os
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -352,7 +352,7 @@ def record_calls(client: AsyncClient) -> list[str]:
                 calls.append(_name)
                 return _call(*args, **kw)
 
-            setattr(methods, name, _Method(counted))
+            setattr(methods, name, _Method(cast(Any, counted)))
     return calls
 
 

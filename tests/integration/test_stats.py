@@ -68,6 +68,7 @@ async def test_a_container_without_limits_reports_none(
     assert stats.pids_limit is None
     assert stats.memory_limit_bytes is None
     # The kernel's own "no limit" stays visible in the full message.
+    assert isinstance(stats.metrics, cgroups_v1.Metrics)
     assert stats.metrics.memory.usage.limit >= 2**62
 
 

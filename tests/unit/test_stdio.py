@@ -59,7 +59,7 @@ class FakeShim:
 
     async def read_stdin(self) -> bytes:
         """Everything written to stdin, until every writer has closed it."""
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             try:
                 chunk = os.read(self.stdin, 65536)

@@ -19,7 +19,8 @@ def test_event_types_have_the_contract_strings() -> None:
         "paused",
         "resumed",
     ]
-    assert EventType.EXEC_ADDED == "exec-added"
+    member: str = EventType.EXEC_ADDED  # a str enum: its members are strings
+    assert member == "exec-added"
     assert str(EventType.EXEC_STARTED) == "exec-started"
 
 
