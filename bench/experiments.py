@@ -33,6 +33,13 @@ pieces; nothing in ``src/`` changes. What each measures:
   (grpc core's TCP client on its older iomgr path instead of the EventEngine
   one), against the Go client in the same rounds: CPU per lifecycle, lifecycle
   and pause+resume wall time.
+- ``lifecycle_cpu_split``: where the CPU of a lifecycle goes, at concurrency
+  1 and 4: this client, containerd itself, the shims and runc commands it
+  starts (a cpuacct cgroup holds the daemon and so its descendants), and
+  runc's work inside the containers' cgroups.
+- ``shim_groups_throughput``: lifecycles/s at concurrency 4 with no shim
+  group, one group, and one group per worker (each group kept alive by a
+  sleeping container), with the CPU per lifecycle of all of it.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import collections
 import contextlib
 import copy
 import functools
+import itertools
 import json
 import os
 import resource
@@ -466,6 +474,174 @@ async def _ours_child(request: dict[str, Any]) -> dict[str, float]:
         await ours.close()
 
 
+# -- where a lifecycle's CPU goes, and sharded shim groups -----------------------------------
+
+_DAEMON_CGROUP = "bench-exp-daemon"
+
+
+def _cgroup_cpu(name: str) -> float:
+    """CPU seconds charged to cgroup ``name`` and its children (cgroup v1 cpuacct, or v2)."""
+    v1 = Path("/sys/fs/cgroup/cpuacct") / name / "cpuacct.usage"
+    if v1.exists():
+        return int(v1.read_text()) / 1e9
+    v2 = Path("/sys/fs/cgroup") / name / "cpu.stat"
+    if v2.exists():
+        for line in v2.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1e6
+    return 0.0
+
+
+def _daemon_into_cgroup(supervisor: Supervisor) -> int:
+    """Move containerd into a cgroup of its own: the shims and runc commands it starts follow."""
+    pid = int(Path(supervisor.pid_file).read_text())
+    v1 = Path("/sys/fs/cgroup/cpuacct")
+    folder = (v1 if v1.is_dir() else Path("/sys/fs/cgroup")) / _DAEMON_CGROUP
+    folder.mkdir(exist_ok=True)
+    (folder / "cgroup.procs").write_text(str(pid))
+    return pid
+
+
+def _own_cpu(pid: int) -> float:
+    """CPU seconds of process ``pid`` itself (all its threads, not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _lifecycles(client: AsyncClient, specs: list[Any], count: int, prefix: str) -> None:
+    """``count`` lifecycles by ``len(specs)`` workers, worker ``w`` using ``specs[w]``."""
+    left = list(range(count))
+
+    async def worker(spec: Any) -> None:
+        while left:
+            await library_lifecycle(client, f"{prefix}-{left.pop()}", spec)
+
+    await asyncio.gather(*(worker(spec) for spec in specs))
+
+
+async def lifecycle_cpu_split(
+    env: Env, supervisor: Supervisor, count: int, rounds: int = 3
+) -> dict[str, Any]:
+    """CPU ms per lifecycle, ours and the Go client's: the client, containerd, the shims and
+    runc commands, and runc's work inside the containers, at concurrency 1 and 4 (medians of
+    ``rounds`` alternating rounds)."""
+    from .provision import GO_BINARY
+    from .systems import GoClient, Ours
+
+    daemon = _daemon_into_cgroup(supervisor)
+    ours = Ours(env, namespace="bench-exp-split")
+    systems: list[Any] = [ours]
+    if GO_BINARY.exists():
+        systems.append(GoClient(env, GO_BINARY, namespace="bench-exp-go"))
+    samples: dict[str, dict[str, dict[str, list[float]]]] = {}
+    try:
+        for system in systems:
+            await system.start()
+            await system.throughput(3, 1)  # warm-up
+        for round_, concurrency in itertools.product(range(rounds), (1, 4)):
+            for system in systems if round_ % 2 else systems[::-1]:
+                client_pid = os.getpid() if system is ours else system.process.pid
+                await asyncio.sleep(0.5)  # the last lifecycle's events are handled
+
+                def now(system: Any = system, client_pid: int = client_pid) -> tuple[float, ...]:
+                    return (
+                        _own_cpu(client_pid),
+                        _own_cpu(daemon),
+                        _cgroup_cpu(_DAEMON_CGROUP),
+                        _cgroup_cpu(system.namespace),
+                    )
+
+                before = now()
+                seconds, _ = await system.throughput(count, concurrency)
+                await asyncio.sleep(0.5)
+                client_ms, containerd_ms, daemon_ms, inside_ms = (
+                    (late - early) * 1e3 / count for late, early in zip(now(), before, strict=True)
+                )
+                figures = {
+                    "client_ms": client_ms,
+                    "containerd_ms": containerd_ms,
+                    "shims_and_runc_commands_ms": daemon_ms - containerd_ms,
+                    "inside_container_cgroups_ms": inside_ms,
+                    "total_ms": client_ms + daemon_ms + inside_ms,
+                    "lifecycles_per_second": count / seconds,
+                }
+                level = samples.setdefault(f"concurrency_{concurrency}", {})
+                for key, value in figures.items():
+                    level.setdefault(system.name, {}).setdefault(key, []).append(value)
+    finally:
+        for system in systems:
+            await system.close()
+    return {
+        "rounds": rounds,
+        "lifecycles_per_round": count,
+        "median": {
+            level: {
+                name: {key: statistics.median(values) for key, values in figures.items()}
+                for name, figures in by_system.items()
+            }
+            for level, by_system in samples.items()
+        },
+        "per_round": samples,
+    }
+
+
+async def shim_groups_throughput(
+    supervisor: Supervisor, root: Path, count: int, rounds: int, concurrency: int = 4
+) -> dict[str, Any]:
+    """lifecycles/s and CPU per lifecycle with no group, one group, one group per worker."""
+    namespace = "bench-exp-groups"
+    _daemon_into_cgroup(supervisor)
+    variants = {"no_group": 0, "one_group": 1, "group_per_worker": concurrency}
+    samples: dict[str, dict[str, list[float]]] = {
+        name: {"lifecycles_per_second": [], "cpu_ms_per_lifecycle": []} for name in variants
+    }
+    async with AsyncClient(supervisor.address, namespace=namespace) as client:
+        await _lifecycles(client, [oci.default_spec(["/bin/true"], root)], 3, "warm")
+        for round_ in range(rounds):
+            names = list(variants)
+            for name in names[round_ % 3 :] + names[: round_ % 3]:
+                groups = [f"{name}-{round_}-{g}".replace("_", "-") for g in range(variants[name])]
+                keepers = [f"keep-{group}" for group in groups]
+                for group, keeper in zip(groups, keepers, strict=True):
+                    await client.create(
+                        keeper, oci.default_spec(SLEEP_ARGS, root, oci.with_shim_group(group))
+                    )
+                    await client.start(keeper)
+                specs = [
+                    oci.default_spec(
+                        ["/bin/true"], root, oci.with_shim_group(groups[w % len(groups)])
+                    )
+                    if groups
+                    else oci.default_spec(["/bin/true"], root)
+                    for w in range(concurrency)
+                ]
+                cpu_before = _cpu() + _cgroup_cpu(_DAEMON_CGROUP) + _cgroup_cpu(namespace)
+                started = time.perf_counter()
+                await _lifecycles(client, specs, count, f"{name}-{round_}")
+                elapsed = time.perf_counter() - started
+                cpu = _cpu() + _cgroup_cpu(_DAEMON_CGROUP) + _cgroup_cpu(namespace) - cpu_before
+                samples[name]["lifecycles_per_second"].append(count / elapsed)
+                samples[name]["cpu_ms_per_lifecycle"].append(cpu * 1e3 / count)
+                for keeper in keepers:
+                    await client.signal_process(keeper, "init", "SIGKILL")
+                    await client.wait(keeper)
+                    await client.delete_task(keeper)
+                    await client.delete(keeper)
+    return {
+        "concurrency": concurrency,
+        "lifecycles_per_round": count,
+        "per_round": samples,
+        "median": {
+            name: {key: statistics.median(values) for key, values in figures.items()}
+            for name, figures in samples.items()
+        },
+    }
+
+
+SLEEP_ARGS = ["/bin/sleep", "1000000"]
+
+
 # -- create()'s work on the spec ---------------------------------------------------------------
 
 
@@ -750,7 +926,16 @@ async def run(iterations: int, only: str | None = None) -> dict[str, Any]:
                 address, root, max(2, iterations // 5)
             )
             results["pause_resume_split"] = await pause_resume_split(env, iterations)
-        results["grpc_experiments"] = await grpc_experiments(env, 6, iterations)
+        if only in (None, "grpc_experiments"):
+            results["grpc_experiments"] = await grpc_experiments(env, 6, iterations)
+        if only in (None, "lifecycle_cpu_split"):
+            results["lifecycle_cpu_split"] = await lifecycle_cpu_split(
+                env, supervisor, max(20, iterations)
+            )
+        if only in (None, "shim_groups_throughput"):
+            results["shim_groups_throughput"] = await shim_groups_throughput(
+                supervisor, root, max(20, iterations * 2), 3
+            )
     finally:
         await supervisor.stop()
         remove_workdir(workdir)
@@ -766,7 +951,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ours-child", help=argparse.SUPPRESS)
     parser.add_argument(
         "--only",
-        choices=["grpc_experiments"],
+        choices=["grpc_experiments", "lifecycle_cpu_split", "shim_groups_throughput"],
         help="run only this experiment (it needs no others' set-up); default: all of them",
     )
     options = parser.parse_args(argv)

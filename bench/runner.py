@@ -553,6 +553,9 @@ CGROUP_PARENTS = (
     "bench-exp-bare",
     "bench-exp-grpc_defaults",
     "bench-exp-no_event_engine_client",
+    "bench-exp-daemon",
+    "bench-exp-split",
+    "bench-exp-groups",
 )
 
 

@@ -573,9 +573,11 @@ def with_shim_group(group: str) -> SpecOption:
     starts a shim, later ones skip that (a faster create, one process fewer
     each). The price: the group's containers share the shim's fate (one that
     dies or hangs takes them all along), and it lives until the group's last
-    task is deleted. containerd calls grouping experimental (2.x leaves the
-    group shim's socket file behind in ``/run/containerd/s``); a group name
-    follows the container id rules.
+    task is deleted. For containers started concurrently, one group per
+    worker (each kept alive by a long-running container) rather than one
+    for all: a shared group measured slower (README). containerd calls
+    grouping experimental (2.x leaves the group shim's socket file behind in
+    ``/run/containerd/s``); a group name follows the container id rules.
     """
     checked = check_identifier(group, "with_shim_group: group")
     return with_annotations({SHIM_GROUP_ANNOTATION: checked})
