@@ -603,31 +603,36 @@ async def shim_groups_throughput(
             for name in names[round_ % 3 :] + names[: round_ % 3]:
                 groups = [f"{name}-{round_}-{g}".replace("_", "-") for g in range(variants[name])]
                 keepers = [f"keep-{group}" for group in groups]
-                for group, keeper in zip(groups, keepers, strict=True):
-                    await client.create(
-                        keeper, oci.default_spec(SLEEP_ARGS, root, oci.with_shim_group(group))
-                    )
-                    await client.start(keeper)
-                specs = [
-                    oci.default_spec(
-                        ["/bin/true"], root, oci.with_shim_group(groups[w % len(groups)])
-                    )
-                    if groups
-                    else oci.default_spec(["/bin/true"], root)
-                    for w in range(concurrency)
-                ]
-                cpu_before = _cpu() + _cgroup_cpu(_DAEMON_CGROUP) + _cgroup_cpu(namespace)
-                started = time.perf_counter()
-                await _lifecycles(client, specs, count, f"{name}-{round_}")
-                elapsed = time.perf_counter() - started
-                cpu = _cpu() + _cgroup_cpu(_DAEMON_CGROUP) + _cgroup_cpu(namespace) - cpu_before
-                samples[name]["lifecycles_per_second"].append(count / elapsed)
-                samples[name]["cpu_ms_per_lifecycle"].append(cpu * 1e3 / count)
-                for keeper in keepers:
-                    await client.signal_process(keeper, "init", "SIGKILL")
-                    await client.wait(keeper)
-                    await client.delete_task(keeper)
-                    await client.delete(keeper)
+                try:
+                    for group, keeper in zip(groups, keepers, strict=True):
+                        await client.create(
+                            keeper, oci.default_spec(SLEEP_ARGS, root, oci.with_shim_group(group))
+                        )
+                        await client.start(keeper)
+                    specs = [
+                        oci.default_spec(
+                            ["/bin/true"], root, oci.with_shim_group(groups[w % len(groups)])
+                        )
+                        if groups
+                        else oci.default_spec(["/bin/true"], root)
+                        for w in range(concurrency)
+                    ]
+                    cpu_before = _cpu() + _cgroup_cpu(_DAEMON_CGROUP) + _cgroup_cpu(namespace)
+                    started = time.perf_counter()
+                    await _lifecycles(client, specs, count, f"{name}-{round_}")
+                    elapsed = time.perf_counter() - started
+                    cpu = _cpu() + _cgroup_cpu(_DAEMON_CGROUP) + _cgroup_cpu(namespace) - cpu_before
+                    samples[name]["lifecycles_per_second"].append(count / elapsed)
+                    samples[name]["cpu_ms_per_lifecycle"].append(cpu * 1e3 / count)
+                finally:
+                    for keeper in keepers:  # the containers survive containerd's stop: remove them
+                        with contextlib.suppress(Exception):
+                            await client.signal_process(keeper, "init", "SIGKILL")
+                            await client.wait(keeper)
+                        with contextlib.suppress(Exception):
+                            await client.delete_task(keeper)
+                        with contextlib.suppress(Exception):
+                            await client.delete(keeper)
     return {
         "concurrency": concurrency,
         "lifecycles_per_round": count,
