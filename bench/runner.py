@@ -390,14 +390,20 @@ def print_report(results: dict[str, Any], labels: dict[str, str]) -> None:
             continue
         result = bench[name]
         print(f"\n{name}: {result['description']}", file=out)
-        print(f"  {'system':<26}{'median':>10}{'p25-p75':>22}{'n':>5}{'ours/x':>9}", file=out)
+        print(
+            f"  {'system':<26}{'median':>10}{'p25-p75':>22}{'n':>5}{'ours/x':>9}"
+            f"  {'90% interval':<12}",
+            file=out,
+        )
         for system, summary in result["systems"].items():
             spread = f"{format_seconds(summary['p25'])}-{format_seconds(summary['p75'])}"
             share = result["ratios"].get(system)
             shown = "" if system == "ours" else (f"{share:.2f}" if share else "-")
+            bounds = result.get("ratio_intervals_90", {}).get(system)
+            interval = f"  {bounds[0]:.2f}-{bounds[1]:.2f}" if bounds else ""
             print(
                 f"  {labels.get(system, system):<26}{format_seconds(summary['median']):>10}"
-                f"{spread:>22}{summary['n']:>5}{shown:>9}",
+                f"{spread:>22}{summary['n']:>5}{shown:>9}{interval}",
                 file=out,
             )
         for system, reason in result["skipped"].items():
