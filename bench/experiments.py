@@ -82,7 +82,7 @@ from .inprocess import _pin_to_one_core, synthetic_envelopes
 from .inprocess import lifecycle as library_lifecycle
 from .measure import summarize
 from .runner import remove_cgroup_parents, remove_workdir
-from .systems import Env
+from .systems import SLEEP, Env
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = "/containerd.services.version.v1.Version/Version"
@@ -324,7 +324,7 @@ async def pause_resume_split(env: Any, iterations: int) -> dict[str, Any]:
     """pause+resume by the Go client and by ours on the Go program's own container, and by ours
     on its own container with its event stream on and off: what makes ours slower?"""
     from .provision import GO_BINARY
-    from .systems import SLEEP, GoClient
+    from .systems import GoClient
 
     if not GO_BINARY.exists():
         return {"skipped": "the Go client is not built (run bench/run once)"}
@@ -606,7 +606,7 @@ async def shim_groups_throughput(
                 try:
                     for group, keeper in zip(groups, keepers, strict=True):
                         await client.create(
-                            keeper, oci.default_spec(SLEEP_ARGS, root, oci.with_shim_group(group))
+                            keeper, oci.default_spec(SLEEP, root, oci.with_shim_group(group))
                         )
                         await client.start(keeper)
                     specs = [
@@ -642,9 +642,6 @@ async def shim_groups_throughput(
             for name, figures in samples.items()
         },
     }
-
-
-SLEEP_ARGS = ["/bin/sleep", "1000000"]
 
 
 # -- create()'s work on the spec ---------------------------------------------------------------

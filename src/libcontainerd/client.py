@@ -1322,17 +1322,13 @@ class AsyncClient:
             return
         pid = recorded
         try:
-            reply = await self._call(
-                self._methods.task_get,
-                tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id),
-                f"look up exec {exec_id!r} of container {container_id!r}",
-            )
+            process = await self._exec_process(container_id, exec_id)
         except NotFound:
             pass  # deleted already (by a _release_exec call of the caller's, or another client)
         else:
-            if reply.process.status != task_pb2.STOPPED:
+            if process.status != task_pb2.STOPPED:
                 return
-            pid = pid or reply.process.pid
+            pid = pid or process.pid
         if self._own_execs.get(key) != recorded:
             await self._released(key)  # its exit event came meanwhile, with its release
             return
@@ -1343,14 +1339,19 @@ class AsyncClient:
     async def _exec_in_the_way(self, container_id: str, exec_id: str, doing: str) -> AlreadyExists:
         """AlreadyExists for an Exec containerd refused, saying what holds the id."""
         try:
-            reply = await self._call(
-                self._methods.task_get,
-                tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id),
-                f"look up exec {exec_id!r} of container {container_id!r}",
-            )
+            process = await self._exec_process(container_id, exec_id)
         except LibcontainerdError:
             return AlreadyExists(f"cannot {doing}: an exec by that id exists")
-        return _exec_id_taken(doing, reply.process)
+        return _exec_id_taken(doing, process)
+
+    async def _exec_process(self, container_id: str, exec_id: str) -> task_pb2.Process:
+        """The exec's state as containerd has it (Tasks.Get); raises NotFound."""
+        reply = await self._call(
+            self._methods.task_get,
+            tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id),
+            f"look up exec {exec_id!r} of container {container_id!r}",
+        )
+        return reply.process
 
     async def _released(self, key: tuple[str, str]) -> None:
         """Wait for the release of an exec on its way, if one is (bounded, never raises)."""
