@@ -1,18 +1,87 @@
 """What /proc says about a host process: parent, state, user, start time, CPU time, command.
 
 Used by the ``lcd`` command to show processes (``lcd top``) and uptimes
-(``lcd ps``, ``lcd daemon status``); containerd reports neither.
+(``lcd ps``, ``lcd daemon status``), which containerd reports neither; and by
+the :class:`Supervisor` to tell its containerd from a process that reuses its
+pid. ``/proc/<pid>/stat`` is parsed in one place, :func:`parse_stat`.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-__all__ = ["ProcessInfo", "process_alive", "process_info"]
+__all__ = [
+    "ProcessInfo",
+    "ProcessStat",
+    "parse_stat",
+    "process_alive",
+    "process_info",
+    "process_stat",
+    "read_pid_file",
+]
+
+_PID = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStat:
+    """The fields of ``/proc/<pid>/stat`` this library reads; times in clock ticks.
+
+    ``start_ticks`` (since boot) tells a process from a later one that reuses its pid.
+    """
+
+    name: str
+    state: str
+    ppid: int
+    user_ticks: int
+    system_ticks: int
+    start_ticks: int
+
+    @property
+    def exited(self) -> bool:
+        """True once the process has exited: a zombie not yet reaped, or one being torn down."""
+        return self.state in ("Z", "X")
+
+
+def parse_stat(text: str) -> ProcessStat | None:
+    """The fields of a ``/proc/<pid>/stat`` line, or None if it is cut short or malformed.
+
+    The command name sits in parentheses and may itself hold spaces and
+    parentheses, so it runs from the first ``(`` to the last ``)``.
+    """
+    opening, closing = text.find("("), text.rfind(")")
+    if opening < 0 or closing < opening:
+        return None
+    # The fields after the name: state is the 3rd field of the line, ppid the
+    # 4th, utime and stime the 14th and 15th, starttime the 22nd.
+    fields = text[closing + 1 :].split()
+    if len(fields) < 20:
+        return None
+    try:
+        return ProcessStat(
+            name=text[opening + 1 : closing],
+            state=fields[0],
+            ppid=int(fields[1]),
+            user_ticks=int(fields[11]),
+            system_ticks=int(fields[12]),
+            start_ticks=int(fields[19]),
+        )
+    except ValueError:
+        return None
+
+
+def process_stat(pid: int) -> ProcessStat | None:
+    """``/proc/<pid>/stat`` parsed, or None when there is no such process (or it is hidden)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return parse_stat(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +116,13 @@ def process_info(pid: int) -> ProcessInfo | None:
     """What /proc knows about ``pid``, or None when there is no such process (or it is hidden)."""
     base = Path(f"/proc/{pid}")
     try:
-        stat = (base / "stat").read_text()
+        stat = parse_stat((base / "stat").read_text())
         status = (base / "status").read_text()
         raw_argv = (base / "cmdline").read_bytes()
         boot = _boot_time()
     except OSError:
         return None
-    name = stat[stat.find("(") + 1 : stat.rfind(")")]
-    # The fields after the parenthesised name: state is the 3rd field of the
-    # line, ppid the 4th, utime and stime the 14th and 15th, starttime the 22nd.
-    fields = stat.rsplit(")", 1)[-1].split()
-    if len(fields) < 20:
+    if stat is None:
         return None
     ticks = _clock_ticks()
     uid = 0
@@ -69,17 +134,33 @@ def process_info(pid: int) -> ProcessInfo | None:
     argv = tuple(part.decode(errors="replace") for part in raw_argv.split(b"\0") if part)
     return ProcessInfo(
         pid=pid,
-        ppid=int(fields[1]),
-        state=fields[0],
+        ppid=stat.ppid,
+        state=stat.state,
         uid=uid,
-        started_at=boot + timedelta(seconds=int(fields[19]) / ticks),
-        cpu_seconds=(int(fields[11]) + int(fields[12])) / ticks,
-        command=" ".join(argv) if argv else f"[{name}]",
+        started_at=boot + timedelta(seconds=stat.start_ticks / ticks),
+        cpu_seconds=(stat.user_ticks + stat.system_ticks) / ticks,
+        command=" ".join(argv) if argv else f"[{stat.name}]",
         argv=argv,
     )
 
 
 def process_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
-    info = process_info(pid)
-    return info is not None and info.state not in ("Z", "X")
+    stat = process_stat(pid)
+    return stat is not None and not stat.exited
+
+
+def read_pid_file(path: str) -> int | None:
+    """The positive pid a pid file holds, or None (missing, unreadable, or not a pid).
+
+    A pid is ASCII digits, with white space around it allowed: no sign, no
+    underscores, no other script's digits (all of which ``int()`` accepts).
+    """
+    try:
+        text = Path(path).read_text(errors="replace")[:32].strip()
+    except OSError:
+        return None
+    if _PID.fullmatch(text) is None:
+        return None
+    pid = int(text)
+    return pid if pid > 0 else None

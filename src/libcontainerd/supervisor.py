@@ -23,6 +23,10 @@ when that process really is its containerd, caps its restart back-off, never
 restarts in a tight loop, and uses a new session instead of a parent-death
 signal (containerd outlives a crashed Python program; the pid file lets the
 next Supervisor adopt it).
+
+Blocking code uses the same object with ``with``: the async methods then run
+on an event loop of the Supervisor's own, in a background thread, which also
+does the restarting (see :meth:`Supervisor.start_blocking`).
 """
 
 from __future__ import annotations
@@ -39,11 +43,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-import grpc
-import grpc.aio
-
-from . import checkpoint
+from . import _paths, checkpoint
 from ._commands import output_of
+from ._loop_thread import LoopThread
+from ._procfs import process_stat, read_pid_file
+from ._rpc import answers
 from .errors import FailedPrecondition, InvalidArgument, Unavailable
 
 __all__ = ["MAX_SOCKET_PATH", "Supervisor"]
@@ -53,7 +57,6 @@ log = logging.getLogger(__name__)
 # sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
 
-_VERSION_METHOD = "/containerd.services.version.v1.Version/Version"
 _LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "panic")
 _LOG_TAIL_LINES = 15
 
@@ -95,15 +98,20 @@ _NEVER_USED_2 = (
 class Supervisor:
     """Runs a private containerd in ``state_dir`` / ``root_dir`` and keeps it running.
 
-    Use it as ``async with Supervisor(...) as daemon:`` or call ``start()`` and
-    ``stop()``. A containerd that dies is restarted with capped exponential
-    back-off; running containers survive both restarts and ``stop()``.
+    In async code use it as ``async with Supervisor(...) as daemon:`` or call
+    ``await start()`` and ``await stop()``. In blocking code use it as ``with
+    Supervisor(...) as daemon:`` or call ``start_blocking()`` and
+    ``stop_blocking()``: the same work then runs on a background thread. A
+    containerd that dies is restarted with capped exponential back-off; running
+    containers survive both restarts and stopping. The properties may be read
+    from any thread.
 
     Raises ``InvalidArgument`` for a bad argument (socket path too long, unknown
     log level, non-positive timeout) or a directory that cannot be used;
     ``Unavailable`` when containerd cannot be found, started or reached (the
     message says why and where the log is); ``FailedPrecondition`` when started
-    twice.
+    twice, when a blocking method is called inside a running event loop, and
+    when one form stops or waits for a Supervisor the other form started.
     """
 
     # Restart back-off: first retry after the minimum, doubling up to the
@@ -116,8 +124,8 @@ class Supervisor:
 
     def __init__(
         self,
-        state_dir: str | os.PathLike[str] = "/run/libcontainerd",
-        root_dir: str | os.PathLike[str] = "/var/lib/libcontainerd",
+        state_dir: str | os.PathLike[str] = _paths.DEFAULT_STATE_DIR,
+        root_dir: str | os.PathLike[str] = _paths.DEFAULT_ROOT_DIR,
         *,
         containerd: str | os.PathLike[str] = "containerd",
         log_level: str = "info",
@@ -150,12 +158,13 @@ class Supervisor:
         self._version: str | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._pid: int | None = None
-        self._adopted_start_time: str | None = None  # set while the daemon is adopted
+        self._adopted_start_ticks: int | None = None  # set while the daemon is adopted
         self._running = False
         self._ready = False
         self._restarts = 0
         self._monitor: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._loop_thread: LoopThread | None = None  # while started by start_blocking()
 
     # -- what callers read -------------------------------------------------
 
@@ -177,27 +186,27 @@ class Supervisor:
     @property
     def address(self) -> str:
         """containerd's gRPC socket path."""
-        return os.path.join(self._state_dir, "containerd.sock")
+        return _paths.containerd_socket(self._state_dir)
 
     @property
     def runc_root(self) -> str:
         """runc's root for tasks of this daemon: always ``<dirname(address)>/runc``."""
-        return os.path.join(os.path.dirname(self.address), "runc")
+        return _paths.runc_root(self.address)
 
     @property
     def log_path(self) -> str:
         """The file that receives containerd's stdout and stderr."""
-        return os.path.join(self._state_dir, "containerd.log")
+        return _paths.containerd_log(self._state_dir)
 
     @property
     def config_path(self) -> str:
         """The config file written at each start."""
-        return os.path.join(self._state_dir, "containerd.toml")
+        return _paths.containerd_config(self._state_dir)
 
     @property
     def pid_file(self) -> str:
         """The file holding the running containerd's pid."""
-        return os.path.join(self._state_dir, "containerd.pid")
+        return _paths.containerd_pid_file(self._state_dir)
 
     @property
     def pid(self) -> int | None:
@@ -217,6 +226,11 @@ class Supervisor:
     @property
     def _ttrpc_address(self) -> str:
         return self.address + ".ttrpc"
+
+    @property
+    def _criu_folder(self) -> str:
+        """Where the link to a working CRIU goes: first on containerd's PATH."""
+        return os.path.join(self._state_dir, "bin")
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -259,6 +273,7 @@ class Supervisor:
         """Stop containerd: SIGTERM, SIGKILL after ``stop_timeout``. Containers keep running."""
         if not self._running:
             return
+        self._refuse_a_foreign_loop("stop()", "stop_blocking()")
         self._running = False
         self._ready = False
         self._notify()
@@ -279,11 +294,107 @@ class Supervisor:
         ``asyncio.timeout()``. Raises ``Unavailable`` if the supervisor is or
         becomes stopped.
         """
+        self._refuse_a_foreign_loop("wait_ready()", "wait_ready_blocking()")
         while self._running and not (self._ready and self._restarts >= min_restarts):
             await self._changed.wait()
         if not self._running:
             raise Unavailable(
                 f"the Supervisor for {self.address} is not running; call start() first"
+            )
+
+    # -- the same, from blocking code ------------------------------------------
+
+    def __enter__(self) -> Supervisor:
+        self.start_blocking()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop_blocking()
+
+    def start_blocking(self) -> None:
+        """``start()`` for code without an event loop; supervises on a background thread.
+
+        Returns once containerd answers; a thread of the Supervisor's own then
+        runs the event loop that watches and restarts it until
+        ``stop_blocking()``. Raises what ``start()`` raises, and
+        ``FailedPrecondition`` when called inside a running event loop (use
+        ``await start()`` there).
+        """
+        _refuse_inside_an_event_loop("start_blocking()", "await start()")
+        thread = LoopThread(
+            f"libcontainerd-supervisor {self._state_dir}",
+            refusal="a Supervisor's blocking methods cannot be called from its own loop thread",
+        )
+        try:
+            thread.run(self.start())
+        except BaseException:
+            thread.stop()
+            raise
+        self._loop_thread = thread
+
+    def stop_blocking(self) -> None:
+        """``stop()`` for a Supervisor started with ``start_blocking()``; then ends its thread.
+
+        Does nothing when it is not running. Raises ``FailedPrecondition`` when
+        it was started with ``await start()`` (stop it with ``await stop()``) or
+        when called inside a running event loop.
+        """
+        _refuse_inside_an_event_loop("stop_blocking()", "await stop()")
+        thread, self._loop_thread = self._loop_thread, None
+        if thread is None:
+            if self._running:
+                raise FailedPrecondition(
+                    f"the Supervisor for {self.address} was started with start(): stop it"
+                    " with await stop()"
+                )
+            return
+        try:
+            thread.run(self.stop())
+        finally:
+            thread.stop()
+
+    def wait_ready_blocking(self, *, min_restarts: int = 0, timeout: float | None = None) -> None:
+        """``wait_ready()`` for a Supervisor started with ``start_blocking()``.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds, ``Unavailable`` if the
+        supervisor is or becomes stopped, and ``FailedPrecondition`` when it was
+        started with ``await start()`` or inside a running event loop.
+        """
+        _refuse_inside_an_event_loop("wait_ready_blocking()", "await wait_ready()")
+        thread = self._loop_thread
+        if thread is None:
+            if self._running:
+                raise FailedPrecondition(
+                    f"the Supervisor for {self.address} was started with start(): use"
+                    " await wait_ready()"
+                )
+            raise Unavailable(
+                f"the Supervisor for {self.address} is not running; call start_blocking() first"
+            )
+        thread.run(self._wait_ready_within(timeout, min_restarts))
+
+    async def _wait_ready_within(self, seconds: float | None, min_restarts: int) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self.wait_ready(min_restarts=min_restarts)
+        except TimeoutError:
+            raise TimeoutError(
+                f"containerd on {self.address} was not ready after {min_restarts} restart(s)"
+                f" within {seconds:g} s (it has had {self._restarts})"
+            ) from None
+
+    def _refuse_a_foreign_loop(self, method: str, twin: str) -> None:
+        """Refuse an async call from another loop than start_blocking()'s, which supervises."""
+        thread = self._loop_thread
+        if thread is not None and asyncio.get_running_loop() is not thread.loop:
+            raise FailedPrecondition(
+                f"the Supervisor for {self.address} was started with start_blocking():"
+                f" call {twin}, not {method}"
             )
 
     # -- start-up steps ------------------------------------------------------
@@ -344,7 +455,7 @@ class Supervisor:
         criu = await checkpoint.usable_criu()
         if not criu:
             log.info("no working CRIU found; checkpoints will fail with CheckpointUnsupported")
-        _link_criu(os.path.join(self._state_dir, "bin"), criu)
+        _link_criu(self._criu_folder, criu)
 
     def _write_config(self, series: tuple[int, int]) -> None:
         """Write the config for this containerd version (2.x reads format 3, 1.x format 2)."""
@@ -371,14 +482,15 @@ class Supervisor:
         Docker adopted any live pid, and then waited forever for a process that
         was not containerd; here anything else is ignored and later overwritten.
         """
-        pid = _read_pid(self.pid_file)
+        pid = read_pid_file(self.pid_file)
         if pid is None:
+            _warn_unless_missing(self.pid_file)
             return False
         identity = _process_identity(pid)
         if identity is None:
             log.info("pid file %s names pid %d, which is gone; ignoring it", self.pid_file, pid)
             return False
-        exe, argv, start_time = identity
+        exe, argv, start_ticks = identity
         names_our_config = os.fsencode(self.config_path) in argv
         if not names_our_config:
             log.warning(
@@ -399,7 +511,7 @@ class Supervisor:
         log.info("adopting containerd pid %d from %s", pid, self.pid_file)
         self._proc = None
         self._pid = pid
-        self._adopted_start_time = start_time
+        self._adopted_start_ticks = start_ticks
         try:
             await self._wait_until_answering()
         except Unavailable as err:
@@ -415,7 +527,7 @@ class Supervisor:
         It would be a containerd on our folders; a second one would only wait
         for its database lock until ``start_timeout``.
         """
-        if _exists(self.address) and await _answers(self.address, 1.0):
+        if _exists(self.address) and await answers(self.address, 1.0):
             raise Unavailable(
                 f"a containerd that {self.pid_file} does not name already answers on"
                 f" {self.address}; stop it first"
@@ -452,7 +564,7 @@ class Supervisor:
             ) from err
         self._proc = proc
         self._pid = proc.pid
-        self._adopted_start_time = None
+        self._adopted_start_ticks = None
         try:
             try:
                 _write_atomically(self.pid_file, f"{proc.pid}\n", mode=0o644)
@@ -487,7 +599,7 @@ class Supervisor:
         """
         assert self._binary is not None
         env = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
-        folders = [os.path.join(self._state_dir, "bin"), os.path.dirname(self._binary)]
+        folders = [self._criu_folder, os.path.dirname(self._binary)]
         real = os.path.dirname(os.path.realpath(self._binary))
         if real not in folders:
             folders.append(real)
@@ -513,7 +625,7 @@ class Supervisor:
                     f" {self._start_timeout} s; log {self.log_path} ends with:\n"
                     f"{self._log_tail(log_offset)}"
                 )
-            if _exists(self.address) and await _answers(self.address, min(1.0, remaining)):
+            if _exists(self.address) and await answers(self.address, min(1.0, remaining)):
                 return
             await asyncio.sleep(min(pause, max(remaining, 0.0)))
             pause = min(pause * 2, 0.25)
@@ -591,14 +703,14 @@ class Supervisor:
         if self._pid is None:
             return "is not running"
         identity = _process_identity(self._pid)
-        if identity is None or identity[2] != self._adopted_start_time:
+        if identity is None or identity[2] != self._adopted_start_ticks:
             return "exited"
         return None
 
     def _forget_process(self) -> None:
         self._proc = None
         self._pid = None
-        self._adopted_start_time = None
+        self._adopted_start_ticks = None
         self._ready = False
         self._notify()
 
@@ -719,49 +831,24 @@ def _toml_string(value: str) -> str:
     return '"' + "".join(escaped) + '"'
 
 
-async def _answers(address: str, timeout: float) -> bool:  # noqa: ASYNC109 - gRPC's deadline
-    """True if containerd's Version service replies on ``address`` within ``timeout``.
-
-    A raw unary call with empty bytes (Version takes google.protobuf.Empty), so
-    the supervisor does not depend on generated protobuf modules. A fresh
-    channel per probe avoids gRPC's own reconnect back-off while the daemon starts.
-    """
-    async with grpc.aio.insecure_channel(f"unix://{address}") as channel:
-        call = channel.unary_unary(
-            _VERSION_METHOD,
-            request_serializer=_identity,
-            response_deserializer=_identity,
-        )
-        try:
-            await call(b"", timeout=timeout)
-        except grpc.RpcError:
-            return False
-    return True
-
-
-def _identity(data: bytes) -> bytes:
-    return data
-
-
 def _exists(path: str) -> bool:
     return os.path.exists(path)
 
 
-def _read_pid(path: str) -> int | None:
+def _warn_unless_missing(pid_file: str) -> None:
+    """Log a pid file that exists but holds no pid (read_pid_file said None)."""
     try:
-        text = Path(path).read_text(errors="replace")[:32]
-    except OSError:
-        return None
-    try:
-        pid = int(text.strip())
-    except ValueError:
-        log.warning("pid file %s holds %r, not a pid; ignoring it", path, text)
-        return None
-    return pid if pid > 0 else None
+        text = Path(pid_file).read_text(errors="replace")[:32]
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        log.warning("cannot read pid file %s (%s); ignoring it", pid_file, err.strerror)
+        return
+    log.warning("pid file %s holds %r, not a pid; ignoring it", pid_file, text)
 
 
-def _process_identity(pid: int) -> tuple[str, list[bytes], str] | None:
-    """(executable, argv, start time) of a live process, or None if it is gone or a zombie.
+def _process_identity(pid: int) -> tuple[str, list[bytes], int] | None:
+    """(executable, argv, start time in ticks) of a live process, or None if gone or a zombie.
 
     The start time tells a process from a later one that reuses its pid.
     """
@@ -769,14 +856,12 @@ def _process_identity(pid: int) -> tuple[str, list[bytes], str] | None:
     try:
         exe = os.readlink(f"{proc}/exe")
         argv = Path(f"{proc}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"{proc}/stat").read_text()
     except OSError:
         return None
-    # Fields after the parenthesised command name: state is the 3rd, start time the 22nd.
-    fields = stat.rsplit(")", 1)[-1].split()
-    if len(fields) < 20 or fields[0] in ("Z", "X"):
+    stat = process_stat(pid)
+    if stat is None or stat.exited:
         return None
-    return exe, argv, fields[19]
+    return exe, argv, stat.start_ticks
 
 
 def _write_atomically(path: str, text: str, *, mode: int) -> None:
@@ -803,6 +888,18 @@ def _link_criu(folder: str, criu: str) -> None:
 def _remove_file(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def _refuse_inside_an_event_loop(method: str, instead: str) -> None:
+    """Raise FailedPrecondition when a blocking method would stall a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise FailedPrecondition(
+        f"Supervisor.{method} (and 'with Supervisor(...)') would block the running event"
+        f" loop: use {instead} (or 'async with Supervisor(...)') in async code"
+    )
 
 
 def _signal_name(number: int) -> str:

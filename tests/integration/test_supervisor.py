@@ -3,7 +3,8 @@
 Tests that kill or restart a daemon run their own Supervisor in their own
 folders (the ``daemons`` fixture stops them all); only read-only checks use the
 session's ``supervisor``. Containers are run with containerd's ``ctr``, so
-these tests depend on nothing but the Supervisor itself.
+these tests depend on nothing but the Supervisor itself; the one exception
+shows a Supervisor in blocking code serving the blocking ``Client``.
 """
 
 # The tests read small local files (pid file, log, /proc) between awaits.
@@ -12,6 +13,7 @@ these tests depend on nothing but the Supervisor itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -19,16 +21,17 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import libcontainerd
-from libcontainerd import rootfs
-from libcontainerd.errors import FailedPrecondition, InvalidArgument, Unavailable
+from libcontainerd import oci, rootfs
+from libcontainerd.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from libcontainerd.supervisor import MAX_SOCKET_PATH, Supervisor
 
 from .conftest import make_workdir, remove_workdir
@@ -425,6 +428,21 @@ async def test_a_daemon_answering_without_a_pid_file_is_not_started_twice(
     assert "Server:" in await ctr(first, "version")
 
 
+async def test_a_pid_file_holding_no_pid_is_ignored_with_a_warning(
+    daemons: Daemons, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = daemons.new()
+    Path(daemon.state_dir).mkdir(parents=True)
+    Path(daemon.pid_file).write_text("+12\n")  # int() would take it; a pid file may not
+    caplog.set_level(logging.WARNING, logger="libcontainerd.supervisor")
+
+    await daemon.start()
+
+    assert daemon.pid is not None
+    assert Path(daemon.pid_file).read_text().strip() == str(daemon.pid)
+    assert f"pid file {daemon.pid_file} holds '+12\\n', not a pid" in caplog.text
+
+
 # -- stopping and running side by side -------------------------------------------------
 
 
@@ -472,6 +490,107 @@ async def test_two_supervisors_in_different_folders_run_side_by_side(daemons: Da
 
     await first.stop()
     assert "Server:" in await ctr(second, "version")
+
+
+# -- blocking code --------------------------------------------------------------------
+
+
+def supervisor_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("libcontainerd-supervisor")]
+
+
+def on_a_new_loop(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` on a loop of its own (not asyncio.run: it would unset the suite's loop)."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(work)
+    finally:
+        loop.close()
+
+
+def run_and_collect(
+    client: libcontainerd.Client, workdir: Path, container_id: str, script: str
+) -> tuple[bytes, bytes]:
+    """Run ``sh -c script`` in a busybox container; its output, once it exited and is deleted."""
+    root = rootfs.busybox(workdir / container_id / "rootfs")
+    client.create(container_id, oci.default_spec(["/bin/sh", "-c", script], root))
+    try:
+        collected = libcontainerd.CollectOutput()
+        client.start(container_id, attach_stdio=collected)
+        output = collected.result(timeout=60)
+        assert client.wait(container_id)[0] == 0
+        return output
+    finally:
+        with contextlib.suppress(NotFound):
+            client.delete_task(container_id)
+        client.delete(container_id)
+
+
+def test_a_with_block_runs_and_restarts_containerd_for_blocking_code(
+    containerd: str, workdir: Path
+) -> None:
+    with Supervisor(workdir / "state", workdir / "root", containerd=containerd) as daemon:
+        assert supervisor_threads() != []
+        first = daemon.pid
+        assert first is not None
+        assert alive(first)
+        with libcontainerd.Client(daemon.address, namespace=NAMESPACE) as client:
+            assert run_and_collect(client, workdir, "before", "echo before; echo err >&2") == (
+                b"before\n",
+                b"err\n",
+            )
+
+        os.kill(first, signal.SIGKILL)
+        daemon.wait_ready_blocking(min_restarts=1, timeout=30)
+
+        assert daemon.restarts == 1
+        last = daemon.pid
+        assert last not in (None, first)
+        assert Path(daemon.pid_file).read_text().strip() == str(last)
+        with libcontainerd.Client(daemon.address, namespace=NAMESPACE) as client:
+            assert run_and_collect(client, workdir, "after", "echo after") == (b"after\n", b"")
+            assert client.list_containers() == []
+
+    assert last is not None
+    assert not Path(f"/proc/{last}").exists()  # stopped and reaped
+    assert daemon.pid is None
+    assert not Path(daemon.address).exists()
+    assert not Path(daemon.pid_file).exists()
+    assert supervisor_threads() == []
+    deadline = time.monotonic() + 10
+    while live_shims(daemon.address):
+        assert time.monotonic() < deadline, live_shims(daemon.address)
+        time.sleep(0.05)
+
+
+def test_a_blocking_supervisor_refuses_async_calls_from_another_loop(
+    containerd: str, workdir: Path
+) -> None:
+    with Supervisor(workdir / "state", workdir / "root", containerd=containerd) as daemon:
+        with pytest.raises(FailedPrecondition, match=r"call stop_blocking\(\), not stop\(\)"):
+            on_a_new_loop(daemon.stop())
+        with pytest.raises(FailedPrecondition, match=r"call wait_ready_blocking\(\)"):
+            on_a_new_loop(daemon.wait_ready())
+        assert daemon.pid is not None
+        assert alive(daemon.pid)
+        with pytest.raises(FailedPrecondition, match="already runs"):
+            daemon.start_blocking()
+    assert daemon.pid is None
+
+
+async def test_an_async_supervisor_refuses_stop_blocking(daemons: Daemons) -> None:
+    daemon = daemons.new()
+    await daemon.start()
+    with pytest.raises(FailedPrecondition, match="would block the running event loop"):
+        daemon.stop_blocking()
+
+    def from_a_thread() -> None:
+        with pytest.raises(FailedPrecondition, match=r"stop it with await stop\(\)"):
+            daemon.stop_blocking()
+
+    await asyncio.to_thread(from_a_thread)
+    assert daemon.pid is not None
+    assert alive(daemon.pid)
 
 
 # -- refusals -------------------------------------------------------------------------
