@@ -179,9 +179,9 @@ def test_library_messages_reach_lcds_stderr_as_one_line_each(
     verbose: int,
     shown: list[str],
 ) -> None:
-    from libcontainerd import cli
+    from libcontainerd.cli import _app
 
-    cli._configure_logging(verbose)
+    _app._configure_logging(verbose)
     log = logging.getLogger("libcontainerd.client")
     log.debug("a detail")
     log.info("a note")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from libcontainerd._cli_values import parse_env, parse_size, parse_user
+from libcontainerd.cli._values import parse_env, parse_size, parse_user
 from libcontainerd.errors import InvalidArgument
 
 

@@ -29,27 +29,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any
 
-from ._procfs import process_alive, process_info
-from .errors import LibcontainerdError, Unavailable
-from .supervisor import Supervisor
+from .. import _paths
+from .._procfs import process_alive, process_info, read_pid_file
+from ..errors import LibcontainerdError, Unavailable
+from ..supervisor import Supervisor
 
-__all__ = [
-    "DEFAULT_ROOT_DIR",
-    "DEFAULT_STATE_DIR",
-    "ROOT_DIR_ENV",
-    "STATE_DIR_ENV",
-    "DaemonState",
-    "EmbeddedDaemon",
-]
+__all__ = ["DaemonState", "EmbeddedDaemon"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_STATE_DIR: Final = "/run/libcontainerd"
-DEFAULT_ROOT_DIR: Final = "/var/lib/libcontainerd"
-STATE_DIR_ENV: Final = "LIBCONTAINERD_STATE_DIR"
-ROOT_DIR_ENV: Final = "LIBCONTAINERD_ROOT_DIR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +67,7 @@ class EmbeddedDaemon:
 
     @property
     def address(self) -> str:
-        return os.path.join(self.state_dir, "containerd.sock")
+        return _paths.containerd_socket(self.state_dir)
 
     @property
     def pid_file(self) -> str:
@@ -94,11 +83,11 @@ class EmbeddedDaemon:
 
     @property
     def containerd_pid_file(self) -> str:
-        return os.path.join(self.state_dir, "containerd.pid")
+        return _paths.containerd_pid_file(self.state_dir)
 
     @property
     def containerd_log_path(self) -> str:
-        return os.path.join(self.state_dir, "containerd.log")
+        return _paths.containerd_log(self.state_dir)
 
     # -- reading the state ---------------------------------------------------------
 
@@ -108,7 +97,7 @@ class EmbeddedDaemon:
 
     def state(self) -> DaemonState:
         supervisor = self._supervisor_pid()
-        containerd = _read_pid(self.containerd_pid_file)
+        containerd = read_pid_file(self.containerd_pid_file)
         if containerd is not None and not process_alive(containerd):
             containerd = None
         return DaemonState(
@@ -124,7 +113,7 @@ class EmbeddedDaemon:
         The pid file names it, and /proc/locks confirms it: a pid file left by
         a killed supervisor, or naming a reused pid, is never believed.
         """
-        pid = _read_pid(self.pid_file)
+        pid = read_pid_file(self.pid_file)
         if pid is None or not process_alive(pid):
             return None
         return pid if pid in _flock_holders(self.lock_file) else None
@@ -230,7 +219,7 @@ class EmbeddedDaemon:
         return pid, True
 
     async def _stop_orphaned_containerd(self) -> bool:
-        pid = _read_pid(self.containerd_pid_file)
+        pid = read_pid_file(self.containerd_pid_file)
         if pid is None or not process_alive(pid):
             return False
         # The Supervisor adopts it only if it is our containerd on our config.
@@ -257,7 +246,7 @@ class EmbeddedDaemon:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _read_pid(self.pid_file)
+                holder = read_pid_file(self.pid_file)
                 report.send(state="running", pid=holder or 0)
                 log.info("another supervisor (pid %s) runs in %s", holder, self.state_dir)
                 return 0
@@ -349,14 +338,6 @@ def _wait_quietly(child: subprocess.Popen[bytes], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
-
-
-def _read_pid(path: str) -> int | None:
-    try:
-        text = Path(path).read_text()[:32].strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 def _write_pid_file(path: str, pid: int) -> None:

@@ -1,4 +1,4 @@
-"""The main job: real containers through the whole contract, every event shown as it arrives.
+"""``lcd demo``: real containers through the whole contract, every event shown as it arrives.
 
 Started by ``lcd demo`` (and ``./run demo``). It uses the containerd at
 ``--address`` if given, else the embedded one of ``--state-dir`` if it
@@ -20,25 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import shutil
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import click
 from rich.console import Console
 from rich.markup import escape
 
-from . import checkpoint, oci, rootfs
-from .client import AsyncClient, EventSubscription
-from .errors import CheckpointUnsupported, LibcontainerdError, Unavailable
-from .stdio import CollectOutput, DirectIO, LogFile
-from .supervisor import Supervisor
-from .types import INIT_PROCESS_ID, EventInfo, EventType, Stats
+from .. import checkpoint, oci, rootfs
+from .._paths import containerd_socket
+from ..client import AsyncClient, EventSubscription
+from ..errors import CheckpointUnsupported, LibcontainerdError, Unavailable
+from ..stdio import CollectOutput, DirectIO, LogFile
+from ..supervisor import Supervisor
+from ..types import INIT_PROCESS_ID, EventInfo, EventType, Stats
+from ._app import CONTEXT, Settings, pass_settings
+
+__all__ = ["COMMANDS"]
 
 T = TypeVar("T")
 
@@ -62,14 +65,21 @@ UPDATED_RESOURCES = {"memory": {"limit": 128 << 20}, "pids": {"limit": 32}}
 EVENT_TIMEOUT = 15.0
 
 
-@dataclass(frozen=True, slots=True)
-class DemoSettings:
-    """Where the demo runs: lcd's global options."""
+@click.command(context_settings=CONTEXT)
+@pass_settings
+def demo(settings: Settings) -> None:
+    """Walk real containers through the whole contract, printing each event as it arrives.
 
-    address: str | None
-    namespace: str
-    state_dir: str
-    root_dir: str
+    Create, start with attached output, exec, pause and resume, stats, update,
+    checkpoint and restore (when CRIU works), signal, exit, delete. It uses
+    the containerd at --address, or the embedded one of --state-dir, started
+    for the demo (and stopped after it) when it is not running.
+    """
+    console = Console(highlight=False, soft_wrap=True)
+    raise SystemExit(asyncio.run(run_demo(console, settings)))
+
+
+COMMANDS: tuple[click.Command, ...] = (demo,)
 
 
 class _Steps:
@@ -210,9 +220,9 @@ def _read_from(path: Path, offset: int) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def _containerd(console: Console, settings: DemoSettings) -> AsyncIterator[str]:
+async def _containerd(console: Console, settings: Settings) -> AsyncIterator[str]:
     """containerd's address: ``--address``, the embedded one if it answers, else one we start."""
-    address = settings.address or os.path.join(settings.state_dir, "containerd.sock")
+    address = settings.address or containerd_socket(settings.state_dir)
     try:
         async with AsyncClient(address, settings.namespace) as probe:
             version = await probe.version()
@@ -234,7 +244,7 @@ async def _containerd(console: Console, settings: DemoSettings) -> AsyncIterator
     console.print("containerd stopped; nothing left running")
 
 
-async def run_demo(console: Console, settings: DemoSettings) -> int:
+async def run_demo(console: Console, settings: Settings) -> int:
     """Walk a container through the contract; returns the process exit status."""
     container_id = f"lcd-demo-{secrets.token_hex(3)}"
     workdir = Path(settings.root_dir, "demo", container_id)

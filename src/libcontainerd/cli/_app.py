@@ -1,0 +1,210 @@
+"""The ``lcd`` group: its global options (:class:`Settings`), its logging, and the client
+every command opens with :func:`connect`.
+
+Command modules take ``settings`` with :data:`pass_settings`; ``lcd`` itself,
+with its commands added, is assembled in the package's ``__init__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from .._identifiers import check_identifier
+from .._paths import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_ROOT_DIR,
+    DEFAULT_STATE_DIR,
+    ROOT_DIR_ENV,
+    STATE_DIR_ENV,
+)
+from ..client import AsyncClient
+from ..errors import Unavailable
+from ._embedded import EmbeddedDaemon
+from ._failures import one_line
+from ._output import Output
+
+__all__ = ["CONTEXT", "Settings", "cli", "connect", "json_option", "pass_settings"]
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The global options."""
+
+    address: str | None
+    namespace: str
+    state_dir: str
+    root_dir: str
+
+    def daemon(self) -> EmbeddedDaemon:
+        return EmbeddedDaemon(self.state_dir, self.root_dir)
+
+    def rootfs_dir(self, container_id: str) -> Path:
+        """Where ``lcd run``/``create`` build a container's busybox root filesystem.
+
+        Per namespace, so the same name in two namespaces never shares one.
+        """
+        return Path(self.root_dir, "rootfs", self.namespace, container_id)
+
+    def log_path(self, container_id: str) -> Path:
+        """Where the shim writes the output of a container lcd left running (``lcd logs``)."""
+        return Path(self.root_dir, "logs", self.namespace, f"{container_id}.log")
+
+
+pass_settings = click.pass_obj
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON, for scripts")
+
+
+@click.group(context_settings=CONTEXT, invoke_without_command=True)
+@click.option(
+    "--address",
+    envvar="CONTAINERD_ADDRESS",
+    default=None,
+    metavar="SOCKET",
+    help="containerd's socket [$CONTAINERD_ADDRESS]; default: the embedded daemon,"
+    " started when nothing answers",
+)
+@click.option(
+    "--namespace",
+    "-n",
+    envvar="LIBCONTAINERD_NAMESPACE",
+    default=DEFAULT_NAMESPACE,
+    show_default=True,
+    help="containerd namespace [$LIBCONTAINERD_NAMESPACE]",
+)
+@click.option(
+    "--state-dir",
+    envvar=STATE_DIR_ENV,
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    metavar="DIR",
+    help=f"the embedded daemon's state (socket, pid files, logs) [${STATE_DIR_ENV}]",
+)
+@click.option(
+    "--root-dir",
+    envvar=ROOT_DIR_ENV,
+    default=DEFAULT_ROOT_DIR,
+    show_default=True,
+    metavar="DIR",
+    help=f"the embedded daemon's data, and lcd's root filesystems [${ROOT_DIR_ENV}]",
+)
+@click.option(
+    "--verbose",
+    "-v",
+    count=True,
+    help="say more on stderr: -v what the library notices, -vv its debugging too",
+)
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    address: str | None,
+    namespace: str,
+    state_dir: str,
+    root_dir: str,
+    verbose: int,
+) -> None:
+    """Run and supervise containers on containerd.
+
+    \b
+    lcd run -- echo hello                 run a busybox container, exit with its status
+    lcd run -it -- sh                     an interactive shell in one
+    lcd run -d --name web -- httpd -f     run one in the background; lcd logs web
+    lcd exec -it web -- sh                a shell beside it
+    lcd stats                             live resource use
+    lcd ps -a                             list containers; lcd rm -f web removes one
+    lcd daemon status                     the embedded containerd
+    lcd demo                              the whole contract, step by step
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        ctx.exit(0)
+    _configure_logging(verbose)
+    check_identifier(namespace, "namespace")
+    ctx.obj = Settings(
+        address=address or None,
+        namespace=namespace,
+        state_dir=os.path.abspath(state_dir),
+        root_dir=os.path.abspath(root_dir),
+    )
+
+
+def _configure_logging(verbose: int) -> None:
+    """Library warnings as one ``lcd: warning: ...`` line each; -v adds info, -vv debug.
+
+    Without this, Python's last-resort handler would print bare messages with
+    no hint of where they came from.
+    """
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LcdLogFormatter())
+    package = logging.getLogger("libcontainerd")
+    package.handlers[:] = [handler]
+    package.setLevel(level)
+    package.propagate = False
+
+
+class _LcdLogFormatter(logging.Formatter):
+    """One line per record; the traceback only when debugging was asked for (-vv)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = one_line(record.getMessage())
+        debugging = logging.getLogger("libcontainerd").getEffectiveLevel() <= logging.DEBUG
+        if record.exc_info and debugging:
+            text += "\n" + self.formatException(record.exc_info)
+        return f"lcd: {record.levelname.lower()}: {text}"
+
+
+# --- connecting -----------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def connect(settings: Settings, out: Output) -> AsyncIterator[AsyncClient]:
+    """An open client: on ``--address``, else on the embedded daemon, started if needed."""
+    if settings.address is not None:
+        async with AsyncClient(settings.address, settings.namespace) as client:
+            yield client
+        return
+    daemon = settings.daemon()
+    client = AsyncClient(daemon.address, settings.namespace)
+    # Without a socket file there is nothing to try: a failed connection would
+    # only put gRPC's shared subchannel for this path into reconnect back-off.
+    if not daemon.has_socket() or not await _opened(client):
+        with out.progress("starting the embedded containerd"):
+            pid, started = await daemon.start()
+        if started:
+            out.note(
+                f"nothing answered at {daemon.address}: started the embedded containerd"
+                f" (supervisor pid {pid}); 'lcd daemon stop' stops it"
+            )
+        await _open_soon(client)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def _opened(client: AsyncClient) -> bool:
+    try:
+        await client.open()
+    except Unavailable:
+        return False
+    return True
+
+
+async def _open_soon(client: AsyncClient, within: float = 10.0) -> None:
+    """Open a client on a daemon that just started, riding out gRPC's reconnect back-off."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await _opened(client):
+        if asyncio.get_running_loop().time() > deadline:
+            await client.open()  # raises Unavailable, saying why
+        await asyncio.sleep(0.2)

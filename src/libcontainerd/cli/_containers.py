@@ -1,0 +1,124 @@
+"""What several commands do to a container that exists: read its task's state, make way for
+a new task, wait for a process in the foreground, stop it, remove it with what lcd made for it.
+
+Shared by run/create/exec, the lifecycle commands, ``lcd logs`` and ``lcd restore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+from typing import Any
+
+from ..client import AsyncClient
+from ..errors import DeadlineExceeded, FailedPrecondition, LibcontainerdError, NotFound
+from ..types import INIT_PROCESS_ID, Status
+from ._app import Settings
+from ._signal_forwarder import SignalForwarder
+from ._stdio import Stdio
+
+__all__ = [
+    "ALIVE",
+    "REAP_TIMEOUT",
+    "has_terminal",
+    "in_foreground",
+    "make_way_for_a_task",
+    "remove_container",
+    "signal_and_reap",
+    "task_state",
+]
+
+ALIVE = (Status.RUNNING, Status.PAUSED, Status.PAUSING, Status.CREATED, Status.UNKNOWN)
+# How long rm -f and stop wait for a killed container to be reaped.
+REAP_TIMEOUT = 30.0
+
+
+async def task_state(client: AsyncClient, container_id: str) -> Status | None:
+    """The task's status; None when the container has no task. Raises NotFound without one."""
+    try:
+        return await client.status(container_id)
+    except NotFound as error:
+        # status() says which is missing (it costs a Containers.Get only on failure).
+        if "no such container" in str(error):
+            raise NotFound(f"no such container: {container_id!r}") from None
+        return None
+
+
+async def make_way_for_a_task(client: AsyncClient, container_id: str) -> None:
+    """Delete the container's stopped task, refuse a live one (FailedPrecondition); NotFound."""
+    state = await task_state(client, container_id)
+    if state is Status.STOPPED:
+        await client.delete_task(container_id)
+    elif state is not None:
+        raise FailedPrecondition(f"container {container_id!r} is already {state}")
+
+
+def has_terminal(spec: dict[str, Any]) -> bool:
+    return bool(spec.get("process", {}).get("terminal", False))
+
+
+async def in_foreground(
+    client: AsyncClient, forwarder: SignalForwarder, stdio: Stdio, container_id: str
+) -> int:
+    """Forward signals to a started process, wait for its exit and the end of its output.
+
+    Returns its exit status as a process's (at most 255).
+    """
+    forwarder.forward_to(container_id)
+    exit_code, _ = await client.wait(container_id, forwarder.process_id)
+    await forwarder.drain()
+    await stdio.finish()
+    return min(exit_code, 255)
+
+
+async def signal_and_reap(
+    client: AsyncClient, container_id: str, state: Status, signum: int, grace: float
+) -> None:
+    """Send ``signum`` (then KILL after ``grace`` seconds) and wait for the exit."""
+    for current, wait_for in ((signum, grace), (signal.SIGKILL, REAP_TIMEOUT)):
+        with contextlib.suppress(NotFound):
+            await client.signal_process(container_id, INIT_PROCESS_ID, current)
+        if state in (Status.PAUSED, Status.PAUSING):
+            # A frozen process only receives its signals once thawed.
+            with contextlib.suppress(LibcontainerdError):
+                await client.resume(container_id)
+        try:
+            async with asyncio.timeout(wait_for):
+                await client.wait(container_id)
+            return
+        except TimeoutError:
+            if current == signal.SIGKILL:
+                raise DeadlineExceeded(
+                    f"container {container_id!r} did not exit within {wait_for:g} s of SIGKILL"
+                ) from None
+
+
+async def remove_container(
+    client: AsyncClient, settings: Settings, container_id: str, force: bool
+) -> None:
+    """Delete the task (killing it with ``force``), the container, lcd's rootfs and log for it."""
+    rootfs_dir = settings.rootfs_dir(container_id)
+    log_path = settings.log_path(container_id)
+    try:
+        state = await task_state(client, container_id)
+    except NotFound:
+        if rootfs_dir.is_dir():  # left behind by an interrupted run: nothing else to remove
+            shutil.rmtree(rootfs_dir, ignore_errors=True)
+            log_path.unlink(missing_ok=True)
+            return
+        raise NotFound(f"no such container: {container_id!r}") from None
+    if state in ALIVE:
+        if not force:
+            raise FailedPrecondition(
+                f"container {container_id!r} is {state}: stop it first, or use 'lcd rm -f'"
+            )
+        assert state is not None
+        await signal_and_reap(client, container_id, state, signal.SIGKILL, REAP_TIMEOUT)
+    if state is not None:
+        with contextlib.suppress(NotFound):
+            await client.delete_task(container_id)
+    await client.delete(container_id)
+    shutil.rmtree(rootfs_dir, ignore_errors=True)
+    log_path.unlink(missing_ok=True)

@@ -1,0 +1,321 @@
+"""``lcd ps``, ``top``, ``events``, ``version`` and ``logs``: looking without changing.
+
+Each prints a table or lines for people, or with --json (``logs`` excepted)
+JSON for scripts. containerd does not report processes' details or uptimes:
+they come from /proc (:mod:`libcontainerd._procfs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .._identifiers import check_identifier
+from .._procfs import process_info
+from ..client import AsyncClient
+from ..types import ContainerInfo, EventInfo, EventType, Status
+from ._app import CONTEXT, Settings, connect, json_option, pass_settings
+from ._containers import ALIVE, task_state
+from ._failures import Failure
+from ._output import Output, ago, duration, iso, since
+from ._output_file import OutputFile
+
+__all__ = ["COMMANDS"]
+
+# lcd logs -f: how often it looks for new output.
+_FOLLOW_POLL = 0.2
+
+
+# --- lcd ps ---------------------------------------------------------------------------
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--all", "-a", "show_all", is_flag=True, help="also containers that are not running")
+@click.option("--quiet", "-q", is_flag=True, help="only the ids")
+@json_option
+@pass_settings
+def ps(settings: Settings, show_all: bool, quiet: bool, as_json: bool) -> None:
+    """List running containers (-a: all) with status, pid and uptime."""
+
+    async def work() -> list[ContainerInfo]:
+        async with connect(settings, Output()) as client:
+            return await client.list_containers()
+
+    listing = asyncio.run(work())
+    if not show_all:
+        listing = [info for info in listing if info.status in ALIVE]
+    listing.sort(key=lambda info: info.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
+    out = Output()
+    if as_json:
+        out.json([_container_record(info) for info in listing])
+    elif quiet:
+        for info in listing:
+            click.echo(info.id)
+    else:
+        out.table(
+            ("ID", "STATUS", "PID", "CREATED", "UPTIME"),
+            (
+                (
+                    info.id,
+                    _status_text(info),
+                    str(info.pid) if info.pid and info.status in ALIVE else "-",
+                    ago(info.created_at),
+                    duration(_uptime(info)),
+                )
+                for info in listing
+            ),
+        )
+
+
+def _uptime(info: ContainerInfo) -> float | None:
+    if info.pid is None or info.status not in (Status.RUNNING, Status.PAUSED, Status.PAUSING):
+        return None
+    process = process_info(info.pid)
+    return since(process.started_at) if process is not None else None
+
+
+def _status_text(info: ContainerInfo) -> str:
+    if info.status is None:
+        return "no task"
+    if info.status is Status.STOPPED:
+        return f"exited ({info.exit_code})"
+    return str(info.status)
+
+
+def _container_record(info: ContainerInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "status": str(info.status) if info.status is not None else None,
+        "pid": info.pid,
+        "exit_code": info.exit_code,
+        "exited_at": iso(info.exited_at),
+        "created_at": iso(info.created_at),
+        "uptime_seconds": _uptime(info),
+        "labels": info.labels,
+    }
+
+
+# --- lcd top --------------------------------------------------------------------------
+
+
+@click.command(context_settings=CONTEXT)
+@json_option
+@click.argument("container_id", metavar="ID")
+@pass_settings
+def top(settings: Settings, container_id: str, as_json: bool) -> None:
+    """List a container's processes (from containerd, details from /proc)."""
+
+    async def work() -> list[tuple[int, str | None]]:
+        async with connect(settings, Output()) as client:
+            summaries = await client.summary(container_id)
+        return [(summary.pid, summary.info.get("exec_id")) for summary in summaries]
+
+    check_identifier(container_id)
+    processes: list[dict[str, Any]] = []
+    for pid, exec_id in asyncio.run(work()):
+        info = process_info(pid)
+        processes.append(
+            {
+                "pid": pid,
+                "exec_id": exec_id,
+                "ppid": info.ppid if info else None,
+                "uid": info.uid if info else None,
+                "state": info.state if info else None,
+                "started_at": iso(info.started_at) if info else None,
+                "cpu_seconds": info.cpu_seconds if info else None,
+                "command": info.command if info else None,
+            }
+        )
+    out = Output()
+    if as_json:
+        out.json(processes)
+        return
+    out.table(
+        ("PID", "PPID", "UID", "STATE", "STARTED", "TIME", "COMMAND"),
+        (
+            (
+                str(process["pid"]),
+                _text(process["ppid"]),
+                _text(process["uid"]),
+                _text(process["state"]),
+                _clock(process["started_at"]),
+                _cpu_time(process["cpu_seconds"]),
+                _text(process["command"]),
+            )
+            for process in processes
+        ),
+    )
+
+
+def _text(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _clock(iso_moment: str | None) -> str:
+    if iso_moment is None:
+        return "-"
+    return datetime.fromisoformat(iso_moment).astimezone().strftime("%H:%M:%S")
+
+
+def _cpu_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+# --- lcd events -----------------------------------------------------------------------
+
+
+@click.command(context_settings=CONTEXT)
+@json_option
+@click.argument("container_ids", metavar="[ID]...", nargs=-1)
+@pass_settings
+def events(settings: Settings, container_ids: tuple[str, ...], as_json: bool) -> None:
+    """Print task events as they happen (of the given containers, or all), until Ctrl-C.
+
+    --json prints one JSON object per line.
+    """
+    for container_id in container_ids:
+        check_identifier(container_id)
+    wanted = set(container_ids)
+
+    async def work() -> None:
+        out = Output()
+        async with connect(settings, out) as client:
+            subscription = client.events()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, subscription.end)
+            out.note(f"listening for events in namespace {settings.namespace!r}; Ctrl-C stops")
+            async for container_id, event, info in subscription:
+                if not wanted or container_id in wanted:
+                    _print_event(container_id, event, info, as_json)
+
+    asyncio.run(work())
+
+
+def _print_event(container_id: str, event: EventType, info: EventInfo, as_json: bool) -> None:
+    now = datetime.now(UTC)
+    if as_json:
+        record = {
+            "time": iso(now),
+            "type": str(event),
+            "container_id": container_id,
+            "process_id": info.process_id,
+            "pid": info.pid,
+            "exit_code": info.exit_code if event is EventType.EXIT else None,
+            "exited_at": iso(info.exited_at),
+            "oom_killed": info.oom_killed,
+            "error": info.error,
+        }
+        click.echo(json.dumps(record))
+        return
+    details = []
+    if info.process_id and info.process_id != container_id:
+        details.append(f"process={info.process_id}")
+    if info.pid:
+        details.append(f"pid={info.pid}")
+    if event is EventType.EXIT:
+        details.append(f"exit_code={info.exit_code}")
+    if info.oom_killed:
+        details.append("oom_killed")
+    if info.error:
+        details.append(f"error={info.error!r}")
+    stamp = now.astimezone().isoformat(timespec="milliseconds")
+    click.echo(f"{stamp} {event!s:<12} {container_id} {' '.join(details)}".rstrip())
+
+
+# --- lcd version ----------------------------------------------------------------------
+
+
+@click.command(context_settings=CONTEXT)
+@json_option
+@pass_settings
+def version(settings: Settings, as_json: bool) -> None:
+    """Print lcd's and containerd's versions."""
+
+    async def work() -> tuple[str, str, str]:
+        async with connect(settings, Output()) as client:
+            reply = await client.version()
+            return reply.version, reply.revision, client.address
+
+    containerd, revision, address = asyncio.run(work())
+    ours = metadata.version("libcontainerd")
+    if as_json:
+        Output().json(
+            {
+                "libcontainerd": ours,
+                "containerd": containerd,
+                "revision": revision,
+                "address": address,
+                "namespace": settings.namespace,
+            }
+        )
+        return
+    click.echo(f"libcontainerd {ours}")
+    click.echo(f"containerd {containerd} ({revision}) at {address}")
+
+
+# --- lcd logs -------------------------------------------------------------------------
+
+
+@click.command(context_settings=CONTEXT)
+@click.option(
+    "--follow", "-f", is_flag=True, help="go on printing new output until the container stops"
+)
+@click.argument("container_id", metavar="ID")
+@pass_settings
+def logs(settings: Settings, container_id: str, follow: bool) -> None:
+    """Print the output of a container lcd left running (run -d, start, restore).
+
+    stdout and stderr share one file, each in its own order. -f goes on until
+    the container stops, or Ctrl-C.
+    """
+    check_identifier(container_id)
+    path = settings.log_path(container_id)
+
+    async def work() -> None:
+        async with connect(settings, Output()) as client:
+            state = await task_state(client, container_id)
+            if not path.exists():
+                raise Failure(
+                    f"container {container_id!r} has no log: lcd keeps the output of"
+                    " containers it leaves running (lcd run -d, lcd start, lcd restore)"
+                )
+            await _print_log(client, container_id, path, follow and state in ALIVE)
+
+    asyncio.run(work())
+
+
+async def _print_log(client: AsyncClient, container_id: str, path: Path, follow: bool) -> None:
+    stop = asyncio.Event()
+    if follow:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+    output = OutputFile(1)
+    with open(path, "rb") as log:  # noqa: ASYNC230 - a local file, read in small steps
+        while True:
+            chunk = log.read(64 * 1024)
+            if chunk:
+                output.write(chunk)
+                continue
+            if not follow or stop.is_set():
+                return
+            # The shim may still be writing what the container wrote last: one more pass.
+            follow = await task_state(client, container_id) in ALIVE
+            if follow:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _FOLLOW_POLL)
+
+
+COMMANDS: tuple[click.Command, ...] = (ps, top, events, version, logs)
