@@ -75,7 +75,7 @@ from libcontainerd._api.containerd.api.services.containers.v1 import containers_
 from libcontainerd._api.containerd.api.services.events.v1 import events_pb2 as service_pb2
 from libcontainerd._api.containerd.api.services.tasks.v1 import tasks_pb2
 from libcontainerd._api.containerd.api.services.version.v1 import version_pb2
-from libcontainerd.client import RUNC_RUNTIME, _runc_options
+from libcontainerd._tasks import RUNC_RUNTIME, runc_options
 from libcontainerd.events import EventDispatcher, decode, subscription_filter
 
 from .inprocess import _pin_to_one_core, synthetic_envelopes
@@ -106,8 +106,8 @@ async def delete_without_task_get(address: str, root: Path, iterations: int) -> 
             await client.wait(container_id)
             await client.delete_task(container_id)
             if lean:
-                await client._call(
-                    client._methods.container_delete,
+                await client._session.call(
+                    client._session.methods.containers.delete,
                     containers_pb2.DeleteContainerRequest(id=container_id),
                     "delete",
                 )
@@ -146,7 +146,7 @@ async def stream_and_idle_cpu(address: str, root: Path, iterations: int) -> dict
     for variant in ("stream_on", "stream_off"):
         async with AsyncClient(address, namespace=f"bench-exp-{variant}") as client:
             if variant == "stream_off":
-                await client._stream.close()  # type: ignore[union-attr]
+                await client._session.stream.close()  # type: ignore[union-attr]
             spec = oci.default_spec(["/bin/true"], root)
             await library_lifecycle(client, f"warm-{variant}", spec)
             cpu_started = _cpu()
@@ -195,7 +195,7 @@ class _BareLifecycle:
         self.namespace, self.spec = namespace, spec
         self.metadata = (("containerd-namespace", namespace),)
         self.options = typeurl.pack(
-            _runc_options(None, os.path.join(os.path.dirname(address), "runc"))
+            runc_options(None, os.path.join(os.path.dirname(address), "runc"))
         )
         self.exits: dict[str, asyncio.Future[int]] = {}
 
@@ -292,20 +292,16 @@ async def missing_task_probe_cpu(address: str, calls: int) -> dict[str, float]:
 
     results: dict[str, list[float]] = {"tasks_get_not_found": [], "tasks_list_filtered": []}
     async with AsyncClient(address, namespace="bench-exp-probe") as client:
-        rpc = client._methods
-        list_tasks = client._channel.unary_unary(  # type: ignore[union-attr]
-            "/containerd.services.tasks.v1.Tasks/List",
-            request_serializer=tasks_pb2.ListTasksRequest.SerializeToString,
-            response_deserializer=tasks_pb2.ListTasksResponse.FromString,
-        )
+        rpc = client._session.methods
+        list_tasks = rpc.tasks.list
         metadata = (("containerd-namespace", "bench-exp-probe"),)
         block = 100
         for _ in range(max(calls // block, 1)):
             started = _cpu()
             for _ in range(block):
                 with contextlib.suppress(NotFound):
-                    await client._call(
-                        rpc.task_get, tasks_pb2.GetRequest(container_id="absent"), "probe"
+                    await client._session.call(
+                        rpc.tasks.get, tasks_pb2.GetRequest(container_id="absent"), "probe"
                     )
             results["tasks_get_not_found"].append((_cpu() - started) / block * 1e6)
             started = _cpu()
@@ -338,7 +334,7 @@ async def pause_resume_split(env: Any, iterations: int) -> dict[str, Any]:
             client = clients[variant] = AsyncClient(env.address, namespace=f"bench-exp-{variant}")
             await client.open()
             if variant == "stream_off":
-                await client._stream.close()  # type: ignore[union-attr]
+                await client._session.stream.close()  # type: ignore[union-attr]
             await client.create("p", oci.default_spec(SLEEP, env.rootfs))
             await client.start("p")
 

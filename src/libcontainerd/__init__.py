@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import oci, rootfs
+    from ._fifo import FifoSet
     from .client import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, AsyncClient, EventSubscription
     from .errors import (
         AlreadyExists,
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
         CollectOutput,
         CopyToFiles,
         DirectIO,
-        FifoSet,
         LogFile,
         StdioCallback,
         discard,
@@ -111,7 +111,7 @@ _LAZY: dict[str, str] = {
     "EventSubscription": "client",
     "EventType": "types",
     "FailedPrecondition": "errors",
-    "FifoSet": "stdio",
+    "FifoSet": "_fifo",
     "INIT_PROCESS_ID": "types",
     "InvalidArgument": "errors",
     "LibcontainerdError": "errors",

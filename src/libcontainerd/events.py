@@ -42,8 +42,9 @@ from ._api.containerd.api.events import task_pb2 as events_pb2
 from ._api.containerd.api.services.events.v1 import events_pb2 as service_pb2
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
 from ._api.containerd.api.types.task import task_pb2
+from ._rpc import Connection
 from ._typeurl import to_datetime, type_name
-from .errors import Unavailable
+from .errors import FailedPrecondition, Unavailable
 from .types import EventInfo, EventType
 
 __all__ = ["EventDispatcher", "EventStream", "decode", "subscription_filter"]
@@ -199,6 +200,10 @@ class EventDispatcher:
             self._workers[container_id] = asyncio.get_running_loop().create_task(
                 self._work(container_id, queue), name=f"libcontainerd-events-{container_id}"
             )
+
+    def sizes(self) -> dict[str, int]:
+        """How much the dispatcher holds, by table (for leak checks)."""
+        return {"dispatcher: queues": len(self._queues), "dispatcher: workers": len(self._workers)}
 
     @property
     def pending(self) -> int:
@@ -503,28 +508,19 @@ class EventStream:
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
-        namespace: str,
+        connection: Connection,
         on_event: Callable[[str, EventType, EventInfo], None],
     ) -> None:
-        self._namespace = namespace
-        self._metadata = (("containerd-namespace", namespace),)
+        """Subscribe on an open ``connection`` (its namespace's events only)."""
+        methods = connection.methods
+        if methods is None:
+            raise FailedPrecondition("the event stream needs an open connection")
+        self._namespace = connection.namespace
+        self._metadata = connection.metadata
         self._on_event = on_event
-        self._subscribe = channel.unary_stream(
-            "/containerd.services.events.v1.Events/Subscribe",
-            request_serializer=service_pb2.SubscribeRequest.SerializeToString,
-            response_deserializer=service_pb2.Envelope.FromString,
-        )
-        self._publish = channel.unary_unary(
-            "/containerd.services.events.v1.Events/Publish",
-            request_serializer=service_pb2.PublishRequest.SerializeToString,
-            response_deserializer=lambda data: data,
-        )
-        self._task_get = channel.unary_unary(
-            "/containerd.services.tasks.v1.Tasks/Get",
-            request_serializer=tasks_pb2.GetRequest.SerializeToString,
-            response_deserializer=tasks_pb2.GetResponse.FromString,
-        )
+        self._subscribe = methods.events.subscribe
+        self._publish = methods.events.publish
+        self._task_get = methods.tasks.get
         # (container id, process id as on the wire) -> pid, for processes seen alive.
         self._alive: dict[tuple[str, str], int] = {}
         # Exits already reported (container id, process id, pid), oldest first.
@@ -651,6 +647,16 @@ class EventStream:
 
     def _remember_exit(self, key: tuple[str, str, int]) -> None:
         self._exits.add(key)
+
+    def sizes(self) -> dict[str, int]:
+        """How much the stream holds, by table (for leak checks)."""
+        return {
+            "stream: processes alive": len(self._alive),
+            "stream: OOM flags": len(self._oom),
+            "stream: exits remembered": len(self._exits),
+            "stream: exits kept": sum(len(exits) for exits in self._exited.values()),
+            "stream: waiters": len(self._waiters),
+        }
 
     def oom_killed(self, container_id: str) -> bool:
         return container_id in self._oom

@@ -6,8 +6,12 @@ import functools
 import pytest
 from google.protobuf import timestamp_pb2
 
+from libcontainerd import _session, _tasks
 from libcontainerd import client as client_module
 from libcontainerd._api.containerd.api.types.task import task_pb2
+from libcontainerd._execs import ExecTable
+from libcontainerd._process_stdio import ProcessStdio
+from libcontainerd._rpc import Connection
 from libcontainerd._typeurl import to_datetime
 from libcontainerd.client import AsyncClient, resolve_address
 from libcontainerd.errors import InvalidArgument
@@ -16,9 +20,9 @@ from libcontainerd.types import EventInfo, EventType, Status
 
 def test_every_wire_status_maps_to_the_contracts_six() -> None:
     wire = {value.number for value in task_pb2.Status.DESCRIPTOR.values}
-    assert set(client_module._STATUS_BY_WIRE) == wire
-    assert set(client_module._STATUS_BY_WIRE.values()) == set(Status)
-    assert client_module._STATUS_BY_WIRE[task_pb2.PAUSING] is Status.PAUSING
+    assert {_session.status_of(number) for number in wire} == set(Status)
+    assert _session.status_of(task_pb2.PAUSING) is Status.PAUSING
+    assert _session.status_of(max(wire) + 1) is Status.UNKNOWN
 
 
 def test_address_prefers_argument_then_environment_then_embedded(
@@ -55,12 +59,12 @@ def test_go_zero_time_means_never() -> None:
 
 
 def test_runtime_options_default_the_runc_root_and_refuse_unknown_names() -> None:
-    options = client_module._runc_options({"binary_name": "crun"}, "/run/x/runc")
+    options = _tasks.runc_options({"binary_name": "crun"}, "/run/x/runc")
     assert (options.root, options.binary_name) == ("/run/x/runc", "crun")
     with pytest.raises(InvalidArgument, match="rooot"):
-        client_module._runc_options({"rooot": "/x"}, "/run/x/runc")
+        _tasks.runc_options({"rooot": "/x"}, "/run/x/runc")
     with pytest.raises(InvalidArgument, match="invalid runtime options"):
-        client_module._runc_options({"io_uid": "zero"}, "/run/x/runc")
+        _tasks.runc_options({"io_uid": "zero"}, "/run/x/runc")
 
 
 @pytest.mark.parametrize(
@@ -81,30 +85,31 @@ def test_runtime_options_that_are_not_a_dict_of_names_are_refused(
 ) -> None:
     # Not a TypeError from dict() or from sorting names of mixed types.
     with pytest.raises(InvalidArgument, match=complaint):
-        client_module._runc_options(options, "/run/runc")  # type: ignore[arg-type]
+        _tasks.runc_options(options, "/run/runc")  # type: ignore[arg-type]
 
 
 async def test_an_exit_releases_only_the_exec_it_was_for(monkeypatch: pytest.MonkeyPatch) -> None:
     # An exec id reused before the earlier exec's exit event came: that late event must
     # not release (delete) the newer exec of the same id.
-    client = AsyncClient("/run/x/containerd.sock")
+    session = _session.Session(Connection("/run/x/containerd.sock", "ns", None))
+    execs = ExecTable(session, ProcessStdio(session, "/run/x/fifo"))
     released: list[tuple[str, str]] = []
 
     async def release(container_id: str, exec_id: str) -> None:
         released.append((container_id, exec_id))
 
-    monkeypatch.setattr(client, "_release_exec", release)
+    monkeypatch.setattr(execs, "release", release)
     exit_of = functools.partial(EventInfo, "c", "e", exit_code=0)
-    client._superseded.add(("c", "e", 10))  # released by exec() before its id was reused
-    client._own_execs[("c", "e")] = 0  # the newer exec, whose Start has not answered yet
-    client._after_delivery("c", EventType.EXIT, exit_of(pid=10))
-    client._own_execs[("c", "e")] = 20  # ... now it has
-    client._after_delivery("c", EventType.EXIT, exit_of(pid=11))  # some other exec's
+    execs._superseded.add(("c", "e", 10))  # released by exec() before its id was reused
+    execs._own[("c", "e")] = 0  # the newer exec, whose Start has not answered yet
+    execs.after_delivery("c", EventType.EXIT, exit_of(pid=10))
+    execs._own[("c", "e")] = 20  # ... now it has
+    execs.after_delivery("c", EventType.EXIT, exit_of(pid=11))  # some other exec's
     await asyncio.sleep(0)
     assert released == []
-    assert client._own_execs == {("c", "e"): 20}
-    assert client._superseded == set()
-    client._after_delivery("c", EventType.EXIT, exit_of(pid=20))
-    await asyncio.gather(*client._background)
+    assert execs.owned("c") == ["e"]
+    assert execs._superseded == set()
+    execs.after_delivery("c", EventType.EXIT, exit_of(pid=20))
+    await session.settle()
     assert released == [("c", "e")]
-    assert client._own_execs == {}
+    assert execs.owned("c") == []

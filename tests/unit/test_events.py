@@ -8,13 +8,13 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import grpc.aio
 import pytest
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from libcontainerd._api.containerd.api.events import task_pb2 as events_pb2
 from libcontainerd._api.containerd.api.services.events.v1 import events_pb2 as service_pb2
+from libcontainerd._rpc import Connection
 from libcontainerd.events import NO_PID, EventDispatcher, EventStream, decode, subscription_filter
 from libcontainerd.types import EventInfo, EventType
 
@@ -242,8 +242,9 @@ async def test_a_pid_less_exit_of_a_process_known_alive_is_dropped_for_its_real_
     # containerd killed during a task's Start: the shim reports the start failed
     # (exit 137, pid -1), yet the process it created runs on and exits later.
     reported: list[EventInfo] = []
-    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
-    stream = EventStream(channel, "ns", lambda _cid, _event, info: reported.append(info))
+    channel = Connection("/nonexistent/containerd.sock", "ns", None)  # never dialled
+    channel.open()
+    stream = EventStream(channel, lambda _cid, _event, info: reported.append(info))
     try:
         stream.track("c", "c", 42)
         stream._handle(
@@ -259,8 +260,9 @@ async def test_a_pid_less_exit_of_a_process_known_alive_is_dropped_for_its_real_
 
 async def test_a_pid_less_exit_of_a_process_never_seen_alive_is_reported() -> None:
     reported: list[EventInfo] = []
-    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
-    stream = EventStream(channel, "ns", lambda _cid, _event, info: reported.append(info))
+    channel = Connection("/nonexistent/containerd.sock", "ns", None)  # never dialled
+    channel.open()
+    stream = EventStream(channel, lambda _cid, _event, info: reported.append(info))
     try:
         stream._handle(
             envelope(events_pb2.TaskExit(container_id="c", id="c", pid=NO_PID, exit_status=137))
@@ -385,10 +387,9 @@ async def test_a_start_arriving_after_its_exit_is_dropped() -> None:
     # containerd killed during a task's Start: the reconcile reports the exit, and
     # the shim's start event, re-sent once containerd is back, arrives after it.
     reported: list[tuple[EventType, int]] = []
-    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
-    stream = EventStream(
-        channel, "ns", lambda _cid, event, info: reported.append((event, info.pid))
-    )
+    channel = Connection("/nonexistent/containerd.sock", "ns", None)  # never dialled
+    channel.open()
+    stream = EventStream(channel, lambda _cid, event, info: reported.append((event, info.pid)))
     try:
         stream._handle(
             envelope(events_pb2.TaskExit(container_id="c", id="c", pid=42, exit_status=3))
@@ -405,8 +406,9 @@ async def test_the_exit_of_a_discarded_never_started_process_is_not_reported() -
     # A task created but never started, deleted: containerd 1.6 publishes 137 for its
     # pid (or 255 with pid 0 for a half-made one); no process ran, so no exit.
     reported: list[EventInfo] = []
-    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
-    stream = EventStream(channel, "ns", lambda _cid, _event, info: reported.append(info))
+    channel = Connection("/nonexistent/containerd.sock", "ns", None)  # never dialled
+    channel.open()
+    stream = EventStream(channel, lambda _cid, _event, info: reported.append(info))
     try:
         stream.track("c", "c", 42)
         stream.discard("c", "c", 42)
@@ -461,8 +463,9 @@ def test_remembered_exits_keep_the_most_recent_and_stay_small() -> None:
 @pytest.fixture
 async def stream() -> AsyncIterator[EventStream]:
     """A live stream that reports to nobody, its channel never dialled."""
-    channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")
-    events = EventStream(channel, "ns", lambda _cid, _event, _info: None)
+    channel = Connection("/nonexistent/containerd.sock", "ns", None)  # never dialled
+    channel.open()
+    events = EventStream(channel, lambda _cid, _event, _info: None)
     events._live.set()
     try:
         yield events

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from libcontainerd import stdio
+from libcontainerd import _fifo
+from libcontainerd._fifo import FifoSet
 from libcontainerd.errors import FailedPrecondition, InvalidArgument
 from libcontainerd.stdio import (
     CollectOutput,
     CopyToFiles,
     DirectIO,
-    FifoSet,
     LogFile,
     discard,
 )
@@ -119,7 +119,7 @@ def test_private_dirs_are_made_0700_and_existing_ones_narrowed(tmp_path: Path) -
     root = tmp_path / "state" / "fifo"
     (root / "ns").mkdir(parents=True, mode=0o755)
     os.chmod(root / "ns", 0o755)
-    deepest = stdio.make_private_dirs(str(root), "ns", "c1")
+    deepest = _fifo.make_private_dirs(str(root), "ns", "c1")
     assert deepest == str(root / "ns" / "c1")
     for path in (root, root / "ns", root / "ns" / "c1"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700
@@ -131,7 +131,7 @@ def test_private_dirs_refuse_a_symlink(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     (root / "ns").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(FailedPrecondition, match="must be a directory"):
-        stdio.make_private_dirs(str(root), "ns", "c1")
+        _fifo.make_private_dirs(str(root), "ns", "c1")
 
 
 def test_existing_fifos_are_refused_and_left_alone(directory: Path) -> None:
@@ -149,9 +149,9 @@ def test_removing_a_process_leaves_the_others(directory: Path) -> None:
     other = FifoSet.create(str(directory), "c1", "e1", stdin=False, terminal=False)
     init.close()
     other.close()
-    stdio.remove_process_fifos(str(directory), "init")
+    _fifo.remove_process_fifos(str(directory), "init")
     assert sorted(os.listdir(directory)) == ["e1-stderr", "e1-stdout"]
-    stdio.remove_fifo_dir(str(directory))
+    _fifo.remove_fifo_dir(str(directory))
     assert not directory.exists()
 
 
@@ -321,7 +321,7 @@ async def test_wait_attached_says_whether_the_shim_ever_attached(directory: Path
     attached.attach()
     assert await attached.wait_attached()
     attached.close()
-    stdio.remove_process_fifos(str(directory), "init")
+    _fifo.remove_process_fifos(str(directory), "init")
     abandoned = make(directory)
     waiter = asyncio.ensure_future(abandoned.wait_attached())
     abandoned.close()
