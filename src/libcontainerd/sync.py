@@ -9,15 +9,14 @@ on a worker thread, never on the caller's.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
-import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping
-from concurrent.futures import Future
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from ._loop_thread import LoopThread
 from .client import DEFAULT_NAMESPACE, AsyncClient, AttachStdio, Event, EventSubscription
 from .errors import FailedPrecondition
 from .stdio import StdioCallback
@@ -35,61 +34,39 @@ __all__ = ["Client", "EventIterator"]
 
 T = TypeVar("T")
 
-
-class _LoopThread:
-    """An event loop running in a daemon thread, fed from other threads."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(ready,), name=name, daemon=True)
-        self.thread.start()
-        ready.wait()
-
-    def _run(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.call_soon(ready.set)
-        self.loop.run_forever()
-
-    def run(self, work: Coroutine[Any, Any, T]) -> T:
-        if threading.current_thread() is self.thread:
-            work.close()
-            raise FailedPrecondition(
-                "the blocking Client cannot be called from its own event-loop thread;"
-                " use AsyncClient inside async code"
-            )
-        future: Future[T] = asyncio.run_coroutine_threadsafe(work, self.loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # e.g. KeyboardInterrupt: do not leave the call running
-            raise
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
+_OWN_THREAD = (
+    "the blocking Client cannot be called from its own event-loop thread;"
+    " use AsyncClient inside async code"
+)
 
 
 class EventIterator:
-    """A blocking iterator over task events; ``close()`` may be called from any thread."""
+    """A blocking iterator over task events; ``close()`` may be called from any thread.
 
-    def __init__(self, loop: _LoopThread, subscription: EventSubscription) -> None:
+    It ends when closed or when its client closes, as its async twin does.
+    """
+
+    def __init__(self, loop: LoopThread, subscription: EventSubscription) -> None:
         self._loop = loop
         self._subscription = subscription
+        self._ended = False
 
     def __iter__(self) -> Iterator[Event]:
         return self
 
     def __next__(self) -> Event:
+        if self._ended or self._loop.loop.is_closed():
+            raise StopIteration  # the client closed: the loop that fed it is gone
         try:
             return self._loop.run(self._subscription.__anext__())
         except StopAsyncIteration:
+            self._ended = True
             raise StopIteration from None
 
     def close(self) -> None:
         """Stop the iteration; a thread blocked in ``next()`` gets StopIteration."""
-        self._loop.loop.call_soon_threadsafe(self._subscription.end)
+        with contextlib.suppress(RuntimeError):  # the loop has closed, and the iteration ended
+            self._loop.loop.call_soon_threadsafe(self._subscription.end)
 
     def __enter__(self) -> Self:
         return self
@@ -111,9 +88,10 @@ class Client:
         backend: Backend | None = None,
         *,
         timeout: float | None = None,
+        fifo_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._async = AsyncClient(address, namespace, backend, timeout=timeout)
-        self._loop: _LoopThread | None = None
+        self._async = AsyncClient(address, namespace, backend, timeout=timeout, fifo_dir=fifo_dir)
+        self._loop: LoopThread | None = None
 
     @property
     def address(self) -> str:
@@ -135,7 +113,7 @@ class Client:
         """Connect and subscribe to events; raises Unavailable if containerd does not answer."""
         if self._loop is not None:
             return self
-        loop = _LoopThread(f"libcontainerd-{self.namespace}")
+        loop = LoopThread(f"libcontainerd-{self.namespace}", refusal=_OWN_THREAD)
         try:
             loop.run(self._async.open())
         except BaseException:

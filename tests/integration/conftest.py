@@ -29,11 +29,13 @@ from libcontainerd.supervisor import Supervisor
 
 from .. import figures
 from . import matrix
-from .containers import (  # noqa: F401 - client and containers: fixtures for the whole folder
+from .containers import (  # noqa: F401 - client_kind, client, new_client and containers: fixtures
     TEST_NAMESPACE,
     client,
+    client_kind,
     containers,
     namespace_cgroups,
+    new_client,
     shim_socket_files,
     unbound,
 )

@@ -1,6 +1,9 @@
 """Fixtures for tests that run real containers: a client, and a factory that cleans up.
 
-Loaded as a pytest plugin by this folder's conftest.py.
+The ``client`` fixture is an AsyncClient, then the blocking Client driven
+from worker threads (:class:`ThreadedClient`), so each test of the contract
+runs against both; ``new_client`` makes more clients of the same kind.
+Imported by this folder's conftest.py.
 """
 
 from __future__ import annotations
@@ -12,30 +15,47 @@ import itertools
 import os
 import shutil
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+import grpc
+import grpc.aio
 import pytest
+from google.protobuf.message import Message
 
 from libcontainerd import oci, rootfs
-from libcontainerd.client import AsyncClient
+from libcontainerd._api.containerd.api.services.tasks.v1 import tasks_pb2
+from libcontainerd.client import AsyncClient, Event
 from libcontainerd.errors import LibcontainerdError
 from libcontainerd.oci import SpecOption
 from libcontainerd.stdio import DirectIO
 from libcontainerd.supervisor import Supervisor
-from libcontainerd.sync import Client
-from libcontainerd.types import INIT_PROCESS_ID
+from libcontainerd.sync import Client, EventIterator
+from libcontainerd.types import INIT_PROCESS_ID, Backend
 
 TEST_NAMESPACE = "lcdtest"
 _serial = itertools.count()
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 class ThreadedClient:
     """Drives the blocking Client from async tests: each method runs in a worker thread.
 
     So one contract suite, written with ``await``, runs against both clients.
+    Unopened, it opens with ``async with`` as an AsyncClient does.
     """
 
     def __init__(self, client: Client) -> None:
@@ -53,6 +73,17 @@ class ThreadedClient:
 
         return call
 
+    def events(self) -> ThreadedEvents:
+        # Subscribed here and now, as AsyncClient.events() does: events from this moment on.
+        return ThreadedEvents(self._client.events())
+
+    async def __aenter__(self) -> ThreadedClient:
+        await asyncio.to_thread(self._client.open)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.to_thread(self._client.close)
+
     @staticmethod
     def _stream(method: Callable[..., Iterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
         """A blocking stream as an async iterator: each item fetched in a worker thread."""
@@ -69,26 +100,84 @@ class ThreadedClient:
         return iterate
 
 
+class ThreadedEvents:
+    """The blocking Client's EventIterator as an EventSubscription: ``next()`` in a worker thread.
+
+    ``end()`` and ``close()`` are its ``close()``: it ends the iteration, waking
+    a ``next()`` blocked in the worker thread.
+    """
+
+    def __init__(self, events: EventIterator) -> None:
+        self._events = events
+
+    def __aiter__(self) -> ThreadedEvents:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await asyncio.to_thread(next, self._events, None)
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    def close(self) -> None:
+        self._events.close()
+
+    def end(self) -> None:
+        self._events.close()
+
+    async def __aenter__(self) -> ThreadedEvents:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 @pytest.fixture(params=["async", "blocking"])
-async def client(
-    request: pytest.FixtureRequest, supervisor: Supervisor
-) -> AsyncIterator[AsyncClient]:
+def client_kind(request: pytest.FixtureRequest) -> str:
+    """Which client the test runs with: AsyncClient, then the blocking Client.
+
+    A test marked ``@pytest.mark.async_only(reason=...)`` is skipped for the
+    blocking Client, with that reason, which it must give.
+    """
+    marker = request.node.get_closest_marker("async_only")
+    if request.param == "blocking" and marker is not None:
+        reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+        if not reason:
+            pytest.fail("@pytest.mark.async_only needs reason=: why the blocking Client cannot")
+        pytest.skip(f"async only: {reason}")
+    return str(request.param)
+
+
+def make_client(
+    kind: str, address: str, namespace: str = TEST_NAMESPACE, backend: Backend | None = None
+) -> AsyncClient:
+    """An unopened client of that kind (open it with ``async with``)."""
+    if kind == "async":
+        return AsyncClient(address, namespace, backend)
+    return ThreadedClient(Client(address, namespace, backend))  # type: ignore[return-value]
+
+
+NewClient = Callable[..., AsyncClient]
+
+
+@pytest.fixture
+def new_client(client_kind: str, supervisor: Supervisor) -> NewClient:
+    """Makes more unopened clients of the test's kind: ``async with new_client() as other:``.
+
+    Takes ``backend=`` and ``namespace=``; the address is the suite's daemon.
+    """
+
+    def make(*, backend: Backend | None = None, namespace: str = TEST_NAMESPACE) -> AsyncClient:
+        return make_client(client_kind, supervisor.address, namespace, backend)
+
+    return make
+
+
+@pytest.fixture
+async def client(client_kind: str, supervisor: Supervisor) -> AsyncIterator[AsyncClient]:
     """The contract suite's client: AsyncClient, then the blocking Client."""
-    if request.param == "blocking" and request.node.get_closest_marker("async_only"):
-        pytest.skip(
-            "drives DirectIO streams or client internals, which live on the blocking"
-            " client's own event loop"
-        )
-    if request.param == "async":
-        async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as opened:
-            yield opened
-    else:
-        blocking = Client(supervisor.address, namespace=TEST_NAMESPACE)
-        await asyncio.to_thread(blocking.open)
-        try:
-            yield ThreadedClient(blocking)  # type: ignore[misc]
-        finally:
-            await asyncio.to_thread(blocking.close)
+    async with make_client(client_kind, supervisor.address) as opened:
+        yield opened
 
 
 async def remove_container(client: AsyncClient, container_id: str) -> None:
@@ -279,20 +368,132 @@ async def eventually(
 
 
 class Capture:
-    """A StdioCallback that keeps the DirectIO, for a test to drive the streams itself."""
+    """A StdioCallback that keeps the DirectIO, for a test to drive the streams itself.
+
+    The streams belong to the loop that ran the callback: the blocking
+    Client's own loop thread for that client. The methods below use them
+    there, from whatever loop the test runs on.
+    """
 
     def __init__(self) -> None:
         self.calls = 0
         self._io: DirectIO | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __call__(self, io: DirectIO) -> None:
         self.calls += 1
         self._io = io
+        self._loop = asyncio.get_running_loop()
 
     @property
     def io(self) -> DirectIO:
         assert self._io is not None, "the callback was not called"
         return self._io
+
+    async def write(self, data: bytes) -> None:
+        """Write to the process's stdin (and wait until it has been taken)."""
+
+        async def write() -> None:
+            assert self.io.stdin is not None, "no stdin: start the process with_stdin=True"
+            self.io.stdin.write(data)
+            await self.io.stdin.drain()
+
+        await self._on_its_loop(write())
+
+    async def close_stdin(self) -> None:
+        """Close our end of the process's stdin: it sees EOF."""
+
+        async def close() -> None:
+            assert self.io.stdin is not None, "no stdin: start the process with_stdin=True"
+            self.io.stdin.close()
+
+        await self._on_its_loop(close())
+
+    async def readline(self) -> bytes:
+        return await self._on_its_loop(self.io.stdout.readline())
+
+    async def read(self) -> bytes:
+        """The rest of stdout, to its end."""
+        return await self._on_its_loop(self.io.stdout.read())
+
+    async def read_stderr(self) -> bytes:
+        assert self.io.stderr is not None, "no stderr: the process has a terminal"
+        return await self._on_its_loop(self.io.stderr.read())
+
+    async def _on_its_loop(self, work: Coroutine[Any, Any, T]) -> T:
+        assert self._loop is not None, "the callback was not called"
+        return await on_loop(self._loop, work)
+
+
+async def on_loop(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` on ``loop`` (another thread's, or this one) and await its result here."""
+    if loop is asyncio.get_running_loop():
+        return await work
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
+
+
+class Attacher(Protocol[T_co]):
+    """A ready-made attacher (CollectOutput, CopyToFiles, ...): awaited, or waited for."""
+
+    def result(self, timeout: float | None = None) -> T_co: ...
+
+    def __await__(self) -> Generator[Any, None, T_co]: ...
+
+
+ATTACHER_TIMEOUT = 60.0
+
+
+async def output_of(client: AsyncClient, attacher: Attacher[T]) -> T:
+    """What an attacher gives at the end of the output, waited for as the client's user would.
+
+    An AsyncClient's user awaits it; a blocking Client's calls ``result()``
+    (here in a worker thread), which waits for the copy on the client's loop.
+    """
+    if isinstance(client, ThreadedClient):
+        return await asyncio.to_thread(attacher.result, ATTACHER_TIMEOUT)
+    return await attacher
+
+
+Reply = TypeVar("Reply", bound=Message)
+
+
+async def call_containerd(
+    address: str, method: str, request: Message, reply_type: type[Reply]
+) -> Reply:
+    """One call straight on containerd's wire, in the test namespace, as ``ctr`` would make it.
+
+    ``method`` is the gRPC path, e.g. ``/containerd.services.tasks.v1.Tasks/Get``.
+    For checks (and set-ups) that go around the client under test.
+    """
+    async with grpc.aio.insecure_channel(f"unix://{address}") as channel:
+        call = channel.unary_unary(
+            method,
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=reply_type.FromString,
+        )
+        reply: Reply = await call(
+            request, metadata=(("containerd-namespace", TEST_NAMESPACE),), timeout=30
+        )
+        return reply
+
+
+async def containerd_holds_exec(address: str, container_id: str, exec_id: str) -> bool:
+    """Whether containerd still has the exec, running or exited (``Tasks.Get``).
+
+    False once the exec has been deleted from the container's task (which
+    must exist): what a client's release of an exited exec leaves.
+    """
+    get = "/containerd.services.tasks.v1.Tasks/Get"
+    task = tasks_pb2.GetRequest(container_id=container_id)
+    await call_containerd(address, get, task, tasks_pb2.GetResponse)  # NotFound fails the test
+    request = tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id)
+    try:
+        await call_containerd(address, get, request, tasks_pb2.GetResponse)
+    except grpc.aio.AioRpcError as error:
+        if error.code() is grpc.StatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 def open_fds() -> int:

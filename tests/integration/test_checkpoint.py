@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from libcontainerd import _typeurl, oci
+from libcontainerd._api.containerd.api.services.containers.v1 import containers_pb2
 from libcontainerd._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
 from libcontainerd.client import AsyncClient
 from libcontainerd.errors import (
@@ -29,7 +30,7 @@ from libcontainerd.stdio import LogFile, discard
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID, Status
 
-from .containers import TEST_NAMESPACE, ContainerFactory, eventually, process_alive
+from .containers import ContainerFactory, call_containerd, eventually, process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -186,9 +187,13 @@ async def test_a_container_created_with_criu_recorded_runs_it(
     containers: ContainerFactory, criu: str, supervisor: Supervisor
 ) -> None:
     container_id = await containers.create()
-    async with AsyncClient(supervisor.address, TEST_NAMESPACE) as raw:
-        container = await raw._container(container_id, "inspect")
-    options = _typeurl.unpack(container.runtime.options, runc_pb2.Options)
+    reply = await call_containerd(
+        supervisor.address,
+        "/containerd.services.containers.v1.Containers/Get",
+        containers_pb2.GetContainerRequest(id=container_id),
+        containers_pb2.GetContainerResponse,
+    )
+    options = _typeurl.unpack(reply.container.runtime.options, runc_pb2.Options)
     assert options is not None
     assert options.criu_path == criu
 

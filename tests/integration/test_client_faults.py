@@ -1,11 +1,12 @@
 """Client faults: the program driving containerd is SIGKILLed, and a new one takes over.
 
 A helper program (attach_counters.py) starts containers whose output it reads
-through FIFOs, and is killed without any clean-up. A fresh AsyncClient in
-this process then restores them: alive with the same pid, their output
-flowing again through the re-opened FIFOs, and it can stop and delete them,
-getting each exit once. Afterwards nothing of them is left: no FIFO files, no
-FIFO descriptors in this process, no shims, no containers.
+through FIFOs, and is killed without any clean-up. A fresh client in this
+process (an AsyncClient, then a blocking Client) then restores them: alive
+with the same pid, their output flowing again through the re-opened FIFOs,
+and it can stop and delete them, getting each exit once. Afterwards nothing
+of them is left: no FIFO files, no FIFO descriptors in this process, no
+shims, no containers.
 
 $LIBCONTAINERD_TEST_CLIENT_FAULT_CONTAINERS sets how many containers the
 killed client runs (CI: 20).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import concurrent.futures
 import fcntl
 import json
 import os
@@ -38,6 +40,7 @@ from .containers import (
     TEST_NAMESPACE,
     Capture,
     ContainerFactory,
+    NewClient,
     eventually,
     fd_targets,
     live_shims,
@@ -45,7 +48,7 @@ from .containers import (
     open_fds,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.async_only]
+pytestmark = pytest.mark.integration
 
 HELPER = Path(__file__).with_name("attach_counters.py")
 COUNT_ENV = "LIBCONTAINERD_TEST_CLIENT_FAULT_CONTAINERS"
@@ -63,15 +66,19 @@ TICK = re.compile(r"tick (\d+) (\d+\.\d+)")
 
 
 class Recorder:
-    """A backend that records every event and lets a test wait for one."""
+    """A backend that records every event and lets a test wait for one.
+
+    Made on the test's loop; its events may come on another (the blocking Client's).
+    """
 
     def __init__(self) -> None:
         self.events: list[tuple[str, EventType, EventInfo]] = []
         self._changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
 
     async def process_event(self, container_id: str, event: EventType, info: EventInfo) -> None:
         self.events.append((container_id, event, info))
-        self._changed.set()
+        self._loop.call_soon_threadsafe(self._changed.set)
 
     def exits_of(self, container_id: str) -> list[EventInfo]:
         return [
@@ -87,26 +94,41 @@ class Recorder:
 
 
 class Ticks:
-    """A StdioCallback that parses a counter container's stdout into (counter, uptime) pairs."""
+    """A StdioCallback that parses a counter container's stdout into (counter, uptime) pairs.
+
+    Made on the test's loop; it reads on the loop that calls it (the blocking
+    Client's own, for that client) and tells the test's loop of each line.
+    """
 
     def __init__(self) -> None:
         self.ticks: list[tuple[int, float]] = []
         self.sizes: list[int] = []  # of each line, in bytes, in the same order
         self.changed = asyncio.Event()
-        self.done: asyncio.Task[None] | None = None
+        self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._loop = asyncio.get_running_loop()
+        self._copy: asyncio.Task[None] | None = None  # held so it is not collected mid-way
         self._io: DirectIO | None = None  # keeps the stdin writer open
 
     def __call__(self, io: DirectIO) -> None:
         self._io = io
-        self.done = asyncio.get_running_loop().create_task(self._read(io))
+        self._copy = asyncio.get_running_loop().create_task(self._read(io))
 
     async def _read(self, io: DirectIO) -> None:
-        while line := await io.stdout.readline():
-            match = TICK.fullmatch(line.decode().rstrip("\n"))
-            assert match is not None, f"not a counter line: {line!r}"
-            self.ticks.append((int(match[1]), float(match[2])))
-            self.sizes.append(len(line))
-            self.changed.set()
+        try:
+            while line := await io.stdout.readline():
+                match = TICK.fullmatch(line.decode().rstrip("\n"))
+                assert match is not None, f"not a counter line: {line!r}"
+                self.ticks.append((int(match[1]), float(match[2])))
+                self.sizes.append(len(line))
+                self._loop.call_soon_threadsafe(self.changed.set)
+        except BaseException as error:
+            self.done.set_exception(error)
+            raise
+        self.done.set_result(None)
+
+    async def finished(self) -> None:
+        """Wait for the end of the output (EOF), or the error that ended the reading."""
+        await asyncio.wrap_future(self.done)
 
     def written_after(self, uptime: float) -> int:
         return sum(1 for _, stamp in self.ticks if stamp > uptime)
@@ -239,6 +261,8 @@ async def run_sentinel(
 async def test_a_killed_client_s_attached_containers_are_restored_by_a_new_one_and_nothing_leaks(
     supervisor: Supervisor,
     containers: ContainerFactory,
+    new_client: NewClient,
+    client_kind: str,
     helper_program: list[asyncio.subprocess.Process],
     tmp_path: Path,
 ) -> None:
@@ -255,7 +279,7 @@ async def test_a_killed_client_s_attached_containers_are_restored_by_a_new_one_a
     recorder = Recorder()
     fds_before = open_fds()
     targets_before = fd_targets()
-    restorer = AsyncClient(supervisor.address, TEST_NAMESPACE, backend=recorder)
+    restorer = new_client(backend=recorder)
     fifo_dir = restorer.fifo_dir
     # The dead client's FIFOs are still there, and this process holds none of them.
     for entry in plan:
@@ -320,7 +344,7 @@ async def test_a_killed_client_s_attached_containers_are_restored_by_a_new_one_a
             await recorder.wait_until(lambda: all(recorder.exits_of(cid) for cid in ids))
             deleted = await asyncio.gather(*(restorer.delete_task(cid) for cid in ids))
             # With the task deleted the shim closes its ends: each reader ends at EOF.
-            await asyncio.gather(*(reader.done for reader in ticks.values() if reader.done))
+            await asyncio.gather(*(reader.finished() for reader in ticks.values()))
             await asyncio.gather(*(restorer.delete(cid) for cid in ids))
             await run_sentinel(containers, restorer, recorder)
         for container_id, pid in started["pids"].items():
@@ -341,7 +365,7 @@ async def test_a_killed_client_s_attached_containers_are_restored_by_a_new_one_a
     fds_after = open_fds()
     assert new_fds(targets_before) == {}
 
-    topic = f"client faults (containerd {version})"
+    topic = f"client faults ({client_kind} client, containerd {version})"
     figures.record(
         topic, "containers restored after the client's SIGKILL", sum(a for a, _ in restored)
     )
@@ -358,6 +382,7 @@ async def test_an_exit_while_no_client_runs_is_restored_as_not_alive_and_not_sen
     client: AsyncClient,
     supervisor: Supervisor,
     containers: ContainerFactory,
+    new_client: NewClient,
     helper_program: list[asyncio.subprocess.Process],
     tmp_path: Path,
 ) -> None:
@@ -378,13 +403,13 @@ async def test_an_exit_while_no_client_runs_is_restored_as_not_alive_and_not_sen
     assert (info.pid, info.exit_code) == (pid, 7)
 
     recorder = Recorder()
-    async with AsyncClient(supervisor.address, TEST_NAMESPACE, backend=recorder) as restorer:
+    async with new_client(backend=recorder) as restorer:
         capture = Capture()
         assert await restorer.restore(container_id, attach_stdio=capture) == (False, pid)
         async with asyncio.timeout(60):
             # The trap's "bye" (its exit code shows it ran) is gone: the shim closed the
             # FIFO at the exit, and the kernel drops what nobody holds open.
-            assert await capture.io.stdout.read() == b""
+            assert await capture.read() == b""
             assert await restorer.wait(container_id) == (7, info.exited_at)
             assert await restorer.delete_task(container_id) == (7, info.exited_at)
             await run_sentinel(containers, restorer, recorder)

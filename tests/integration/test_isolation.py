@@ -16,7 +16,7 @@ from libcontainerd.stdio import CollectOutput
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID, EventType, Status
 
-from .containers import TEST_NAMESPACE, ContainerFactory
+from .containers import TEST_NAMESPACE, ContainerFactory, NewClient, output_of
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +24,9 @@ OTHER_NAMESPACE = "lcdtest-other"
 
 
 @pytest.fixture
-async def other(supervisor: Supervisor) -> AsyncIterator[AsyncClient]:
-    """A client of another namespace on the same containerd."""
-    async with AsyncClient(supervisor.address, namespace=OTHER_NAMESPACE) as client:
+async def other(new_client: NewClient) -> AsyncIterator[AsyncClient]:
+    """A client of another namespace on the same containerd (of the test's kind)."""
+    async with new_client(namespace=OTHER_NAMESPACE) as client:
         yield client
 
 
@@ -47,14 +47,13 @@ async def test_another_namespace_cannot_see_signal_or_delete_a_container(
     assert await client.status(container_id) is Status.RUNNING
 
 
-@pytest.mark.async_only
 async def test_events_of_one_namespace_never_reach_another(
-    containers: ContainerFactory, other: AsyncClient
+    client: AsyncClient, containers: ContainerFactory, other: AsyncClient
 ) -> None:
     foreign = other.events()
-    mine = containers.client.events()
+    mine = client.events()
     container_id = await containers.run(["/bin/true"])
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(60), mine:
         async for cid, event, _ in mine:
             if cid == container_id and event is EventType.EXIT:
                 break
@@ -64,7 +63,6 @@ async def test_events_of_one_namespace_never_reach_another(
     assert leaked == []
 
 
-@pytest.mark.async_only
 async def test_the_default_spec_really_drops_privileges(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:
@@ -78,7 +76,7 @@ async def test_the_default_spec_really_drops_privileges(
     output = CollectOutput()
     await client.start(container_id, attach_stdio=output)
     async with asyncio.timeout(60):
-        stdout, _ = await output
+        stdout, _ = await output_of(client, output)
         assert (await client.wait(container_id))[0] == 0
     lines = dict(line.split(":", 1) for line in stdout.decode().splitlines() if ":" in line)
     # Docker's 14 default capabilities, and nothing else, in the bounding and effective sets.

@@ -33,7 +33,7 @@ from typing import Any
 import grpc.aio
 import pytest
 
-from libcontainerd import oci, rootfs, stdio
+from libcontainerd import _background, oci, rootfs
 from libcontainerd._api.containerd.api.services.tasks.v1 import tasks_pb2
 from libcontainerd.client import AsyncClient
 from libcontainerd.stdio import CollectOutput, DirectIO
@@ -193,28 +193,12 @@ async def leftovers(
 
 
 def client_tables(client: AsyncClient) -> dict[str, int]:
-    """The size of every table the client keeps per container, process or exit."""
-    stream = client._stream
-    assert stream is not None
-    sizes = {
-        "terminal flags": len(client._terminal),
-        "exec exits": len(client._exec_exits),
-        "own execs": len(client._own_execs),
-        "FIFO sets by container": len(client._fifos),
-        "FIFO sets open": sum(not fifos.closed for fifos in client._fifo_sets),
-        "FIFO sets kept": len(client._fifo_sets),
-        "background tasks": len(client._background),
-        "event listeners": len(client._listeners),
-        "stream: processes alive": len(stream._alive),
-        "stream: OOM flags": len(stream._oom),
-        "stream: exits remembered": len(stream._exits),
-        "stdio: copy tasks running": len(stdio._running),
-    }
-    dispatcher = client._dispatcher
-    if dispatcher is not None:
-        sizes["dispatcher: queues"] = len(dispatcher._queues)
-        sizes["dispatcher: workers"] = len(dispatcher._workers)
-    return sizes
+    """The size of every table the client keeps per container, process or exit.
+
+    Each owner reports its own (tasks, execs, FIFOs, background clean-ups, the
+    event stream and dispatcher); the stdio copies running come on top.
+    """
+    return {**client._sizes(), "stdio: copy tasks running": len(_background.running)}
 
 
 # --- stdio --------------------------------------------------------------------------

@@ -16,7 +16,14 @@ from libcontainerd.stdio import LogFile, discard
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID, Status
 
-from .containers import TEST_NAMESPACE, Capture, ContainerFactory, eventually
+from .containers import (
+    TEST_NAMESPACE,
+    Capture,
+    ContainerFactory,
+    NewClient,
+    containerd_holds_exec,
+    eventually,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +53,6 @@ async def start_in_another_program(
     return container_id, int(output)
 
 
-@pytest.mark.async_only
 async def test_restore_reattaches_the_stdio_of_a_container_started_by_another_program(
     client: AsyncClient, containers: ContainerFactory, supervisor: Supervisor, tmp_path: Path
 ) -> None:
@@ -57,36 +63,33 @@ async def test_restore_reattaches_the_stdio_of_a_container_started_by_another_pr
     capture = Capture()
     async with asyncio.timeout(30):
         assert await client.restore(container_id, attach_stdio=capture) == (True, pid)
-        io = capture.io
-        assert io.stdin is not None
-        assert io.stderr is not None
+        assert capture.io.stdin is not None
+        assert capture.io.stderr is not None
         # Only a process that reads its stdin after the restore can answer this.
-        io.stdin.write(b"ping\n")
-        assert await io.stdout.readline() == b"got ping\n"
+        await capture.write(b"ping\n")
+        assert await capture.readline() == b"got ping\n"
         # Closing stdin after a restore still delivers EOF.
-        io.stdin.close()
-        assert await io.stdout.read() == b"bye\n"
+        await capture.close_stdin()
+        assert await capture.read() == b"bye\n"
         assert (await client.wait(container_id))[0] == 0
     await client.delete_task(container_id)
     assert not (Path(client.fifo_dir) / TEST_NAMESPACE / container_id).exists()
 
 
-@pytest.mark.async_only
 async def test_restore_reports_a_paused_container_alive_and_leaves_it_paused(
-    containers: ContainerFactory, supervisor: Supervisor
+    containers: ContainerFactory, new_client: NewClient
 ) -> None:
     container_id = await containers.create()
-    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as first:
+    async with new_client() as first:
         pid = await first.start(container_id, attach_stdio=discard)
         await first.pause(container_id)
-    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as second:
+    async with new_client() as second:
         capture = Capture()
         assert await second.restore(container_id, attach_stdio=capture) == (True, pid)
         assert capture.calls == 1
         assert await second.status(container_id) is Status.PAUSED
 
 
-@pytest.mark.async_only
 async def test_restore_of_a_container_without_a_task_gives_false_and_zero(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:
@@ -101,21 +104,19 @@ async def test_restore_of_a_container_without_a_task_gives_false_and_zero(
     assert await client.restore(container_id) == (False, 0)
 
 
-@pytest.mark.async_only
 async def test_restore_of_a_stopped_task_is_not_alive_and_its_output_ends(
-    client: AsyncClient, containers: ContainerFactory
+    client: AsyncClient, containers: ContainerFactory, new_client: NewClient
 ) -> None:
     container_id = await containers.create(["/bin/true"])
     pid = await client.start(container_id, attach_stdio=discard)
     await client.wait(container_id)
     capture = Capture()
-    async with AsyncClient(client.address, namespace=TEST_NAMESPACE) as second:
+    async with new_client() as second:
         assert await second.restore(container_id, attach_stdio=capture) == (False, pid)
         async with asyncio.timeout(30):
-            assert await capture.io.stdout.read() == b""
+            assert await capture.read() == b""
 
 
-@pytest.mark.async_only
 async def test_restore_of_a_task_without_fifos_does_not_call_the_callback(
     client: AsyncClient, containers: ContainerFactory, tmp_path: Path
 ) -> None:
@@ -132,35 +133,37 @@ def exec_process(*args: str) -> dict[str, object]:
     return {"args": list(args), "cwd": "/", "env": [oci.DEFAULT_PATH_ENV]}
 
 
-@pytest.mark.async_only
 async def test_restore_adopts_the_live_execs_and_releases_them_after_their_exit(
-    containers: ContainerFactory, supervisor: Supervisor
+    containers: ContainerFactory, new_client: NewClient, supervisor: Supervisor
 ) -> None:
     container_id = await containers.run()
-    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as first:
+    async with new_client() as first:
         await first.exec(container_id, "kept", exec_process("/bin/sleep", "300"))
     # The program restarted: its new client restores the container and owns its execs.
-    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as second:
+    async with new_client() as second:
         assert (await second.restore(container_id))[0] is True
         await second.signal_process(container_id, "kept", "SIGKILL")
         async with asyncio.timeout(30):
             assert (await second.wait(container_id, "kept"))[0] == 137
-            await eventually(lambda: not second._own_execs and not second._background, "release")
+
+            async def released() -> bool:
+                return not await containerd_holds_exec(supervisor.address, container_id, "kept")
+
+            await eventually(released, "containerd to forget the released exec")
             assert (await second.wait(container_id, "kept"))[0] == 137  # still known
             # containerd forgot the exec (else AlreadyExists): its id is free again.
             await second.exec(container_id, "kept", exec_process("/bin/true"))
             assert (await second.wait(container_id, "kept"))[0] == 0
 
 
-@pytest.mark.async_only
 async def test_an_exec_that_exited_while_no_client_ran_keeps_its_id_and_the_error_says_so(
-    containers: ContainerFactory, supervisor: Supervisor
+    containers: ContainerFactory, new_client: NewClient
 ) -> None:
     container_id = await containers.run()
-    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as first:
+    async with new_client() as first:
         await first.exec(container_id, "gone", exec_process("/bin/sleep", "0.3"))
     await asyncio.sleep(1)  # it exits while no client runs: nobody deletes it
-    async with AsyncClient(supervisor.address, namespace=TEST_NAMESPACE) as second:
+    async with new_client() as second:
         assert (await second.restore(container_id))[0] is True
         # containerd lists no exited execs, so restore cannot adopt it; the error tells why.
         with pytest.raises(AlreadyExists, match=r"'gone'.*has exited but is not deleted yet"):
@@ -181,21 +184,18 @@ async def test_restore_refuses_a_log_file_and_bad_ids(client: AsyncClient, tmp_p
         await client.restore("../x")
 
 
-@pytest.mark.async_only
 async def test_a_terminal_container_restores_with_its_terminal(
-    client: AsyncClient, containers: ContainerFactory
+    client: AsyncClient, containers: ContainerFactory, new_client: NewClient
 ) -> None:
     container_id = await containers.create(["/bin/sh"], oci.with_terminal(True))
-    async with AsyncClient(client.address, namespace=TEST_NAMESPACE) as first:
+    async with new_client() as first:
         await first.start(container_id, with_stdin=True, attach_stdio=Capture())
     capture = Capture()
     async with asyncio.timeout(30):
         await client.restore(container_id, attach_stdio=capture)
-        io = capture.io
-        assert (io.terminal, io.stderr) == (True, None)
-        assert io.stdin is not None
+        assert (capture.io.terminal, capture.io.stderr) == (True, None)
         await client.resize_terminal(container_id, INIT_PROCESS_ID, 99, 33)
-        io.stdin.write(b"stty size; exit 6\n")
-        output = await io.stdout.read()
+        await capture.write(b"stty size; exit 6\n")
+        output = await capture.read()
         assert (await client.wait(container_id))[0] == 6
     assert b"33 99" in output

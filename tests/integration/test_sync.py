@@ -16,9 +16,12 @@ from libcontainerd import (
     Client,
     CollectOutput,
     CopyToFiles,
+    DirectIO,
     EventInfo,
     EventType,
+    FailedPrecondition,
     NotFound,
+    discard,
     oci,
     rootfs,
 )
@@ -134,6 +137,47 @@ async def test_events_iteration_ends_when_closed_from_another_thread(
 
     seen = await asyncio.wait_for(asyncio.to_thread(scenario), 120)
     assert seen == [EventType.CREATE, EventType.START, EventType.EXIT]
+
+
+async def test_a_call_from_the_clients_own_loop_thread_is_refused_not_deadlocked(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    # A stdio callback runs on the client's loop thread: a blocking call there would wait
+    # for that very loop forever.
+    def scenario() -> list[str]:
+        refused: list[str] = []
+
+        def attach(io: DirectIO) -> None:
+            try:
+                client.version()
+            except FailedPrecondition as error:
+                refused.append(str(error))
+            discard(io)
+
+        with Client(supervisor.address, TEST_NAMESPACE) as client:
+            try:
+                spec = oci.default_spec(["/bin/true"], rootfs.busybox(tmp_path / "rootfs"))
+                client.create("sync-own-thread", spec)
+                client.start("sync-own-thread", attach_stdio=attach)
+                assert client.wait("sync-own-thread")[0] == 0
+            finally:
+                asyncio.run(_cleanup(supervisor, "sync-own-thread"))
+        return refused
+
+    refused = await asyncio.wait_for(asyncio.to_thread(scenario), 60)
+    assert len(refused) == 1
+    assert "own event-loop thread" in refused[0]
+
+
+async def test_events_iteration_ends_with_its_client(supervisor: Supervisor) -> None:
+    def scenario() -> list[tuple[str, EventType, EventInfo]]:
+        with Client(supervisor.address, TEST_NAMESPACE) as client:
+            events = client.events()
+        seen = list(events)  # no error, no wait: the client's events ended with it
+        events.close()  # and closing it afterwards is harmless
+        return seen
+
+    assert await asyncio.wait_for(asyncio.to_thread(scenario), 60) == []
 
 
 async def test_attachers_are_waited_for_from_blocking_code(

@@ -34,6 +34,18 @@ def test_every_async_method_has_a_blocking_twin_with_the_same_signature() -> Non
         assert str(blocking_methods[name].return_annotation) == expected, name
 
 
+def test_the_blocking_client_takes_exactly_the_async_clients_parameters() -> None:
+    # __init__ is left out above with every other underscore name: compared here.
+    blocking = inspect.signature(Client.__init__).parameters
+    assert blocking == inspect.signature(AsyncClient.__init__).parameters
+
+
+def test_the_blocking_client_passes_its_parameters_on() -> None:
+    client = Client("/run/x/containerd.sock", "elsewhere", fifo_dir="/run/x/my-fifos")
+    assert (client.address, client.namespace) == ("/run/x/containerd.sock", "elsewhere")
+    assert client.fifo_dir == "/run/x/my-fifos"
+
+
 def test_a_client_that_is_not_open_says_so() -> None:
     with pytest.raises(FailedPrecondition, match="not open"):
         Client("/run/nothing/containerd.sock").version()
