@@ -1,9 +1,9 @@
 """The client's execs: started, owned until their exit is reported, then released.
 
 An exec this client made (or adopted when it restored a task) is *ours*: once
-its exit event has reached the backend, its FIFOs are removed and
-containerd's record of it deleted (DeleteProcess), as Docker's daemon does,
-so its id is free again. Another client's execs are
+its exit event has reached the backend, and its Start has answered, its FIFOs
+are removed and containerd's record of it deleted (DeleteProcess), as
+Docker's daemon does, so its id is free again. Another client's execs are
 left alone: deleting one under it would race its wait and its clean-up.
 :class:`ExecTable` owns that bookkeeping and the exit results it keeps for
 :meth:`AsyncClient.wait`.
@@ -59,6 +59,8 @@ class ExecTable:
         # (container id, exec id, pid) of execs released before their exit event came
         # (their id was reused): that event must not release the newer exec.
         self._superseded: set[tuple[str, str, int]] = set()
+        # Ours whose exit was delivered while their Start was in flight.
+        self._exited_while_starting: set[ExecKey] = set()
 
     async def exec(
         self,
@@ -103,7 +105,9 @@ class ExecTable:
                 # The shim's own words for a stopped or paused init; it sends them as UNKNOWN.
                 raise FailedPrecondition(f"cannot {doing}: {error.details}") from None
             raise
-        # Ours from now on: released after its exit event (which may come before Start returns).
+        # Ours from now on: released after its exit event, but never while its Start is
+        # in flight (pid 0 until it answers): containerd's Start reads the process's
+        # state after running it, and answers NotFound if it was deleted meanwhile.
         key = (container_id, exec_id)
         self._own[key] = 0
         try:
@@ -114,13 +118,19 @@ class ExecTable:
             )
         except BaseException:
             self._own.pop(key, None)
+            self._exited_while_starting.discard(key)
             await self.release(container_id, exec_id)
             raise
-        if key in self._own:  # not released yet by an exit event
-            self._own[key] = started.pid
         if fifos is not None:
             fifos.attach(started.pid)  # the shim opens an exec's stdio in Start
         session.track(container_id, exec_id, started.pid)
+        if key in self._exited_while_starting:
+            # Its exit reached the backend before Start answered: released now.
+            self._exited_while_starting.discard(key)
+            self._own.pop(key, None)
+            self._release_in_background(key)
+        elif key in self._own:
+            self._own[key] = started.pid
         return started.pid
 
     async def _settle_id(self, container_id: str, exec_id: str) -> None:
@@ -230,6 +240,9 @@ class ExecTable:
         pid = self._own.get(key)
         if pid is None or (pid and info.pid and pid != info.pid):
             return  # another client's exec, or an earlier one with the same id
+        if pid == 0:
+            self._exited_while_starting.add(key)  # exec() releases it once Start answers
+            return
         del self._own[key]
         self._release_in_background(key)
 
@@ -272,6 +285,9 @@ class ExecTable:
         self._exits = {key: kept for key, kept in self._exits.items() if key[0] != container_id}
         self._own = {key: pid for key, pid in self._own.items() if key[0] != container_id}
         self._superseded = {key for key in self._superseded if key[0] != container_id}
+        self._exited_while_starting = {
+            key for key in self._exited_while_starting if key[0] != container_id
+        }
 
     def sizes(self) -> dict[str, int]:
         """How much this owner holds, by table (for leak checks)."""
@@ -280,6 +296,7 @@ class ExecTable:
             "own execs": len(self._own),
             "exec releases": len(self._releases),
             "superseded execs": len(self._superseded),
+            "execs exited while starting": len(self._exited_while_starting),
         }
 
     def owned(self, container_id: str) -> list[str]:
