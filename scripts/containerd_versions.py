@@ -50,10 +50,23 @@ def cached() -> dict[str, Path]:
 
 
 def provision() -> dict[str, Path]:
-    """Fetch every suite's containerd that is missing, and return them all."""
+    """Fetch every suite's containerd that is missing, and return them all.
+
+    Raises SystemExit naming the suite when a fetch fails (after debian_fetch's retries).
+    """
     for suite in MATRIX.values():
         if suite is not None and not _unpacked_binary(suite).is_file():
-            debian_fetch.extract(PACKAGE, suite)
+            try:
+                debian_fetch.extract(PACKAGE, suite)
+            except (subprocess.CalledProcessError, OSError) as error:
+                raise SystemExit(
+                    f"containerd_versions: cannot fetch {PACKAGE} from Debian {suite}: {error}"
+                ) from error
+            if not _unpacked_binary(suite).is_file():
+                raise SystemExit(
+                    f"containerd_versions: {PACKAGE} from Debian {suite} has no"
+                    f" {_unpacked_binary(suite).relative_to(debian_fetch.CACHE)}"
+                )
     return cached()
 
 

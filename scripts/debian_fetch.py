@@ -19,11 +19,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("LIBCONTAINERD_CACHE", REPO / ".cache"))
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+# A download that fails is tried this many times in all, RETRY_PAUSE x attempt s apart.
+ATTEMPTS = 3
+RETRY_PAUSE = 10.0
 
 
 def _mirror_uri() -> str:
@@ -74,7 +78,28 @@ def _update(suite: str | None, options: list[str]) -> None:
 
 
 def extract(package: str, suite: str | None = None) -> Path:
-    """Unpack ``package`` (from ``suite``, or the machine's own) and return its folder."""
+    """Unpack ``package`` (from ``suite``, or the machine's own) and return its folder.
+
+    A failed download is tried again (ATTEMPTS in all, after a pause), since a
+    mirror's hiccup would otherwise fail a CI run; the last failure is raised.
+    """
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _extract(package, suite)
+        except (subprocess.CalledProcessError, SystemExit) as error:
+            if attempt == ATTEMPTS:
+                raise
+            pause = RETRY_PAUSE * attempt
+            print(
+                f"debian_fetch: {package} ({suite or 'system'}): attempt {attempt} failed"
+                f" ({error}); trying again in {pause:.0f} s",
+                file=sys.stderr,
+            )
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def _extract(package: str, suite: str | None) -> Path:
     dest = CACHE / "debian" / (suite or "system") / package
     done = dest / ".extracted"
     if done.exists():

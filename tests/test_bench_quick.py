@@ -16,20 +16,22 @@ from pathlib import Path
 
 import pytest
 
+from .ci import missing
+
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"),
-    pytest.mark.skipif(
-        not all(shutil.which(tool) for tool in ("containerd", "runc", "ctr")),
-        reason="needs containerd, ctr and runc",
-    ),
-]
+pytestmark = pytest.mark.integration
+
+TOOLS = ("containerd", "runc", "ctr")
 
 
 @pytest.mark.timeout(90)
 def test_quick_benchmark_run_exits_0_and_writes_valid_json(tmp_path: Path) -> None:
+    # A skip on a developer's machine without them; a failure in CI, which provisions them.
+    if os.geteuid() != 0:
+        missing("containers need root")
+    if absent := [tool for tool in TOOLS if shutil.which(tool) is None]:
+        missing(f"the benchmark needs {', '.join(absent)} on PATH")
     output = tmp_path / "results.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--json", str(output)],

@@ -15,7 +15,6 @@ import asyncio
 import copy
 import logging
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from . import _typeurl
@@ -26,7 +25,7 @@ from ._identifiers import check_identifier
 from ._process_stdio import AttachStdio, ProcessStdio
 from ._session import CLEANUP_TIMEOUT, Session, exec_id_taken
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, LibcontainerdError, NotFound
-from .types import INIT_PROCESS_ID, EventInfo, EventType
+from .types import INIT_PROCESS_ID, EventInfo, EventType, ExitStatus
 
 __all__ = ["ExecTable", "exec_id_of"]
 
@@ -51,7 +50,7 @@ class ExecTable:
         self._stdio = stdio
         # Exec exits seen on the stream, so wait() still answers once the exec
         # process has been released; dropped when the container's task is deleted.
-        self._exits: dict[ExecKey, tuple[int, datetime | None]] = {}
+        self._exits: dict[ExecKey, ExitStatus] = {}
         # Ours: key -> pid (0 until Start answers), until released.
         self._own: dict[ExecKey, int] = {}
         # Releases on their way, so an exec that reuses the id waits for its own.
@@ -227,7 +226,9 @@ class ExecTable:
     def on_event(self, container_id: str, event: EventType, info: EventInfo) -> None:
         """Keep an exec's reported exit, so wait() answers once it is released."""
         if event is EventType.EXIT and info.process_id != container_id:
-            self._exits[(container_id, info.process_id)] = (info.exit_code, info.exited_at)
+            self._exits[(container_id, info.process_id)] = ExitStatus(
+                info.exit_code, info.exited_at, info.oom_killed
+            )
 
     def after_delivery(self, container_id: str, event: EventType, info: EventInfo) -> None:
         """An exec of ours that has exited and been reported is released (Docker's order)."""
@@ -246,7 +247,7 @@ class ExecTable:
         del self._own[key]
         self._release_in_background(key)
 
-    def reported_exit(self, container_id: str, exec_id: str) -> tuple[int, datetime | None] | None:
+    def reported_exit(self, container_id: str, exec_id: str) -> ExitStatus | None:
         """The exit the stream reported for an exec (kept until its task is deleted)."""
         return self._exits.get((container_id, exec_id))
 

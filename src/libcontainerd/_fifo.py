@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from ._background import spawn
+from ._limits import open_files_exhausted
 from ._procfs import process_info
 from .errors import FailedPrecondition
 from .stdio import DirectIO
@@ -241,6 +242,14 @@ def _reads(pid: int, fd: str) -> bool:
     return False
 
 
+def _name_the_limit(error: BaseException, what: str) -> None:
+    """Raise FailedPrecondition naming the open-file limit when ``error`` is EMFILE or ENFILE."""
+    if isinstance(error, OSError):
+        exhausted = open_files_exhausted(error, what)
+        if exhausted is not None:
+            raise exhausted from error
+
+
 class FifoSet:
     """The FIFOs of one process and our open ends of them (see the module docstring).
 
@@ -283,8 +292,10 @@ class FifoSet:
 
         stdout always; stdin only with ``stdin``; stderr only without a
         terminal (the pty merges it into stdout). Raises FileExistsError when
-        a FIFO exists already (the caller decides whether it is stale), or
-        the OSError of a failed mkfifo or open; nothing is left behind then.
+        a FIFO exists already (the caller decides whether it is stale),
+        FailedPrecondition naming the open-file limit when one is reached,
+        or the OSError of another failed mkfifo or open; nothing is left
+        behind then.
         """
         streams = [s for s in STREAMS if (s != STDIN or stdin) and (s != STDERR or not terminal)]
         paths = {stream: fifo_path(directory, process_id, stream) for stream in streams}
@@ -295,11 +306,12 @@ class FifoSet:
                 os.mkfifo(path, 0o600)
                 made.append(path)
                 fifos._open_end(stream, path)
-        except BaseException:
+        except BaseException as error:
             fifos.close()
             for path in made:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
+            _name_the_limit(error, f"cannot open the FIFOs of {fifos.process_name}")
             raise
         return fifos
 
@@ -341,11 +353,17 @@ class FifoSet:
         try:
             for stream, path in usable.items():
                 fifos._open_end(stream, path)
-        except BaseException:
+        except BaseException as error:
             fifos.close()
+            _name_the_limit(error, f"cannot re-open the FIFOs of {fifos.process_name}")
             raise
         fifos.attach()
         return fifos
+
+    @property
+    def process_name(self) -> str:
+        """``process 'init' of container 'web'``, for messages."""
+        return f"process {self.process_id!r} of container {self.container_id!r}"
 
     def _open_end(self, stream: str, path: str) -> None:
         flags = os.O_NONBLOCK | os.O_CLOEXEC

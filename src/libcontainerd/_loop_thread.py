@@ -8,6 +8,7 @@ waits for its result. No logic is written twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -18,6 +19,9 @@ from .errors import FailedPrecondition
 __all__ = ["LoopThread"]
 
 T = TypeVar("T")
+
+# How long stop() lets the loop's last tasks (gRPC's own, mostly) finish before cancelling them.
+_SETTLE_SECONDS = 0.5
 
 
 class LoopThread:
@@ -53,7 +57,32 @@ class LoopThread:
             raise
 
     def stop(self) -> None:
-        """Stop the loop, wait for its thread, close it."""
+        """Let the loop's tasks end, stop it, wait for its thread, close it.
+
+        As ``asyncio.run`` does at its end: tasks still pending (gRPC's
+        status handler of a call just cancelled, ...) get a moment to finish,
+        then are cancelled and awaited, so none is destroyed pending (which
+        prints "Task was destroyed but it is pending!" at exit).
+        """
+        if self.loop.is_closed():
+            return
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            settled = asyncio.run_coroutine_threadsafe(_settle(), self.loop)
+            with contextlib.suppress(Exception):  # a task's failure is its owner's to report
+                settled.result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
+
+
+async def _settle() -> None:
+    """Wait briefly for every other task of this loop, then cancel and await the rest."""
+    current = asyncio.current_task()
+    pending = {task for task in asyncio.all_tasks() if task is not current}
+    if pending:
+        _, pending = await asyncio.wait(pending, timeout=_SETTLE_SECONDS)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=_SETTLE_SECONDS)
+    await asyncio.get_running_loop().shutdown_asyncgens()

@@ -9,8 +9,10 @@ a process's FIFO files when the process is gone.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import os
 from typing import Final, NamedTuple, TypeAlias
 
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
@@ -25,6 +27,7 @@ from ._fifo import (
     remove_fifo_dir,
     remove_process_fifos,
 )
+from ._limits import raise_open_file_limit
 from ._session import Session, exec_id_taken, wire_exec_id
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, LibcontainerdError, NotFound
 from .stdio import LogFile, StdioCallback
@@ -110,6 +113,7 @@ class ProcessStdio:
         self, container_id: str, process: task_pb2.Process, attach_stdio: StdioCallback
     ) -> None:
         """Open the FIFOs containerd recorded for a restored task again and hand them over."""
+        raise_open_file_limit()
         recorded = {STDIN: process.stdin, STDOUT: process.stdout, STDERR: process.stderr}
         try:
             fifos = FifoSet.open_recorded(container_id, INIT_PROCESS_ID, recorded, process.terminal)
@@ -133,8 +137,11 @@ class ProcessStdio:
         """Make and open a process's FIFOs, replacing stale ones a crashed client left behind.
 
         Raises AlreadyExists when they belong to a live process (the check
-        costs a call only then), FailedPrecondition when they cannot be made.
+        costs a call only then), FailedPrecondition when they cannot be made
+        (naming the open-file limit when that is why). The first call raises
+        this process's soft open-file limit (see _limits).
         """
+        raise_open_file_limit()
         directory = make_private_dirs(self.fifo_dir, self._session.namespace, container_id)
 
         def create() -> FifoSet:
@@ -149,11 +156,17 @@ class ProcessStdio:
                 await self._refuse_live_process(container_id, process_id)
                 remove_process_fifos(directory, process_id)
                 fifos = create()
-        except OSError as error:
-            raise FailedPrecondition(
-                f"cannot make the FIFOs of process {process_id!r} of container"
-                f" {container_id!r} in {directory}: {error.strerror}"
-            ) from error
+        except BaseException as error:
+            if container_id not in self._by_process:
+                # Nothing half-made: a folder made for this start alone goes too.
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)
+            if isinstance(error, OSError):
+                raise FailedPrecondition(
+                    f"cannot make the FIFOs of process {process_id!r} of container"
+                    f" {container_id!r} in {directory}: {error.strerror}"
+                ) from error
+            raise
         self._own(fifos)
         return fifos
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Final, Generic, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Final, Generic, TypeVar, get_args, get_origin, get_type_hints
 
 import grpc
 import grpc.aio
@@ -25,18 +25,30 @@ from google.protobuf.message import Message
 
 from . import _paths
 from ._api.containerd.api.services.containers.v1 import containers_pb2
+from ._api.containerd.api.services.content.v1 import content_pb2
+from ._api.containerd.api.services.diff.v1 import diff_pb2
 from ._api.containerd.api.services.events.v1 import events_pb2
+from ._api.containerd.api.services.images.v1 import images_pb2
+from ._api.containerd.api.services.leases.v1 import leases_pb2
+from ._api.containerd.api.services.snapshots.v1 import snapshots_pb2
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
 from ._api.containerd.api.services.version.v1 import version_pb2
 from .errors import InvalidArgument, from_grpc
 
 __all__ = [
+    "LEASE_HEADER",
     "MAX_MESSAGE",
     "NAMESPACE_HEADER",
+    "Bidi",
     "Connection",
     "Containers",
+    "Content",
+    "Diff",
     "Events",
+    "Images",
+    "Leases",
     "Methods",
+    "Snapshots",
     "Stream",
     "Tasks",
     "Unary",
@@ -49,6 +61,8 @@ __all__ = [
 # containerd's limit, so a large spec or a long pid list is never cut short.
 MAX_MESSAGE: Final = 16 * 1024 * 1024
 NAMESPACE_HEADER: Final = "containerd-namespace"
+# Resources made by a call carrying it belong to that lease (kept from GC while it lives).
+LEASE_HEADER: Final = "containerd-lease"
 
 Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response", bound=Message)
@@ -80,6 +94,25 @@ class Stream(Generic[Request, Response]):
         raise NotImplementedError  # only the type: instances are grpc's
 
 
+class Bidi(Generic[Request, Response]):
+    """A bidirectional-streaming RPC declared in a :class:`Service` (e.g. Content.Write)."""
+
+    def __call__(
+        self,
+        *,
+        metadata: grpc.aio.Metadata | Sequence[tuple[str, str]] | None = None,
+        timeout: float | None = None,
+    ) -> grpc.aio.StreamStreamCall[Request, Response]:
+        raise NotImplementedError  # only the type: instances are grpc's
+
+
+_KINDS: Final = {
+    Unary: (False, False),
+    Stream: (False, True),
+    Bidi: (True, True),
+}
+
+
 def snake_case(name: str) -> str:
     """A method's Python name: ``CloseIO`` -> ``close_io``, ``ListPids`` -> ``list_pids``."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
@@ -89,15 +122,20 @@ class Service:
     """The methods of one containerd service, bound to a channel.
 
     A subclass names its service descriptor in ``descriptor`` and declares each
-    method it uses as ``snake_name: Unary[Request, Response]`` (or ``Stream``);
-    the attribute then holds the channel's multicallable for it.
+    method it uses as ``snake_name: Unary[Request, Response]`` (or ``Stream``,
+    ``Bidi``); the attribute then holds the channel's multicallable for it.
     """
 
     descriptor: ClassVar[ServiceDescriptor]
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
+        makers = {
+            (False, False): channel.unary_unary,
+            (False, True): channel.unary_stream,
+            (True, True): channel.stream_stream,
+        }
         for entry in _entries(type(self)):
-            make = channel.unary_stream if entry.streaming else channel.unary_unary
+            make: Any = makers[(entry.client_streaming, entry.streaming)]
             setattr(
                 self,
                 entry.name,
@@ -113,9 +151,10 @@ class Service:
 class _Entry:
     name: str
     path: str
-    streaming: bool
+    streaming: bool  # the server streams its answers
     request: type[Message]
     response: type[Message]
+    client_streaming: bool = False
 
 
 _TABLES: dict[type[Service], list[_Entry]] = {}
@@ -130,7 +169,7 @@ def _entries(service: type[Service]) -> list[_Entry]:
     by_name = {snake_case(method.name): method for method in service.descriptor.methods}
     for name, hint in get_type_hints(service).items():
         kind = get_origin(hint)
-        if kind not in (Unary, Stream):
+        if kind not in _KINDS:
             continue
         method = by_name.get(name)
         if method is None:
@@ -139,10 +178,13 @@ def _entries(service: type[Service]) -> list[_Entry]:
         expected = (method.input_type.full_name, method.output_type.full_name)
         given = (request.DESCRIPTOR.full_name, response.DESCRIPTOR.full_name)
         streaming = (method.client_streaming, method.server_streaming)
-        if given != expected or streaming != (False, kind is Stream):
-            raise TypeError(f"{service.__name__}.{name} is declared {given}, not {expected}")
+        if given != expected or streaming != _KINDS[kind]:
+            raise TypeError(
+                f"{service.__name__}.{name} is declared {kind.__name__}{given},"
+                f" not {expected} streaming {streaming}"
+            )
         path = f"/{service.descriptor.full_name}/{method.name}"
-        table.append(_Entry(name, path, kind is Stream, request, response))
+        table.append(_Entry(name, path, streaming[1], request, response, streaming[0]))
     _TABLES[service] = table
     return table
 
@@ -193,6 +235,52 @@ class Events(Service):
     subscribe: Stream[events_pb2.SubscribeRequest, events_pb2.Envelope]
 
 
+class Content(Service):
+    descriptor = content_pb2.DESCRIPTOR.services_by_name["Content"]
+    info: Unary[content_pb2.InfoRequest, content_pb2.InfoResponse]
+    update: Unary[content_pb2.UpdateRequest, content_pb2.UpdateResponse]
+    list: Stream[content_pb2.ListContentRequest, content_pb2.ListContentResponse]
+    delete: Unary[content_pb2.DeleteContentRequest, empty_pb2.Empty]
+    read: Stream[content_pb2.ReadContentRequest, content_pb2.ReadContentResponse]
+    status: Unary[content_pb2.StatusRequest, content_pb2.StatusResponse]
+    list_statuses: Unary[content_pb2.ListStatusesRequest, content_pb2.ListStatusesResponse]
+    write: Bidi[content_pb2.WriteContentRequest, content_pb2.WriteContentResponse]
+    abort: Unary[content_pb2.AbortRequest, empty_pb2.Empty]
+
+
+class Images(Service):
+    descriptor = images_pb2.DESCRIPTOR.services_by_name["Images"]
+    get: Unary[images_pb2.GetImageRequest, images_pb2.GetImageResponse]
+    list: Unary[images_pb2.ListImagesRequest, images_pb2.ListImagesResponse]
+    create: Unary[images_pb2.CreateImageRequest, images_pb2.CreateImageResponse]
+    update: Unary[images_pb2.UpdateImageRequest, images_pb2.UpdateImageResponse]
+    delete: Unary[images_pb2.DeleteImageRequest, empty_pb2.Empty]
+
+
+class Leases(Service):
+    descriptor = leases_pb2.DESCRIPTOR.services_by_name["Leases"]
+    create: Unary[leases_pb2.CreateRequest, leases_pb2.CreateResponse]
+    delete: Unary[leases_pb2.DeleteRequest, empty_pb2.Empty]
+    list: Unary[leases_pb2.ListRequest, leases_pb2.ListResponse]
+
+
+class Snapshots(Service):
+    descriptor = snapshots_pb2.DESCRIPTOR.services_by_name["Snapshots"]
+    prepare: Unary[snapshots_pb2.PrepareSnapshotRequest, snapshots_pb2.PrepareSnapshotResponse]
+    view: Unary[snapshots_pb2.ViewSnapshotRequest, snapshots_pb2.ViewSnapshotResponse]
+    mounts: Unary[snapshots_pb2.MountsRequest, snapshots_pb2.MountsResponse]
+    commit: Unary[snapshots_pb2.CommitSnapshotRequest, empty_pb2.Empty]
+    remove: Unary[snapshots_pb2.RemoveSnapshotRequest, empty_pb2.Empty]
+    stat: Unary[snapshots_pb2.StatSnapshotRequest, snapshots_pb2.StatSnapshotResponse]
+    list: Stream[snapshots_pb2.ListSnapshotsRequest, snapshots_pb2.ListSnapshotsResponse]
+    usage: Unary[snapshots_pb2.UsageRequest, snapshots_pb2.UsageResponse]
+
+
+class Diff(Service):
+    descriptor = diff_pb2.DESCRIPTOR.services_by_name["Diff"]
+    apply: Unary[diff_pb2.ApplyRequest, diff_pb2.ApplyResponse]
+
+
 class Methods:
     """Every service this library calls, bound to one channel."""
 
@@ -201,6 +289,11 @@ class Methods:
         self.containers = Containers(channel)
         self.tasks = Tasks(channel)
         self.events = Events(channel)
+        self.content = Content(channel)
+        self.images = Images(channel)
+        self.leases = Leases(channel)
+        self.snapshots = Snapshots(channel)
+        self.diff = Diff(channel)
 
 
 def resolve_address(address: str | os.PathLike[str] | None) -> str:
@@ -261,14 +354,49 @@ class Connection:
         if channel is not None:
             await channel.close()
 
+    def lease_metadata(self, lease: str) -> grpc.aio.Metadata:
+        """This namespace's header plus a lease's: what a call made under the lease sends."""
+        return grpc.aio.Metadata((NAMESPACE_HEADER, self.namespace), (LEASE_HEADER, lease))
+
     async def call(
-        self, method: Unary[Request, Response], request: Request, context: str
+        self,
+        method: Unary[Request, Response],
+        request: Request,
+        context: str,
+        *,
+        metadata: grpc.aio.Metadata | None = None,
     ) -> Response:
-        """Make a unary call in this namespace; raises the library's error for a failed one."""
+        """Make a unary call in this namespace; raises the library's error for a failed one.
+
+        ``metadata`` replaces the namespace header (e.g. :meth:`lease_metadata`).
+        """
         try:
-            return await method(request, metadata=self.metadata, timeout=self.timeout)
+            if metadata is None:
+                metadata = self.metadata
+            return await method(request, metadata=metadata, timeout=self.timeout)
         except grpc.aio.AioRpcError as error:
             raise from_grpc(error, context) from error
+
+    async def stream(
+        self,
+        method: Stream[Request, Response],
+        request: Request,
+        context: str,
+        *,
+        metadata: grpc.aio.Metadata | None = None,
+    ) -> AsyncIterator[Response]:
+        """The answers of a server-streaming call, each as it comes; errors as :meth:`call`.
+
+        No deadline: a stream (a blob being read) lasts as long as it needs.
+        """
+        call = method(request, metadata=self.metadata if metadata is None else metadata)
+        try:
+            async for answer in call:
+                yield answer
+        except grpc.aio.AioRpcError as error:
+            raise from_grpc(error, context) from error
+        finally:
+            call.cancel()  # a no-op once it has ended; stops it when the reader gave up
 
 
 async def answers(address: str, timeout: float) -> bool:  # noqa: ASYNC109 - gRPC's deadline

@@ -130,6 +130,21 @@ class Session:
         if self.stream is not None:
             self.stream.discard(container_id, process_id, pid)
 
+    async def oom_killed(self, container_id: str, process_id: str | None = None) -> bool:
+        """Whether a process of the container was OOM-killed (its cgroup's count, read now).
+
+        With ``process_id``, an exit the stream reported for it answers without
+        a call. Without a stream: False.
+        """
+        stream = self.stream
+        if stream is None:
+            return False
+        if process_id is not None:
+            reported = stream.reported_oom(container_id, process_id)
+            if reported is not None:
+                return reported
+        return await stream.oom_killed_now(container_id)
+
     # -- background clean-ups -------------------------------------------------------
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -8,8 +8,8 @@ start() finds out what they did and never runs a process twice.
 
 Capabilities that keep resources beside a container (an image's snapshot, a
 network namespace) plug in as :class:`ContainerHook` objects: they run before
-Containers.Create (and may change the spec and labels), before Tasks.Create,
-before Containers.Delete and after it.
+Containers.Create (and may change the spec and labels) and after it, before
+Tasks.Create, before Containers.Delete and after it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Final
 
-from . import _typeurl, checkpoint, errors
+from . import _typeurl, checkpoint
 from ._api.containerd.api.services.containers.v1 import containers_pb2
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
 from ._api.containerd.api.types.task import task_pb2
@@ -40,8 +39,8 @@ from .errors import (
     Unavailable,
 )
 from .events import NO_PID
-from .stdio import LogFile, StdioCallback
-from .types import INIT_PROCESS_ID, EventInfo, EventType, Status
+from .stdio import StdioCallback
+from .types import INIT_PROCESS_ID, EventInfo, EventType, ExitStatus, Status
 
 __all__ = ["RUNC_RUNTIME", "ContainerHook", "NewContainer", "TaskLifecycle", "runc_options"]
 
@@ -83,7 +82,13 @@ def runc_options(runtime_options: Mapping[str, Any] | None, runc_root: str) -> r
 
 @dataclass
 class NewContainer:
-    """A container about to be created, as hooks see it: they may change spec and labels."""
+    """A container about to be created, as hooks see it: they may change spec and labels.
+
+    ``image_source`` is what the caller passed as ``image`` (a name or an
+    Image); the hook that prepares its root records ``image`` (the name),
+    ``snapshotter`` (given by the caller, or its default) and ``snapshot_key``.
+    ``network`` is what the caller passed as ``network`` (the network room's).
+    """
 
     id: str
     spec: dict[str, Any]
@@ -91,19 +96,26 @@ class NewContainer:
     snapshotter: str = ""
     snapshot_key: str = ""
     image: str = ""
+    image_source: object = None
+    network: object = None
 
 
 class ContainerHook:
     """A capability that keeps resources beside a container; every step does nothing here.
 
     ``before_create`` runs before Containers.Create; if the create then fails,
-    ``undo_create`` runs. ``before_task_create`` may add to the task request
-    (e.g. the root filesystem's mounts). ``before_delete`` runs before
-    Containers.Delete with the container's record, ``after_delete`` after it.
-    A hook that raises stops the step it runs before.
+    ``undo_create`` runs, and ``after_create`` once it succeeded (it must not
+    raise: the container exists). ``before_task_create`` may add to the task
+    request (e.g. the root filesystem's mounts). ``before_delete`` runs before
+    Containers.Delete with the container's record (read only when a hook's
+    ``needs_record`` says so; otherwise a record holding only the id),
+    ``after_delete`` after it. A hook that raises stops the step it runs before.
     """
 
     async def before_create(self, container: NewContainer) -> None:
+        return None
+
+    async def after_create(self, container: NewContainer) -> None:
         return None
 
     async def undo_create(self, container: NewContainer) -> None:
@@ -113,6 +125,10 @@ class ContainerHook:
         self, container_id: str, request: tasks_pb2.CreateTaskRequest
     ) -> None:
         return None
+
+    def needs_record(self, container_id: str) -> bool:
+        """Whether ``before_delete`` needs the container's record read from containerd."""
+        return True
 
     async def before_delete(self, container: containers_pb2.Container) -> None:
         return None
@@ -164,8 +180,15 @@ class TaskLifecycle:
         container_id: str,
         spec: Mapping[str, Any],
         runtime_options: Mapping[str, Any] | None,
+        image: object = None,
+        snapshotter: str = "",
+        network: object = None,
     ) -> None:
-        """Containers.Create with runc options and the default cgroups path (checked by caller)."""
+        """Containers.Create with runc options and the default cgroups path (checked by caller).
+
+        ``image`` and ``snapshotter`` are for the hooks (the image room prepares the root),
+        ``network`` too (the network room attaches the container).
+        """
         options = runc_options(runtime_options, self._runc_root)
         if "criu_path" not in (runtime_options or {}):
             # runc's CRIU is fixed when a task is created: record a working one now.
@@ -175,7 +198,13 @@ class TaskLifecycle:
         linux = document["linux"] = dict(document.get("linux") or {})
         if not linux.get("cgroupsPath"):
             linux["cgroupsPath"] = f"/{self._session.namespace}/{container_id}"
-        new = NewContainer(id=container_id, spec=document)
+        new = NewContainer(
+            id=container_id,
+            spec=document,
+            snapshotter=snapshotter,
+            image_source=image,
+            network=network,
+        )
         prepared: list[ContainerHook] = []
         try:
             for hook in self.hooks:
@@ -202,6 +231,11 @@ class TaskLifecycle:
                 with contextlib.suppress(Exception):
                     await hook.undo_create(new)
             raise
+        for hook in self.hooks:
+            try:
+                await hook.after_create(new)
+            except Exception:
+                log.exception("container %s: a hook failed after its creation", container_id)
         self._terminal[container_id] = bool(new.spec.get("process", {}).get("terminal", False))
 
     # -- start ------------------------------------------------------------------------
@@ -362,48 +396,46 @@ class TaskLifecycle:
         container_id: str,
         checkpoint_dir: str | os.PathLike[str],
         with_stdin: bool,
-        attach_stdio: object | None,
+        attach_stdio: AttachStdio | None,
     ) -> int:
         """Create the task restored from ``checkpoint_dir`` (runc ``criu_image_path``), start it.
 
-        Its output can go to a :class:`LogFile` (the shim hands runc new pipes,
-        which CRIU puts in place of the checkpointed ones); without one the
-        restored process writes to nothing. Raises as AsyncClient.start says.
+        Stdio works as for a new task: the shim hands runc new pipes, which
+        CRIU puts in place of the checkpointed ones, and copies them to the
+        FIFOs (or the log file); a terminal container gets a new terminal. The
+        shim opens its FIFO ends only in Start, after ``runc restore``, not in
+        Create: our keepers stay until Start has answered (as for an exec), or
+        our readers would see EOF first, close, and the shim's open for writing
+        would wait forever. Raises as AsyncClient.start says.
         """
-        if with_stdin or (attach_stdio is not None and not isinstance(attach_stdio, LogFile)):
-            # With FIFOs, containerd 1.6's shim restores the process but its
-            # Start never returns: only log-file mode is offered.
-            raise errors.NotImplemented(
-                "restoring a checkpoint with stdin or a stdio callback is not supported;"
-                " its output can go to a LogFile"
-            )
         source = checkpoint.image_directory(checkpoint_dir)
         container = await self._session.container(container_id, "restore")
         try:
             spec = _typeurl.unpack_json(container.spec) if container.spec.value else {}
         except ValueError:
             spec = {}
-        if spec.get("process", {}).get("terminal", False):
-            raise InvalidArgument(
-                f"container {container_id!r} asks for a terminal (process.terminal=true),"
-                " which needs attached stdio"
-            )
+        process = spec.get("process") if isinstance(spec, dict) else None
+        terminal = bool(isinstance(process, dict) and process.get("terminal", False))
         runtime = _typeurl.unpack(container.runtime.options, runc_pb2.Options) or runc_pb2.Options()
         criu = await checkpoint.find_criu(runtime.criu_path)
-        stdout = stderr = ""
-        if isinstance(attach_stdio, LogFile):
-            stdout, stderr = attach_stdio.create()
+        stdio, fifos = await self._stdio.open(
+            container_id, INIT_PROCESS_ID, terminal, with_stdin, attach_stdio
+        )
         try:
             await self._create_task(
                 tasks_pb2.CreateTaskRequest(
                     container_id=container_id,
-                    stdout=stdout,
-                    stderr=stderr,
+                    terminal=terminal,
+                    stdin=stdio.stdin,
+                    stdout=stdio.stdout,
+                    stderr=stdio.stderr,
                     options=checkpoint.restore_options(runtime, source, criu),
                 ),
                 f"create the restored task of container {container_id!r}",
             )
         except BaseException as error:
+            if fifos is not None:
+                self._stdio.drop(fifos)
             await self._discard_failed_create(container_id, error)
             raise
         try:
@@ -422,6 +454,8 @@ class TaskLifecycle:
         except BaseException:
             await self._discard_task(container_id)
             raise
+        if fifos is not None:
+            fifos.attach(started.pid)  # the shim opened its ends in Start, after runc restore
         self._session.track(container_id, container_id, started.pid)
         return started.pid
 
@@ -551,9 +585,11 @@ class TaskLifecycle:
 
     # -- delete -----------------------------------------------------------------------
 
-    async def delete_task(self, container_id: str) -> tuple[int, datetime | None]:
+    async def delete_task(self, container_id: str) -> ExitStatus:
         """Tasks.Delete of a stopped task (see AsyncClient.delete_task)."""
         session = self._session
+        # Read before the delete: the task's cgroup, and its OOM count, go with it.
+        oom_killed = await session.oom_killed(container_id, container_id)
         try:
             reply = await session.task_call(
                 session.methods.tasks.delete,
@@ -575,7 +611,7 @@ class TaskLifecycle:
         stream = session.stream
         if stream is not None and stream.live:
             self._deleted_tasks[container_id] = stream.subscriptions
-        return reply.exit_status, _typeurl.to_datetime(reply.exited_at)
+        return ExitStatus(reply.exit_status, _typeurl.to_datetime(reply.exited_at), oom_killed)
 
     def forget_task(self, container_id: str) -> None:
         """The task is gone: each owner forgets what it kept for it."""
@@ -591,9 +627,11 @@ class TaskLifecycle:
         session = self._session
         if not self._task_known_deleted(container_id):
             await self._refuse_a_task(container_id)
-        record = None
         if self.hooks:
-            record = await session.container(container_id, "delete")
+            if any(hook.needs_record(container_id) for hook in self.hooks):
+                record = await session.container(container_id, "delete")
+            else:
+                record = containers_pb2.Container(id=container_id)
             for hook in self.hooks:
                 await hook.before_delete(record)
         try:

@@ -20,13 +20,12 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import AsyncGenerator, Mapping
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Self
 
 from google.protobuf import empty_pb2
 
-from . import _paths, _typeurl, checkpoint, errors, metrics, oci
+from . import _paths, _stop, _typeurl, checkpoint, errors, metrics, oci
 from ._api.containerd.api.services.containers.v1 import containers_pb2
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
 from ._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
@@ -37,8 +36,20 @@ from ._rpc import Connection, resolve_address
 from ._session import Session, status_of, wire_exec_id
 from ._signals import parse_signal
 from ._tasks import RUNC_RUNTIME, TaskLifecycle
-from .errors import FailedPrecondition, InvalidArgument, LibcontainerdError, NotFound, Unavailable
+from .errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    LibcontainerdError,
+    NotFound,
+    Unavailable,
+)
 from .events import EventDispatcher, EventStream
+from .images import Image, ImageService
+from .images._containers import ImageRoots
+from .networks import Attach, NetworkInfo, NetworkService
+from .networks._attachments import Attachments
+from .networks._containers import NetworkAttachments, attach_argument
 from .stdio import LogFile, StdioCallback
 from .types import (
     INIT_PROCESS_ID,
@@ -46,6 +57,7 @@ from .types import (
     ContainerInfo,
     EventInfo,
     EventType,
+    ExitStatus,
     ProcessSummary,
     Stats,
     Status,
@@ -72,6 +84,17 @@ _MAX_TERMINAL_SIZE = 65535
 
 
 Event = tuple[str, EventType, EventInfo]
+
+
+def _check_local_root(spec: Mapping[str, Any]) -> None:
+    """Refuse a spec whose root, an absolute path on this host, is not a directory."""
+    root = spec.get("root")
+    path = root.get("path") if isinstance(root, Mapping) else None
+    if isinstance(path, str) and os.path.isabs(path) and not os.path.isdir(path):
+        raise InvalidArgument(
+            f"spec.root.path {path!r} does not exist (or is not a directory):"
+            " the container would have no root filesystem"
+        )
 
 
 class EventSubscription:
@@ -123,14 +146,23 @@ class AsyncClient:
 
     Opening subscribes to the namespace's task events; ``backend.process_event``
     then receives each one (see :mod:`libcontainerd.events` for the ordering and
-    exactly-once guarantees), and :meth:`events` yields them too. After an
-    ``oom`` event, every later event of that container carries
-    ``oom_killed=True`` until its task is deleted.
+    exactly-once guarantees), and :meth:`events` yields them too. An exit's
+    ``oom_killed`` is exact (its container cgroup's own count of OOM kills,
+    read at the exit); ``oom`` events come at most once per exit.
+
+    ``timeout`` (seconds; None, the default: none) is the deadline of each
+    request to containerd (DeadlineExceeded when it passes). It bounds one
+    call, not an operation: not a :meth:`wait` answered by the event stream
+    (pass ``wait(timeout=)``), not :meth:`stop`'s grace period, not the
+    copying of output, not the several requests of one method together.
 
     ``fifo_dir`` holds the FIFOs of attached processes, laid out
     ``<fifo_dir>/<namespace>/<container_id>/<process_id>-stdin|-stdout|-stderr``,
     every folder 0700; it defaults to ``fifo`` beside the socket (and
     :attr:`runc_root`), so a client restarted on the same daemon finds them.
+    Before its first FIFOs the client raises the process's soft open-file
+    limit to the hard one, once, as Go programs do (two descriptors per
+    attached process); ``$LIBCONTAINERD_KEEP_NOFILE=1`` keeps yours.
     """
 
     def __init__(
@@ -161,6 +193,16 @@ class AsyncClient:
         self._stdio = ProcessStdio(self._session, self.fifo_dir)
         self._execs = ExecTable(self._session, self._stdio)
         self._tasks = TaskLifecycle(self._session, self._stdio, self._execs, self.runc_root)
+        self.images = ImageService(self._session)
+        """The namespace's images (import, list, tag, remove, ...): :mod:`.images`."""
+        self._image_roots = ImageRoots(self._session, self.images)
+        self._tasks.hooks.append(self._image_roots)
+        self.networks = NetworkService()
+        """The host's networks (create, list, get, remove): :mod:`.networks`."""
+        self._network_attachments = NetworkAttachments(
+            self._session, Attachments(self.networks, self.address, self.namespace)
+        )
+        self._tasks.hooks.append(self._network_attachments)
 
     # -- connection -----------------------------------------------------------------
 
@@ -180,6 +222,8 @@ class AsyncClient:
         self._session.stream = stream
         try:
             await stream.start()
+            # What a client killed mid-way through a networked create or delete left.
+            await self._network_attachments.reconcile()
         except BaseException:
             await self.close()
             raise
@@ -215,6 +259,11 @@ class AsyncClient:
         await self.close()
 
     def _unreachable_message(self, details: str) -> str:
+        if errors.needs_root(details):
+            return (
+                f"containerd at {self.address} refused the connection: permission denied"
+                " (its socket is root's): run this as root"
+            )
         if self._explicit_address:
             return f"containerd at {self.address} does not answer ({details})"
         return (
@@ -230,6 +279,8 @@ class AsyncClient:
             **self._execs.sizes(),
             **self._stdio.sizes(),
             **self._session.sizes(),
+            **self._image_roots.sizes(),
+            **self._network_attachments.sizes(),
             "event listeners": len(self._listeners),
         }
         if self._session.stream is not None:
@@ -272,6 +323,10 @@ class AsyncClient:
         container_id: str,
         spec: Mapping[str, Any],
         runtime_options: Mapping[str, Any] | None = None,
+        *,
+        image: str | Image | None = None,
+        snapshotter: str | None = None,
+        network: str | Attach | None = None,
     ) -> None:
         """Create a container from an OCI runtime spec (a JSON-shaped dict, see :mod:`oci`).
 
@@ -280,11 +335,48 @@ class AsyncClient:
         working CRIU found as :mod:`checkpoint` describes is recorded there. The
         spec's cgroups path defaults to ``/<namespace>/<container_id>``. Raises
         InvalidArgument (bad id, spec or option, before anything is sent),
-        AlreadyExists, Unavailable.
+        AlreadyExists, Unavailable. A root filesystem given by an absolute path
+        must exist on this host (InvalidArgument otherwise): runc would only
+        refuse it at :meth:`start`.
+
+        With ``image`` (a name or an :class:`~libcontainerd.images.Image`) the root
+        filesystem is a writable snapshot keyed by the container id, prepared in
+        ``snapshotter`` (default: ``client.images.snapshotter``) on the image's
+        top layer, which is unpacked first if needed; the container records
+        image, snapshotter and snapshot key, its task gets the snapshot's mounts,
+        and :meth:`delete` removes the snapshot. The spec's ``root.path`` is then
+        ``"rootfs"`` (build the spec with :func:`oci.image_spec`): the image gives
+        the root filesystem only. A user given by name (:func:`oci.with_username`,
+        or the image's own) is resolved from the root filesystem's own
+        ``/etc/passwd`` and ``/etc/group``: an unknown one raises InvalidArgument
+        before the container exists. Also raises ImageNotFound, InvalidImage
+        (content missing), DigestMismatch (a layer is not what its config says).
+
+        With ``network`` (a network's name, or an :class:`~libcontainerd.networks.Attach`
+        with published ports, hostname, DNS servers and extra hosts) the container
+        gets a network namespace of its own, pinned, and an address on that
+        network (CNI ADD runs now, before the container exists), with read-only
+        ``/etc/resolv.conf``, ``/etc/hosts`` and ``/etc/hostname``; :meth:`delete`
+        runs CNI DEL and unmounts it. The default network ``lcd0`` is made on
+        first use. Also raises NotFound (no such network), AlreadyExists (a
+        host port taken), NetworkError (a plugin failed or is missing).
+        Without it the spec's namespaces are used as they are.
         """
         check_identifier(container_id)
-        oci.validate_spec(spec)
-        await self._tasks.create(container_id, spec, runtime_options)
+        attach = attach_argument(network)
+        oci.validate_spec(spec, image=image is not None)
+        if image is None:
+            _check_local_root(spec)
+        if snapshotter is not None:
+            check_identifier(snapshotter, "snapshotter")
+        await self._tasks.create(
+            container_id,
+            spec,
+            runtime_options,
+            image=image,
+            snapshotter=snapshotter or "",
+            network=attach,
+        )
 
     async def start(
         self,
@@ -303,18 +395,20 @@ class AsyncClient:
         is killed and deleted with its FIFOs, so no shim is left behind and
         the container can be started again. Raises InvalidArgument (stdin or a
         terminal without ``attach_stdio``, a log file with either), NotFound,
-        AlreadyExists (a task exists), LibcontainerdError with code
-        ``UNKNOWN`` when runc refuses (e.g. a missing executable, named in the
-        message), Unavailable; what the callback raises propagates.
+        AlreadyExists (a task exists: started twice), ExecutableNotFound (a
+        NotFound: ``args[0]`` is not in the container), NotFound (its root
+        filesystem is gone), LibcontainerdError with code ``UNKNOWN`` for
+        other refusals of runc (e.g. an executable without the execute bit),
+        Unavailable; what the callback raises propagates.
 
         After Unavailable or DeadlineExceeded, call start() again on the same
         client: it finds out what the interrupted call did, never runs the
         process twice, and returns its pid (README, "Errors").
 
         With ``checkpoint_dir`` (made by :meth:`create_checkpoint`) the new task
-        is restored from it, and its processes go on where they were; their
-        output can go to a :class:`LogFile`, and stdin or a callback raise
-        NotImplemented. That also raises InvalidArgument for a directory that
+        is restored from it, and its processes go on where they were; stdio
+        works as for a new task (a callback, a :class:`LogFile`, stdin, a new
+        terminal for a terminal container). That also raises InvalidArgument for a directory that
         is missing or holds no checkpoint (before anything is sent) or whose
         images CRIU refuses (with CRIU's reasons; no task is left behind), and
         CheckpointUnsupported when no working CRIU is found.
@@ -332,6 +426,15 @@ class AsyncClient:
         """
         check_identifier(container_id)
         return await self._session.spec(container_id, "read the spec of")
+
+    async def network_info(self, container_id: str) -> NetworkInfo | None:
+        """The container's network (addresses, gateway, MAC, published ports), or None when
+        it was created without ``network=``. Raises NotFound (no such container)."""
+        check_identifier(container_id)
+        info = self._network_attachments.info(container_id)
+        if info is None:
+            await self._session.container(container_id, "read the network of")
+        return info
 
     async def close_stdin(self, container_id: str, process_id: str) -> None:
         """Deliver EOF to a process's stdin: our writer is closed after what it buffered.
@@ -398,9 +501,10 @@ class AsyncClient:
         FailedPrecondition (the container has no running task: not started,
         stopped, or paused), AlreadyExists (the id names a live exec, or
         an exited one of another client's that is not deleted yet; the
-        message says which), LibcontainerdError with code ``UNKNOWN`` when
-        runc cannot run it (e.g. a missing executable, named in the
-        message), Unavailable; what the callback raises propagates.
+        message says which), ExecutableNotFound (a NotFound: ``args[0]`` is
+        not in the container), LibcontainerdError with code ``UNKNOWN`` for
+        other refusals of runc (e.g. no execute bit), Unavailable; what the
+        callback raises propagates.
         """
         check_identifier(container_id)
         exec_id = check_identifier(process_id, "process id")
@@ -495,42 +599,102 @@ class AsyncClient:
         return reply.processes
 
     async def pause(self, container_id: str) -> None:
-        """Freeze every process of the container. Raises NotFound, FailedPrecondition."""
+        """Freeze every process of the container.
+
+        Raises InvalidArgument (bad id, before sending), NotFound (no such
+        container, or no task), FailedPrecondition (the task is not running:
+        already paused, created, or stopped), Unavailable.
+        """
         check_identifier(container_id)
         session = self._session
-        await session.task_call(
-            session.methods.tasks.pause,
-            tasks_pb2.PauseTaskRequest(container_id=container_id),
-            container_id,
-            "pause",
-        )
+        try:
+            await session.task_call(
+                session.methods.tasks.pause,
+                tasks_pb2.PauseTaskRequest(container_id=container_id),
+                container_id,
+                "pause",
+            )
+        except LibcontainerdError as error:
+            raise await self._wrong_state(error, container_id, "pause", Status.RUNNING) from None
 
     async def resume(self, container_id: str) -> None:
-        """Thaw a paused container. Raises NotFound, FailedPrecondition."""
+        """Thaw a paused container.
+
+        Raises InvalidArgument (bad id, before sending), NotFound (no such
+        container, or no task), FailedPrecondition (the task is not paused:
+        running, created, or stopped), Unavailable.
+        """
         check_identifier(container_id)
         session = self._session
-        await session.task_call(
-            session.methods.tasks.resume,
-            tasks_pb2.ResumeTaskRequest(container_id=container_id),
-            container_id,
-            "resume",
+        try:
+            await session.task_call(
+                session.methods.tasks.resume,
+                tasks_pb2.ResumeTaskRequest(container_id=container_id),
+                container_id,
+                "resume",
+            )
+        except LibcontainerdError as error:
+            raise await self._wrong_state(error, container_id, "resume", Status.PAUSED) from None
+
+    async def _wrong_state(
+        self, error: LibcontainerdError, container_id: str, doing: str, needed: Status
+    ) -> LibcontainerdError:
+        """FailedPrecondition when the task is not ``needed`` (one Tasks.Get, on failure only).
+
+        The shim refuses a pause or resume of the wrong state with code Unknown
+        ("cannot resume a running process"); a typed error, or a failure with
+        the task in the needed state, is returned as it was.
+        """
+        if type(error) is not LibcontainerdError:
+            return error
+        try:
+            state = await self._session.task_status(container_id, doing)
+        except LibcontainerdError:
+            return error
+        if state is needed:
+            return error
+        return FailedPrecondition(
+            f"cannot {doing} container {container_id!r}: its task is {state.value},"
+            f" not {needed.value} ({errors.runtime_reason(error.details)})",
+            code=error.code,
+            details=error.details,
         )
 
     async def wait(
-        self, container_id: str, process_id: str = INIT_PROCESS_ID
-    ) -> tuple[int, datetime | None]:
-        """Block until the process exits; returns its exit code and time.
+        self,
+        container_id: str,
+        process_id: str = INIT_PROCESS_ID,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the contract's name (DESIGN.md)
+    ) -> ExitStatus:
+        """Block until the process exits; returns its :class:`ExitStatus` ``(code, exited_at)``.
 
+        ``.oom_killed`` says whether the kernel had OOM-killed a process of the
+        container by then. With ``timeout`` (seconds), raises DeadlineExceeded
+        when the process has not exited by then, and leaves it running.
         Returns at once for a process that has already exited. A process this
         client's event stream tracks (one started, restored or seen starting
         while it was live) is waited for on its exit event, and a process whose
         exit it has reported (and whose task is not deleted) is answered from
         that event, with no call of its own; otherwise, or once the stream
         breaks, containerd is asked (Tasks.Wait), so a wait that meets a dead
-        daemon raises Unavailable. Raises NotFound.
+        daemon raises Unavailable. Raises NotFound, InvalidArgument (a bad id or timeout).
         """
         check_identifier(container_id)
         exec_id = wire_exec_id(process_id)
+        limit = _stop.check_grace(timeout)
+        try:
+            async with asyncio.timeout(limit) as deadline:
+                return await self._wait(container_id, process_id, exec_id)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise DeadlineExceeded(
+                f"process {process_id!r} of container {container_id!r} did not exit within"
+                f" {limit:g} s (it is left running)"
+            ) from None
+
+    async def _wait(self, container_id: str, process_id: str, exec_id: str) -> ExitStatus:
         reported = await self._reported_exit(container_id, exec_id or container_id)
         if reported is not None:
             return reported
@@ -549,11 +713,10 @@ class AsyncClient:
             if known is None:
                 raise
             return known
-        return reply.exit_status, _typeurl.to_datetime(reply.exited_at)
+        oom_killed = await session.oom_killed(container_id)
+        return ExitStatus(reply.exit_status, _typeurl.to_datetime(reply.exited_at), oom_killed)
 
-    async def _reported_exit(
-        self, container_id: str, process_id: str
-    ) -> tuple[int, datetime | None] | None:
+    async def _reported_exit(self, container_id: str, process_id: str) -> ExitStatus | None:
         """The exit of a process the event stream tracks, as reported; None to ask containerd.
 
         The exit event comes anyway, so waiting for it saves a Tasks.Wait
@@ -570,17 +733,55 @@ class AsyncClient:
             stream.forget_waiter(container_id, process_id, future)  # given up (cancelled)
         if info is None or info.error:
             return None
-        return info.exit_code, info.exited_at
+        return ExitStatus(info.exit_code, info.exited_at, info.oom_killed)
 
-    async def delete_task(self, container_id: str) -> tuple[int, datetime | None]:
-        """Delete the container's stopped task; returns its exit code and exit time.
+    async def delete_task(self, container_id: str) -> ExitStatus:
+        """Delete the container's stopped task; returns its :class:`ExitStatus` (code, time).
 
-        Unlike Docker's, this never reports a made-up 255: a task that is still
+        ``.oom_killed`` is read from the task's cgroup before it goes. Unlike
+        Docker's, this never reports a made-up 255: a task that is still
         running or paused raises FailedPrecondition (kill it first), and a
         missing one raises NotFound.
         """
         check_identifier(container_id)
         return await self._tasks.delete_task(container_id)
+
+    async def stop(
+        self,
+        container_id: str,
+        timeout: float | None = 10,  # noqa: ASYNC109 - the contract's name (DESIGN.md)
+        signal: int | str | None = None,
+    ) -> ExitStatus:
+        """Stop the container's main process as ``docker stop`` does; returns its exit.
+
+        Sends ``signal``, by default the container's stop signal (the label
+        ``io.containerd.image.config.stop-signal`` an image sets, else the
+        spec's ``org.opencontainers.image.stopSignal`` annotation, else
+        SIGTERM); after ``timeout`` seconds (None: never) without an exit,
+        SIGKILL to every process of the task. A paused container is thawed
+        after the signal so that it arrives. A stopped task just gives its
+        exit. The task is not deleted. Raises InvalidArgument (bad id, timeout
+        or signal, before sending), NotFound (no container or no task),
+        Unavailable.
+        """
+        check_identifier(container_id)
+        grace = _stop.check_grace(timeout)
+        number = None if signal is None else parse_signal(signal)
+        return await _stop.stop(self._session, self._wait_within, container_id, grace, number)
+
+    async def remove(self, container_id: str, force: bool = False) -> None:
+        """Delete the container and its task, whatever state the task is in, as ``docker rm`` does.
+
+        A created or stopped task is deleted, then the container. A running,
+        paused or unknown one raises FailedPrecondition unless ``force``:
+        then every process of the task is killed (SIGKILL) first. Raises
+        InvalidArgument (bad id), NotFound (no such container), Unavailable.
+        """
+        check_identifier(container_id)
+        await _stop.remove(self._session, self._tasks, self._wait_within, container_id, force)
+
+    async def _wait_within(self, container_id: str, limit: float | None) -> ExitStatus:
+        return await self.wait(container_id, timeout=limit)
 
     async def delete(self, container_id: str) -> None:
         """Delete the container and everything this client created for it (its FIFO folder too).
@@ -641,7 +842,7 @@ class AsyncClient:
             raise InvalidArgument(
                 f"interval must be a positive number of seconds, got {interval!r}"
             )
-        exited: asyncio.Task[tuple[int, datetime | None]] | None = None
+        exited: asyncio.Task[ExitStatus] | None = None
         first = True
         try:
             while True:
@@ -768,6 +969,7 @@ class AsyncClient:
                 id=container.id,
                 created_at=_typeurl.to_datetime(container.created_at),
                 labels=dict(container.labels),
+                image=container.image,
             )
             if task is not None:
                 status = status_of(task.status)

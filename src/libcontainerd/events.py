@@ -16,6 +16,14 @@ one (Docker's did, whenever containerd restarted). Three pieces:
   reported with its real exit code and time. Exits are remembered by
   (container, process, pid), so each is reported once, even when containerd
   itself publishes a duplicate (a dead shim's synthetic 137).
+
+OOM: an exit's ``oom_killed`` is the container cgroup's own count of OOM
+kills (Tasks.Metrics, read when the exit arrives, before anyone can delete
+the task and its cgroup); containerd's ``oom`` events are only a hint (one
+can come after the exit, or never, or by the thousand). A backend gets at
+most one ``oom`` event per container between two of its exits, none after
+its init process's exit, and one made up just before an exit whose count
+shows a kill that no event announced.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from ._api.containerd.api.types.task import task_pb2
 from ._rpc import Connection
 from ._typeurl import to_datetime, type_name
 from .errors import FailedPrecondition, Unavailable
+from .metrics import oom_kills_in
 from .types import EventInfo, EventType
 
 __all__ = ["EventDispatcher", "EventStream", "decode", "subscription_filter"]
@@ -60,6 +69,7 @@ MARKER_TYPE: Final = "libcontainerd.v1.SubscriptionMarker"
 # containerd's type for task deletion: not in the contract, but it ends a
 # container's OOM flag.
 _TASK_DELETE: Final = events_pb2.TaskDelete.DESCRIPTOR.full_name
+_TASK_EXIT: Final = events_pb2.TaskExit.DESCRIPTOR.full_name
 _REMEMBERED_EXITS: Final = 65536
 # The pid containerd's shim puts in the exit of a process whose start failed (-1 as uint32).
 NO_PID: Final = 0xFFFFFFFF
@@ -521,11 +531,20 @@ class EventStream:
         self._subscribe = methods.events.subscribe
         self._publish = methods.events.publish
         self._task_get = methods.tasks.get
+        self._metrics = methods.tasks.metrics
         # (container id, process id as on the wire) -> pid, for processes seen alive.
         self._alive: dict[tuple[str, str], int] = {}
         # Exits already reported (container id, process id, pid), oldest first.
         self._exits = _RememberedExits(_REMEMBERED_EXITS)
-        self._oom: set[str] = set()
+        self._oom: set[str] = set()  # an oom event came (a hint), until the task is deleted
+        # The container cgroup's OOM kill count read at an exit, once it is > 0 (the truth).
+        self._oom_kills: dict[str, int] = {}
+        # Containers whose backend got an oom event since their last exit (coalescing).
+        self._oom_reported: set[str] = set()
+        # Containers whose init process's exit is reported: later oom events are stale.
+        self._init_exited: set[str] = set()
+        # Containers whose count, just read, shows a kill that no exit reported yet.
+        self._fresh_oom: set[str] = set()
         # Callers of exit_of() waiting for a tracked process's exit, by the key of _alive.
         self._waiters: dict[tuple[str, str], list[asyncio.Future[EventInfo | None]]] = {}
         # Exits reported on this subscription whose process containerd still holds (not
@@ -584,6 +603,7 @@ class EventStream:
     def forget_exits(self, container_id: str) -> None:
         """The container's task is deleted (or a new one is made): its kept exits are stale."""
         self._exited.pop(container_id, None)
+        self._forget_oom(container_id)
 
     def _forget_exit(self, container_id: str, process_id: str) -> None:
         exits = self._exited.get(container_id)
@@ -653,13 +673,69 @@ class EventStream:
         return {
             "stream: processes alive": len(self._alive),
             "stream: OOM flags": len(self._oom),
+            "stream: OOM counts": len(self._oom_kills),
+            "stream: OOM reported": len(self._oom_reported),
+            "stream: init exits": len(self._init_exited),
             "stream: exits remembered": len(self._exits),
             "stream: exits kept": sum(len(exits) for exits in self._exited.values()),
             "stream: waiters": len(self._waiters),
         }
 
     def oom_killed(self, container_id: str) -> bool:
-        return container_id in self._oom
+        """What the stream knows: a kill counted at an exit, or an oom event (a hint)."""
+        return container_id in self._oom_kills or container_id in self._oom
+
+    def reported_oom(self, container_id: str, process_id: str) -> bool | None:
+        """The ``oom_killed`` of a reported exit this stream keeps (task not deleted), else None."""
+        kept = self._exited.get(container_id, {}).get(process_id)
+        return None if kept is None else kept.oom_killed
+
+    async def oom_killed_now(self, container_id: str) -> bool:
+        """Whether the container's task has had a process OOM-killed: its count, else the hint."""
+        if self._oom_kills.get(container_id, 0) > 0:
+            return True
+        count = await self.read_oom_kills(container_id)
+        return self.oom_killed(container_id) if count is None else count > 0
+
+    async def read_oom_kills(self, container_id: str) -> int | None:
+        """The container cgroup's OOM kill count (one Tasks.Metrics); None when unreadable.
+
+        The task's cgroup, and so its count, lasts until the task is deleted.
+        """
+        request = tasks_pb2.MetricsRequest(filters=[f'id=="{container_id}"'])
+        try:
+            reply = await self._metrics(request, metadata=self._metadata, timeout=5)
+        except grpc.aio.AioRpcError as error:
+            log.debug("OOM count of %s unreadable: %s", container_id, error.code().name)
+            return None
+        return oom_kills_in(reply, container_id)
+
+    async def _with_oom_truth(self, info: EventInfo) -> EventInfo:
+        """The exit with ``oom_killed`` from the cgroup's count (the hint if it is gone)."""
+        container_id = info.container_id
+        known = self._oom_kills.get(container_id, 0)
+        if known > 0:
+            return replace(info, oom_killed=True)  # the count never goes down within a task
+        count = await self.read_oom_kills(container_id)
+        if count is None:
+            return replace(info, oom_killed=container_id in self._oom)
+        if count > 0:
+            self._oom_kills[container_id] = count
+            self._fresh_oom.add(container_id)  # a kill no exit has reported yet
+        return replace(info, oom_killed=count > 0)
+
+    def _is_new_exit(self, info: EventInfo) -> bool:
+        """Whether :meth:`_report` would report this exit (not a duplicate, not a failed start)."""
+        if (info.container_id, info.process_id, info.pid) in self._exits:
+            return False
+        return not (info.pid == NO_PID and (info.container_id, info.process_id) in self._alive)
+
+    def _forget_oom(self, container_id: str) -> None:
+        self._oom.discard(container_id)
+        self._oom_kills.pop(container_id, None)
+        self._oom_reported.discard(container_id)
+        self._init_exited.discard(container_id)
+        self._fresh_oom.discard(container_id)
 
     # -- the stream ---------------------------------------------------------------------
 
@@ -680,7 +756,7 @@ class EventStream:
                             self._live.set()
                             delay = self.reconnect_delay_min
                         continue
-                    self._handle(envelope)
+                    await self._receive(envelope)
             except grpc.aio.AioRpcError as error:
                 if not self._closing:
                     log.warning(
@@ -718,6 +794,15 @@ class EventStream:
                     await self._live.wait()
             wait = min(wait * 2, 1.0)
 
+    async def _receive(self, envelope: service_pb2.Envelope) -> None:
+        """Handle one envelope; a new exit first gets its OOM truth (one Tasks.Metrics)."""
+        if envelope.HasField("event") and type_name(envelope.event) == _TASK_EXIT:
+            decoded = decode(envelope)
+            if decoded is not None and self._is_new_exit(decoded[1]):
+                self._report(EventType.EXIT, await self._with_oom_truth(decoded[1]))
+                return
+        self._handle(envelope)
+
     def _handle(self, envelope: service_pb2.Envelope) -> None:
         if envelope.HasField("event") and type_name(envelope.event) == _TASK_DELETE:
             self._task_deleted(envelope)
@@ -736,7 +821,6 @@ class EventStream:
         if deleted.id not in ("", deleted.container_id):
             self._forget_exit(deleted.container_id, deleted.id)  # an exec deleted
             return
-        self._oom.discard(deleted.container_id)
         self.forget_exits(deleted.container_id)
         for key in [key for key in self._alive if key[0] == deleted.container_id]:
             del self._alive[key]
@@ -744,8 +828,14 @@ class EventStream:
 
     def _report(self, event: EventType, info: EventInfo) -> None:
         container_id = info.container_id
+        if event is EventType.CREATE:
+            self._forget_oom(container_id)  # a new task
         if event is EventType.OOM:
             self._oom.add(container_id)
+            if container_id in self._oom_reported or container_id in self._init_exited:
+                log.debug("oom event of %s coalesced", container_id)
+                return
+            self._oom_reported.add(container_id)
         elif event is EventType.START or event is EventType.EXEC_STARTED:
             if (container_id, info.process_id, info.pid) in self._exits:
                 # A start re-sent by the shim after containerd's restart, once the
@@ -773,7 +863,8 @@ class EventStream:
                 return
             self._remember_exit(key)
             self._alive.pop((container_id, info.process_id), None)
-        if container_id in self._oom and not info.oom_killed:
+            self._announce_oom(container_id, info)
+        if event is not EventType.EXIT and self.oom_killed(container_id):
             info = replace(info, oom_killed=True)
         if event is EventType.EXIT:
             if not info.error:
@@ -783,6 +874,16 @@ class EventStream:
         elif event is EventType.CREATE:
             self.forget_exits(container_id)  # a new task
         self._on_event(container_id, event, info)
+
+    def _announce_oom(self, container_id: str, info: EventInfo) -> None:
+        """Before an OOM-killed exit that no oom event announced, report one; then reset."""
+        fresh = container_id in self._fresh_oom
+        self._fresh_oom.discard(container_id)
+        if fresh and container_id not in self._oom_reported | self._init_exited:
+            self._on_event(container_id, EventType.OOM, EventInfo(container_id, oom_killed=True))
+        self._oom_reported.discard(container_id)
+        if info.process_id == container_id:
+            self._init_exited.add(container_id)
 
     async def _reconcile(self) -> None:
         """Report the exits of tracked processes that ended while the stream was down."""
@@ -812,6 +913,8 @@ class EventStream:
                 )
             else:
                 continue  # still alive
+            if self._is_new_exit(info):
+                info = await self._with_oom_truth(info)
             if (container_id, process_id, pid) not in self._exits:
                 self.reconciled_exits += 1
             self._report(EventType.EXIT, info)

@@ -17,6 +17,8 @@ on either, following what ``docker stats`` shows:
   (memory.max), None for "max".
 - ``pids_current``: ``pids.current`` on both.
 - ``pids_limit``: ``pids.limit``, None for "max" (v1 sends it as 0, v2 as 2**64 - 1).
+- ``oom_kills``: v1 ``memory_oom_control.oom_kill`` (memory.oom_control); v2
+  ``memory_events.oom_kill`` (memory.events): processes the OOM killer killed.
 - ``blkio_read_bytes`` / ``blkio_write_bytes``: v1 the sum of the
   ``blkio.io_service_bytes_recursive`` entries with op "Read" / "Write"; v2 the
   sum of ``io.usage[].rbytes`` / ``wbytes``, over all devices.
@@ -38,10 +40,18 @@ from google.protobuf.message import DecodeError
 from . import _typeurl, errors
 from ._api.cgroups.stats.v1 import metrics_pb2 as cgroups_v1
 from ._api.cgroups.v2.stats import metrics_pb2 as cgroups_v2
+from ._api.containerd.api.services.tasks.v1 import tasks_pb2
 from ._api.containerd.api.types import metrics_pb2
 from .types import Stats
 
-__all__ = ["CGROUPS_V1_METRICS", "CGROUPS_V2_METRICS", "decode", "from_v1", "from_v2"]
+__all__ = [
+    "CGROUPS_V1_METRICS",
+    "CGROUPS_V2_METRICS",
+    "decode",
+    "from_v1",
+    "from_v2",
+    "oom_kills_in",
+]
 
 CGROUPS_V1_METRICS: Final = cgroups_v1.Metrics.DESCRIPTOR.full_name
 CGROUPS_V2_METRICS: Final = cgroups_v2.Metrics.DESCRIPTOR.full_name
@@ -103,6 +113,7 @@ def from_v1(read: datetime, metrics: cgroups_v1.Metrics) -> Stats:
         pids_limit=metrics.pids.limit or None,
         blkio_read_bytes=sum(e.value for e in blkio if e.op.lower() == "read"),
         blkio_write_bytes=sum(e.value for e in blkio if e.op.lower() == "write"),
+        oom_kills=metrics.memory_oom_control.oom_kill,
     )
 
 
@@ -119,7 +130,19 @@ def from_v2(read: datetime, metrics: cgroups_v2.Metrics) -> Stats:
         pids_limit=_v2_limit(metrics.pids.limit),
         blkio_read_bytes=sum(entry.rbytes for entry in metrics.io.usage),
         blkio_write_bytes=sum(entry.wbytes for entry in metrics.io.usage),
+        oom_kills=metrics.memory_events.oom_kill,
     )
+
+
+def oom_kills_in(reply: tasks_pb2.MetricsResponse, container_id: str) -> int | None:
+    """The container's OOM kill count in a Tasks.Metrics reply; None when it is not there."""
+    for metric in reply.metrics:
+        if metric.id == container_id:
+            try:
+                return decode(metric).oom_kills
+            except errors.LibcontainerdError:
+                return None
+    return None
 
 
 def _without_inactive_file(usage: int, inactive_file: int) -> int:

@@ -21,14 +21,18 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NoReturn, TypeGuard
+from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard
 
 from ._identifiers import check_identifier
 from .errors import InvalidArgument
 
+if TYPE_CHECKING:
+    from .images import Image
+
 __all__ = [
     "DEFAULT_CAPABILITIES",
     "DEFAULT_PATH_ENV",
+    "IMAGE_ROOT",
     "KNOWN_CAPABILITIES",
     "NAMESPACE_TYPES",
     "OCI_VERSION",
@@ -37,6 +41,7 @@ __all__ = [
     "SpecOption",
     "apply",
     "default_spec",
+    "image_spec",
     "validate_process",
     "validate_resources",
     "validate_spec",
@@ -66,6 +71,7 @@ __all__ = [
     "with_shim_group",
     "with_terminal",
     "with_user",
+    "with_username",
 ]
 
 Spec = dict[str, Any]
@@ -73,6 +79,9 @@ Spec = dict[str, Any]
 
 SpecOption = Callable[[Spec], None]
 """Changes a spec in place; made by the ``with_*`` factories."""
+
+IMAGE_ROOT = "rootfs"
+"""``root.path`` of a container made from an image: containerd mounts its snapshot there."""
 
 OCI_VERSION = "1.0.2-dev"
 """The runtime-spec version containerd 1.6 writes into its default spec."""
@@ -271,6 +280,50 @@ def default_spec(args: Sequence[str], root: str | os.PathLike[str], *options: Sp
     return apply(spec, *options)
 
 
+def image_spec(
+    image: Image,
+    *options: SpecOption,
+    args: Sequence[str] | None = None,
+    entrypoint: Sequence[str] | None = None,
+) -> Spec:
+    """containerd's default spec running ``image`` as its config says, then ``options``.
+
+    For ``create(..., image=image)``. containerd's rules (``WithImageConfigArgs``):
+    the process is the image's Entrypoint + Cmd, where ``args`` replace Cmd
+    and ``entrypoint`` replaces Entrypoint (and Cmd, unless ``args`` are given),
+    as ``docker run [--entrypoint E] IMAGE [ARGS...]`` does; the environment
+    is the image's (or a default ``PATH`` when it has none), and
+    :func:`with_env` options merge into it by key; the working directory is
+    the image's or ``/``; the user is the image's ("" is root), resolved from
+    the image's own ``/etc/passwd`` and ``/etc/group`` when the container is
+    created. ``root.path`` is :data:`IMAGE_ROOT`. :func:`with_args` replaces
+    the whole command line, :func:`with_user` and :func:`with_username` the
+    user. Raises InvalidArgument when nothing is left to run.
+    """
+    config = image.config
+    command = (
+        list(config.entrypoint)
+        if entrypoint is None
+        else _string_list(list(entrypoint), "image_spec: entrypoint")
+    )
+    if args is not None:
+        command += _string_list(list(args), "image_spec: args")
+    elif entrypoint is None:
+        command += list(config.cmd)
+    if not command or not command[0]:
+        raise InvalidArgument(
+            f"image {image.name} has no Entrypoint or Cmd to run: give args= (or entrypoint=)"
+        )
+    spec = default_spec(command, "/")
+    spec["root"]["path"] = IMAGE_ROOT
+    process = spec["process"]
+    process["env"] = list(config.env) or [DEFAULT_PATH_ENV]
+    process["cwd"] = config.working_dir or "/"
+    if config.user:
+        process["user"]["username"] = config.user
+    return apply(spec, *options)
+
+
 def _default_devices() -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for major, minor in _DEFAULT_CHAR_DEVICES:
@@ -344,12 +397,37 @@ def with_user(uid: int, gid: int | None = None, additional_gids: Iterable[int] =
 
     def option(spec: Spec) -> None:
         user = _section(spec, "process", "user")
+        user.pop("username", None)  # numbers given: no name to resolve
         user["uid"] = checked_uid
         user["gid"] = checked_gid
         if extra:
             user["additionalGids"] = list(extra)
         else:
             user.pop("additionalGids", None)
+
+    return option
+
+
+def with_username(user: str) -> SpecOption:
+    """Run as ``user``: ``name``, ``uid``, ``name:group`` or ``uid:gid`` (``docker run -u``).
+
+    Resolved when the container is created, from its root filesystem's own
+    ``/etc/passwd`` and ``/etc/group`` (containerd's rules: a name gives the
+    user's uid and gid, a bare uid its passwd gid or 0, and the groups that
+    list the user become additional gids); an unknown name fails the create
+    with InvalidArgument before the container exists.
+    """
+    checked = _string(user, "with_username: user")
+    name, colon, group = checked.partition(":")
+    if not name or (colon and not group) or any(c in checked for c in "\0\n/"):
+        _fail("with_username: user", "name, uid, name:group or uid:gid", user)
+
+    def option(spec: Spec) -> None:
+        entry = _section(spec, "process", "user")
+        entry["username"] = checked
+        entry.setdefault("uid", 0)
+        entry.setdefault("gid", 0)
+        entry.pop("additionalGids", None)
 
     return option
 
@@ -678,13 +756,15 @@ def _set_resources(values: Mapping[tuple[str, str], Any]) -> SpecOption:
 # --- validation -------------------------------------------------------------
 
 
-def validate_spec(spec: object) -> None:
+def validate_spec(spec: object, *, image: bool = False) -> None:
     """Check a whole spec before it is sent; raise InvalidArgument naming the bad field.
 
     Checked (other keys pass through untouched):
 
     - ``spec`` is an object; ``ociVersion`` is a string;
-    - ``root.path`` is an absolute path; ``root.readonly`` a boolean;
+    - ``root.path`` is an absolute path, or with ``image`` (the root is an
+      image's snapshot, mounted in the bundle) ``"rootfs"``; ``root.readonly``
+      a boolean;
     - ``process`` as in :func:`validate_process`;
     - ``hostname`` a string of at most 64 characters;
     - ``mounts[]``: objects with an absolute ``destination``, string ``type``
@@ -710,7 +790,22 @@ def validate_spec(spec: object) -> None:
     s = _object(spec, "spec")
     _string(_required(s, "ociVersion", "spec"), "spec.ociVersion")
     root = _object(_required(s, "root", "spec"), "spec.root")
-    _absolute_path(_required(root, "path", "spec.root"), "spec.root.path")
+    root_path = _required(root, "path", "spec.root")
+    if image:
+        if root_path != IMAGE_ROOT:
+            _fail(
+                "spec.root.path",
+                f"{IMAGE_ROOT!r} with image= (the image's snapshot is the root; build the spec"
+                " with oci.image_spec)",
+                root_path,
+            )
+    elif root_path == IMAGE_ROOT:
+        raise InvalidArgument(
+            f"spec.root.path must be an absolute path, got {IMAGE_ROOT!r}"
+            " (the relative 'rootfs' is an image's snapshot: pass image=)"
+        )
+    else:
+        _absolute_path(root_path, "spec.root.path")
     if "readonly" in root:
         _bool(root["readonly"], "spec.root.readonly")
     _check_process(_required(s, "process", "spec"), "spec.process")

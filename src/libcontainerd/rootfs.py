@@ -12,6 +12,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+from ._limits import child_argv
 from .errors import FailedPrecondition
 
 __all__ = ["DEFAULT_BUSYBOX", "busybox"]
@@ -112,7 +113,11 @@ def _require_static_elf(program: bytes, path: Path) -> None:
 
 def _applets(binary: Path) -> list[str]:
     listing = subprocess.run(
-        [str(binary), "--list"], capture_output=True, text=True, check=False, timeout=30
+        child_argv([str(binary), "--list"]),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
     if listing.returncode != 0:
         raise FailedPrecondition(

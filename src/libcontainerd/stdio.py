@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import re
@@ -285,6 +286,14 @@ async def _shielded(task: asyncio.Task[T]) -> T:
     return await asyncio.shield(task)
 
 
+class ProcessSignaller(Protocol):
+    """What :class:`CollectOutput` needs of a client (either kind) to kill a process."""
+
+    def signal_process(
+        self, container_id: str, process_id: str, signal: int | str
+    ) -> Awaitable[None] | None: ...
+
+
 class CollectOutput(_Attacher[tuple[bytes, bytes]]):
     """Collects stdout and stderr into bytes; ``await`` it (blocking code: ``.result()``).
 
@@ -292,25 +301,98 @@ class CollectOutput(_Attacher[tuple[bytes, bytes]]):
 
     ``stdin`` is written to the process (started ``with_stdin=True``), which
     then sees EOF; without it a stdin is closed at once. stderr is ``b""``
-    with a terminal. Holds everything in memory: for large output use
-    :class:`CopyToFiles`.
+    with a terminal.
+
+    ``max_bytes`` bounds what is kept of each stream (``max_stdout`` and
+    ``max_stderr`` set one stream's bound): the first bytes are kept, the
+    rest is read and dropped, so the process is never blocked on a full pipe,
+    and :attr:`truncated` / :attr:`dropped` say so. With ``kill`` (a client),
+    the process is killed (SIGKILL) as soon as a bound is passed instead of
+    being left to write on. Without bounds everything is held in memory.
+    Raises InvalidArgument for a bound that is not an integer >= 0.
     """
 
-    def __init__(self, stdin: bytes | None = None) -> None:
+    def __init__(
+        self,
+        stdin: bytes | None = None,
+        *,
+        max_bytes: int | None = None,
+        max_stdout: int | None = None,
+        max_stderr: int | None = None,
+        kill: ProcessSignaller | None = None,
+    ) -> None:
         super().__init__()
         self._stdin = stdin
+        for name, value in (
+            ("max_bytes", max_bytes),
+            ("max_stdout", max_stdout),
+            ("max_stderr", max_stderr),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise InvalidArgument(
+                    f"CollectOutput: {name} must be an integer >= 0, not {value!r}"
+                )
+        self._limits = (
+            max_stdout if max_stdout is not None else max_bytes,
+            max_stderr if max_stderr is not None else max_bytes,
+        )
+        self._kill = kill
+        self._killed = False
+        self._dropped = [0, 0]
+
+    @property
+    def dropped(self) -> tuple[int, int]:
+        """Bytes of ``(stdout, stderr)`` read past the bounds and dropped (so far)."""
+        return self._dropped[0], self._dropped[1]
+
+    @property
+    def truncated(self) -> bool:
+        """Whether either stream said more than its bound (the result is then cut)."""
+        return any(self._dropped)
 
     def _prepare(self, io: DirectIO) -> None:
         _check_stdin(io, self._stdin, "CollectOutput")
 
     async def _run(self, io: DirectIO) -> tuple[bytes, bytes]:
-        stderr = io.stderr.read() if io.stderr is not None else _nothing()
-        _, out, err = await asyncio.gather(_feed(io.stdin, self._stdin), io.stdout.read(), stderr)
+        _, out, err = await asyncio.gather(
+            _feed(io.stdin, self._stdin),
+            self._collect(io, io.stdout, 0),
+            self._collect(io, io.stderr, 1),
+        )
         return out, err
 
+    async def _collect(
+        self, io: DirectIO, reader: asyncio.StreamReader | None, index: int
+    ) -> bytes:
+        if reader is None:
+            return b""
+        limit = self._limits[index]
+        if limit is None:
+            return await reader.read()
+        kept = bytearray()
+        while chunk := await reader.read(_CHUNK):
+            room = limit - len(kept)
+            if room > 0:
+                kept += chunk[:room]
+            if len(chunk) > room:
+                self._dropped[index] += len(chunk) - max(room, 0)
+                await self._over_limit(io)
+        return bytes(kept)
 
-async def _nothing() -> bytes:
-    return b""
+    async def _over_limit(self, io: DirectIO) -> None:
+        if self._kill is None or self._killed:
+            return
+        self._killed = True
+        kill = self._kill.signal_process
+        try:
+            if inspect.iscoroutinefunction(kill):
+                await kill(io.container_id, io.process_id, signal.SIGKILL)
+            else:  # the blocking Client: its call needs this loop free, so from a thread
+                await asyncio.to_thread(kill, io.container_id, io.process_id, signal.SIGKILL)
+        except LibcontainerdError as error:  # it exited meanwhile: nothing left to stop
+            log.debug("cannot kill %r past its output bound: %s", io, error)
 
 
 Target: TypeAlias = "str | os.PathLike[str] | IO[bytes]"

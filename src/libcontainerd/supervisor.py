@@ -18,11 +18,29 @@ not collide), and runc keeps its state in ``/run/containerd/runc/<namespace>``
 unless the task's runtime options name a root -- the client passes
 ``.runc_root`` for that reason.
 
+Limits: containerd runs with a fixed open-file limit of 1048576 (soft and
+hard, never infinity) and no cap on processes, whatever the limits of the
+program that starts it, as containerd's own systemd unit does; each shim costs
+it a few descriptors, so an inherited 1024 stops it at ~250 containers. Its
+shims inherit that; containers get the rlimits of their spec (the default
+spec: 1024 open files). Raising a hard limit needs CAP_SYS_RESOURCE: without
+it containerd gets the caller's hard limit, and the log says so (a warning
+below 16384, room for ~4,000 containers). The pids
+limit of the cgroup the program runs in (systemd's ``TasksMax``) still
+applies to containerd and its shims.
+
 Compared with Docker's supervisor, this one adopts a pid from the pid file only
 when that process really is its containerd, caps its restart back-off, never
 restarts in a tight loop, and uses a new session instead of a parent-death
 signal (containerd outlives a crashed Python program; the pid file lets the
 next Supervisor adopt it).
+
+A Supervisor stops only what it started. A live containerd that it finds in
+its folders (another Supervisor's: ``lcd daemon``'s, another program's) is
+*adopted*: used, never restarted and never stopped (:attr:`Supervisor.adopted`
+is True, and a warning says so). Taking such a daemon over, to restart and
+stop it as one's own, is explicit: ``take_over=True`` (``lcd daemon`` does it
+for the containerd its killed predecessor left).
 
 Blocking code uses the same object with ``with``: the async methods then run
 on an event loop of the Supervisor's own, in a background thread, which also
@@ -45,6 +63,7 @@ from typing import BinaryIO
 
 from . import _paths, checkpoint
 from ._commands import output_of
+from ._limits import daemon_argv, warn_if_daemon_limited
 from ._loop_thread import LoopThread
 from ._procfs import process_stat, read_pid_file
 from ._rpc import answers
@@ -112,6 +131,12 @@ class Supervisor:
     message says why and where the log is); ``FailedPrecondition`` when started
     twice, when a blocking method is called inside a running event loop, and
     when one form stops or waits for a Supervisor the other form started.
+
+    A containerd already running in these folders (named by the pid file,
+    this binary, this config) is adopted: used as it is, and left running
+    at :meth:`stop`; if it dies it is not restarted and this Supervisor stops
+    too. With ``take_over=True`` it is this Supervisor's from then on:
+    restarted when it dies, stopped by :meth:`stop`.
     """
 
     # Restart back-off: first retry after the minimum, doubling up to the
@@ -131,6 +156,7 @@ class Supervisor:
         log_level: str = "info",
         start_timeout: float = 15.0,
         stop_timeout: float = 15.0,
+        take_over: bool = False,
     ) -> None:
         self._state_dir = os.path.abspath(os.fspath(state_dir))
         self._root_dir = os.path.abspath(os.fspath(root_dir))
@@ -159,6 +185,8 @@ class Supervisor:
         self._proc: asyncio.subprocess.Process | None = None
         self._pid: int | None = None
         self._adopted_start_ticks: int | None = None  # set while the daemon is adopted
+        self._take_over = take_over
+        self._owned = False  # whether the running daemon is ours to restart and stop
         self._running = False
         self._ready = False
         self._restarts = 0
@@ -219,6 +247,14 @@ class Supervisor:
         return self._version
 
     @property
+    def adopted(self) -> bool:
+        """Whether the containerd in use was running already and is not ours: left running.
+
+        False once this Supervisor started it itself, or took it over (``take_over=True``).
+        """
+        return self._running and not self._owned
+
+    @property
     def restarts(self) -> int:
         """How many times containerd was restarted successfully after it died."""
         return self._restarts
@@ -257,7 +293,10 @@ class Supervisor:
             self._prepare_directories()
             await self._offer_criu()
             self._write_config(series)
-            if not await self._adopt_from_pid_file():
+            self._owned = True
+            if await self._adopt_from_pid_file():
+                self._owned = self._take_over
+            else:
                 await self._refuse_a_stranger_on_our_socket()
                 await self._launch()
         except BaseException:
@@ -267,10 +306,22 @@ class Supervisor:
             self._notify()
             raise
         self._set_ready()
+        if not self._owned:
+            log.warning(
+                "containerd pid %s already runs in %s: using it; this Supervisor did not start"
+                " it, so it neither restarts nor stops it (take_over=True makes it its own)",
+                self._pid,
+                self.state_dir,
+            )
+            self._monitor = asyncio.create_task(self._watch_adopted(), name=f"watch {self.address}")
+            return
         self._monitor = asyncio.create_task(self._watch(), name=f"supervise {self.address}")
 
     async def stop(self) -> None:
-        """Stop containerd: SIGTERM, SIGKILL after ``stop_timeout``. Containers keep running."""
+        """Stop containerd: SIGTERM, SIGKILL after ``stop_timeout``. Containers keep running.
+
+        An adopted containerd (:attr:`adopted`) is left running: only the watch ends.
+        """
         if not self._running:
             return
         self._refuse_a_foreign_loop("stop()", "stop_blocking()")
@@ -282,6 +333,10 @@ class Supervisor:
             # asyncio.wait neither raises the task's cancellation nor swallows ours.
             await asyncio.wait([self._monitor])
             self._monitor = None
+        if not self._owned:
+            log.info("leaving the adopted containerd (pid %s) running", self._pid)
+            self._forget_process()
+            return
         if self._pid is not None:
             await self._terminate(self._stop_timeout)
         self._remove_runtime_files()
@@ -515,7 +570,14 @@ class Supervisor:
         try:
             await self._wait_until_answering()
         except Unavailable as err:
-            # It is ours (same binary, same config) but does not answer: replace it.
+            if not self._take_over:
+                self._forget_process()
+                raise Unavailable(
+                    f"containerd pid {pid} runs on {self.config_path} but does not answer"
+                    f" ({err.message.splitlines()[0]}); it is not this Supervisor's to stop:"
+                    " stop it, or pass take_over=True to replace it"
+                ) from None
+            # Ours to take over (same binary, same config) but it does not answer: replace it.
             log.warning("adopted containerd pid %d does not answer (%s); replacing it", pid, err)
             await self._terminate(self._stop_timeout)
             return False
@@ -547,9 +609,9 @@ class Supervisor:
         try:
             with log_file:
                 proc = await asyncio.create_subprocess_exec(
-                    self._binary,
-                    "--config",
-                    self.config_path,
+                    # Through a trampoline that sets its limits: a fixed high
+                    # open-file limit, whatever ours are (see _limits).
+                    *daemon_argv([self._binary, "--config", self.config_path]),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=asyncio.subprocess.STDOUT,
@@ -579,6 +641,7 @@ class Supervisor:
             _remove_file(self.pid_file)
             raise
         log.info("containerd %s is up: pid %d, socket %s", self._version, proc.pid, self.address)
+        warn_if_daemon_limited(proc.pid)
 
     def _open_log(self) -> tuple[BinaryIO, int]:
         """The log, opened to append, with a line marking this start; and where that line is."""
@@ -675,6 +738,20 @@ class Supervisor:
             self._restarts += 1
             log.warning("containerd restarted: pid %s (restart %d)", self._pid, self._restarts)
             self._set_ready()
+
+    async def _watch_adopted(self) -> None:
+        """An adopted daemon that dies is not ours to restart: this Supervisor stops too."""
+        status = await self._wait_for_exit()
+        log.warning(
+            "the adopted containerd (pid %s) %s; not restarting it (this Supervisor did not"
+            " start it)",
+            self._pid,
+            status,
+        )
+        self._forget_process()
+        self._running = False
+        self._monitor = None
+        self._notify()
 
     async def _wait_for_exit(self) -> str:
         """Wait until the current daemon exits; return how it ended, for the log."""

@@ -10,20 +10,23 @@ on a worker thread, never on the caller's.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Mapping
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from ._loop_thread import LoopThread
 from .client import DEFAULT_NAMESPACE, AsyncClient, AttachStdio, Event, EventSubscription
 from .errors import FailedPrecondition
+from .images import BlockingImageService, Image
+from .networks import Attach, BlockingNetworkService, NetworkInfo
 from .stdio import StdioCallback
 from .types import (
     INIT_PROCESS_ID,
     Backend,
     ContainerInfo,
+    ExitStatus,
     ProcessSummary,
     Stats,
     Status,
@@ -75,6 +78,29 @@ class EventIterator:
         self.close()
 
 
+def _documented_by_twin(cls: type[T]) -> type[T]:
+    """Give each public method the docstring of its AsyncClient twin, so ``help(Client)`` shows it.
+
+    A method with a note of its own (where the blocking form differs) keeps
+    it, followed by the twin's text.
+    """
+    for name, method in vars(cls).items():
+        twin = getattr(AsyncClient, name, None)
+        if name.startswith("_") or name in _OWN_DOCS or not callable(method) or twin is None:
+            continue
+        text = inspect.getdoc(twin)
+        if not text:
+            continue
+        own = inspect.getdoc(method)
+        method.__doc__ = text if not own else f"{own}\n\nAs AsyncClient.{name}: {text}"
+    return cls
+
+
+# Methods whose blocking form is documented on its own (the twin's text would mislead).
+_OWN_DOCS = frozenset({"open", "close"})
+
+
+@_documented_by_twin
 class Client:
     """The blocking twin of :class:`AsyncClient`: same methods, same errors.
 
@@ -92,6 +118,10 @@ class Client:
     ) -> None:
         self._async = AsyncClient(address, namespace, backend, timeout=timeout, fifo_dir=fifo_dir)
         self._loop: LoopThread | None = None
+        self.images = BlockingImageService(self._async.images, self._run)
+        """The namespace's images, blocking: see :class:`~libcontainerd.images.ImageService`."""
+        self.networks = BlockingNetworkService(self._async.networks, self._run)
+        """The host's networks, blocking: see :class:`~libcontainerd.networks.NetworkService`."""
 
     @property
     def address(self) -> str:
@@ -150,7 +180,7 @@ class Client:
             )
         return self._loop.run(work)
 
-    # -- the contract (see AsyncClient for each method's documentation) ---------------
+    # -- the contract (each method gets its AsyncClient twin's docstring) ---------------
 
     def version(self) -> Version:
         return self._run(self._async.version())
@@ -160,11 +190,27 @@ class Client:
         container_id: str,
         spec: Mapping[str, Any],
         runtime_options: Mapping[str, Any] | None = None,
+        *,
+        image: str | Image | None = None,
+        snapshotter: str | None = None,
+        network: str | Attach | None = None,
     ) -> None:
-        return self._run(self._async.create(container_id, spec, runtime_options))
+        return self._run(
+            self._async.create(
+                container_id,
+                spec,
+                runtime_options,
+                image=image,
+                snapshotter=snapshotter,
+                network=network,
+            )
+        )
 
     def spec(self, container_id: str) -> dict[str, Any]:
         return self._run(self._async.spec(container_id))
+
+    def network_info(self, container_id: str) -> NetworkInfo | None:
+        return self._run(self._async.network_info(container_id))
 
     def start(
         self,
@@ -173,7 +219,7 @@ class Client:
         with_stdin: bool = False,
         attach_stdio: AttachStdio | None = None,
     ) -> int:
-        """Like AsyncClient.start; an ``attach_stdio`` callback runs on the client's loop thread.
+        """An ``attach_stdio`` callback runs on the client's loop thread.
 
         Wait for an attacher (CollectOutput, CopyToFiles) with its ``result()``.
         """
@@ -221,12 +267,20 @@ class Client:
         return self._run(self._async.resume(container_id))
 
     def wait(
-        self, container_id: str, process_id: str = INIT_PROCESS_ID
-    ) -> tuple[int, datetime | None]:
-        return self._run(self._async.wait(container_id, process_id))
+        self, container_id: str, process_id: str = INIT_PROCESS_ID, *, timeout: float | None = None
+    ) -> ExitStatus:
+        return self._run(self._async.wait(container_id, process_id, timeout=timeout))
 
-    def delete_task(self, container_id: str) -> tuple[int, datetime | None]:
+    def delete_task(self, container_id: str) -> ExitStatus:
         return self._run(self._async.delete_task(container_id))
+
+    def stop(
+        self, container_id: str, timeout: float | None = 10, signal: int | str | None = None
+    ) -> ExitStatus:
+        return self._run(self._async.stop(container_id, timeout, signal))
+
+    def remove(self, container_id: str, force: bool = False) -> None:
+        return self._run(self._async.remove(container_id, force))
 
     def delete(self, container_id: str) -> None:
         return self._run(self._async.delete(container_id))
@@ -238,7 +292,7 @@ class Client:
         return self._run(self._async.stats(container_id))
 
     def stats_stream(self, container_id: str, interval: float = 1.0) -> Iterator[Stats]:
-        """A blocking iterator of samples until the task exits (see AsyncClient.stats_stream)."""
+        """A blocking iterator of samples until the task exits."""
         stream = self._async.stats_stream(container_id, interval)
         try:
             while True:

@@ -10,7 +10,7 @@ import enum
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
 
 from ._api.cgroups.stats.v1 import metrics_pb2 as cgroups_v1
 from ._api.cgroups.v2.stats import metrics_pb2 as cgroups_v2
@@ -22,6 +22,7 @@ __all__ = [
     "ContainerInfo",
     "EventInfo",
     "EventType",
+    "ExitStatus",
     "ProcessSummary",
     "Stats",
     "Status",
@@ -67,6 +68,9 @@ class EventInfo:
 
     ``process_id`` is as containerd reports it: the container id for the
     init process, the exec id for an exec. ``exited_at`` is set on exits only.
+    ``oom_killed`` on an exit: the kernel's OOM killer had killed a process of
+    the container by then (its cgroup's count, :attr:`Stats.oom_kills`); on
+    other events: a kill (or an ``oom`` event) was seen since its task began.
     """
 
     container_id: str
@@ -76,6 +80,40 @@ class EventInfo:
     exited_at: datetime | None = None
     oom_killed: bool = False
     error: str = ""
+
+
+class ExitStatus(tuple[int, datetime | None]):
+    """A process's exit as ``wait()`` and ``delete_task()`` give it: ``(exit_code, exited_at)``.
+
+    A 2-tuple, so ``code, exited_at = await client.wait(...)`` unpacks it, and
+    it compares equal to the plain tuple; ``oom_killed`` says whether the
+    kernel's OOM killer had killed a process of the container by then (its
+    cgroup's own count, see :attr:`Stats.oom_kills`).
+    """
+
+    oom_killed: bool
+
+    def __new__(cls, exit_code: int, exited_at: datetime | None, oom_killed: bool = False) -> Self:
+        status = super().__new__(cls, (exit_code, exited_at))
+        status.oom_killed = oom_killed
+        return status
+
+    @property
+    def exit_code(self) -> int:
+        return self[0]
+
+    @property
+    def exited_at(self) -> datetime | None:
+        return self[1]
+
+    def __getnewargs__(self) -> tuple[int, datetime | None, bool]:
+        return self[0], self[1], self.oom_killed
+
+    def __repr__(self) -> str:
+        return (
+            f"ExitStatus(exit_code={self[0]!r}, exited_at={self[1]!r},"
+            f" oom_killed={self.oom_killed!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +159,20 @@ class Stats:
     blkio_read_bytes: int
     """Bytes read from block devices, summed over devices."""
     blkio_write_bytes: int
+    oom_kills: int = 0
+    """Processes of the container the kernel's OOM killer killed (v1 ``memory.oom_control``
+    ``oom_kill``, v2 ``memory.events`` ``oom_kill``): the ground truth behind ``oom_killed``."""
+
+    def cpu_percent(self, previous: Stats) -> float | None:
+        """CPU use since ``previous`` (an earlier sample), in % of one CPU, as ``docker stats``.
+
+        CPU time used between the two samples over the time between them:
+        100.0 is one CPU busy, 200.0 two. None when no time passed between them.
+        """
+        seconds = (self.read - previous.read).total_seconds()
+        if seconds <= 0:
+            return None
+        return max(0, self.cpu_usage_ns - previous.cpu_usage_ns) / (seconds * 1e9) * 100
 
     @property
     def cgroup_version(self) -> int:
@@ -135,7 +187,8 @@ class ContainerInfo:
     ``status`` and ``pid`` are None when the container has no task (created
     but never started, or its task was deleted); ``exit_code`` and
     ``exited_at`` are set once the task has stopped. ``created_at`` is
-    containerd's own record of when the container was created.
+    containerd's own record of when the container was created. ``image`` is
+    the image its root filesystem came from ("" for a root directory).
     """
 
     id: str
@@ -145,6 +198,7 @@ class ContainerInfo:
     exited_at: datetime | None = None
     created_at: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    image: str = ""
 
 
 @runtime_checkable

@@ -21,6 +21,7 @@ from libcontainerd import metrics
 from libcontainerd._api.cgroups.v2.stats import metrics_pb2 as cgroups_v2
 from libcontainerd._api.containerd.api.types import metrics_pb2
 
+from ..ci import missing
 from .test_proto_conformance import containerd_files
 
 pytestmark = pytest.mark.conformance
@@ -35,7 +36,7 @@ MessageClass = Callable[..., Message]
 def theirs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], MessageClass]:
     """containerd's message classes by full name, from a private descriptor pool."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        pytest.skip("needs Debian's apt-get and dpkg-deb to fetch containerd's .proto files")
+        missing("needs Debian's apt-get and dpkg-deb to fetch containerd's .proto files")
     files, _ = containerd_files([V1_FILE, V2_FILE], tmp_path_factory.mktemp("metrics"))
     pool = descriptor_pool.DescriptorPool()
     for file in files:

@@ -31,6 +31,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import gen_proto  # noqa: E402
 
+from ..ci import missing  # noqa: E402
+
 pytestmark = pytest.mark.conformance
 
 CONTAINERD = "golang-github-containerd-containerd-dev"
@@ -251,7 +253,7 @@ def test_our_protos_match_containerd(
     ours: list[pb.FileDescriptorProto], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        pytest.skip("needs Debian's apt-get and dpkg-deb to fetch containerd's .proto files")
+        missing("needs Debian's apt-get and dpkg-deb to fetch containerd's .proto files")
     theirs, versions = containerd_files(
         [f.name for f in ours], tmp_path_factory.mktemp("conformance")
     )

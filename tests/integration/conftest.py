@@ -28,6 +28,7 @@ from libcontainerd.errors import CheckpointUnsupported
 from libcontainerd.supervisor import Supervisor
 
 from .. import figures
+from ..ci import missing
 from . import matrix
 from .containers import (  # noqa: F401 - client_kind, client, new_client and containers: fixtures
     TEST_NAMESPACE,
@@ -51,6 +52,7 @@ SUITE_NAMESPACES = (
     f"{TEST_NAMESPACE}-other",
     f"{TEST_NAMESPACE}-elsewhere",
     "lcdfuzz",
+    "lcdimages",
     "lcdcli",
     "lcddemo",
     "libcontainerd",
@@ -92,10 +94,13 @@ def stale_shim_sockets_removed() -> Iterator[None]:
 
 @pytest.fixture(scope="session", params=VERSIONS, ids=[version.name for version in VERSIONS])
 def containerd(request: pytest.FixtureRequest) -> str:
-    """The containerd binary of this pass of the matrix; skips the pass when it is missing."""
+    """The containerd binary of this pass of the matrix; skips the pass when it is missing.
+
+    In CI (``CI=true``) a missing version fails instead: it was to be provisioned.
+    """
     version: matrix.Version = request.param
     if version.binary is None:
-        pytest.skip(version.missing)
+        missing(version.missing)
     return version.binary
 
 
@@ -145,11 +150,14 @@ def provisioned_criu() -> Iterator[None]:
 
 @pytest.fixture
 async def criu(supervisor: Supervisor) -> str:
-    """The CRIU the library will use; skips the test, with the reason, when none works."""
+    """The CRIU the library will use; skips the test, with the reason, when none works.
+
+    In CI (``CI=true``) that fails the test instead: ``./run`` provisions CRIU there.
+    """
     try:
         return await checkpoint.find_criu()
     except CheckpointUnsupported as error:
-        pytest.skip(f"{error} -- provision one with: python3 scripts/criu.py")
+        missing(f"{error} -- provision one with: python3 scripts/criu.py")
 
 
 @pytest.fixture(scope="session")

@@ -458,7 +458,11 @@ Reply = TypeVar("Reply", bound=Message)
 
 
 async def call_containerd(
-    address: str, method: str, request: Message, reply_type: type[Reply]
+    address: str,
+    method: str,
+    request: Message,
+    reply_type: type[Reply],
+    namespace: str = TEST_NAMESPACE,
 ) -> Reply:
     """One call straight on containerd's wire, in the test namespace, as ``ctr`` would make it.
 
@@ -472,7 +476,7 @@ async def call_containerd(
             response_deserializer=reply_type.FromString,
         )
         reply: Reply = await call(
-            request, metadata=(("containerd-namespace", TEST_NAMESPACE),), timeout=30
+            request, metadata=(("containerd-namespace", namespace),), timeout=30
         )
         return reply
 

@@ -4,7 +4,7 @@ By default every test that needs a daemon runs once per version of the matrix:
 the system's containerd (1.6 on bookworm), 1.7 (trixie) and 2.x (sid), the
 newer two unpacked in ``.cache/`` by ``scripts/containerd_versions.py`` (``./run
 tests`` does that). A version that is not provisioned is skipped, with the
-reason, never silently passed.
+reason, never silently passed; with ``CI=true`` it fails instead (``tests/ci.py``).
 
 ``$LIBCONTAINERD_TEST_CONTAINERD`` (a containerd binary) runs against that one
 only; ``$LIBCONTAINERD_TEST_MATRIX`` (comma-separated names: system, trixie,

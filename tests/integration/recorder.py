@@ -7,14 +7,19 @@ from typing import Any
 
 from libcontainerd.client import AsyncClient
 
+from .containers import ThreadedClient
+
 
 def record_calls(client: AsyncClient) -> list[str]:
     """The containerd methods ``client`` calls from now on, in order, as ``service.method``.
 
     The event stream's own calls (Subscribe, Publish, the reconcile's Get) are
-    bound when it starts and are not counted.
+    bound when it starts and are not counted. A blocking Client (as the tests
+    drive it, a ThreadedClient) is counted through the AsyncClient it delegates to.
     """
     calls: list[str] = []
+    if isinstance(client, ThreadedClient):
+        client = client._client._async
     methods = client._connection.methods
     assert methods is not None, "the client is not open"
     for service_name, service in vars(methods).items():

@@ -24,13 +24,21 @@ from libcontainerd.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    NotImplemented,
 )
-from libcontainerd.stdio import LogFile, discard
+from libcontainerd.stdio import CollectOutput, LogFile
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID, Status
 
-from .containers import ContainerFactory, call_containerd, eventually, process_alive
+from .containers import (
+    TEST_NAMESPACE,
+    Capture,
+    ContainerFactory,
+    call_containerd,
+    eventually,
+    live_shims,
+    output_of,
+    process_alive,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -129,16 +137,93 @@ async def test_a_container_logging_to_a_file_logs_on_after_its_restore(
         assert numbers == list(range(1, len(numbers) + 1))
 
 
-async def test_a_restore_with_stdin_or_a_callback_is_not_implemented(
-    client: AsyncClient, containers: ContainerFactory, tmp_path: Path
+# Echoes each value to stdout before it lands in /out/n, so the value in the file was
+# printed before the checkpoint, and the next one printed is one or two above it.
+ECHOING_COUNTER = [
+    "/bin/sh",
+    "-c",
+    "i=0; while true; do i=$((i+1)); echo $i; echo $i > /out/n.tmp; mv /out/n.tmp /out/n;"
+    " sleep 0.02; done",
+]
+
+
+async def checkpoint_and_stop(client: AsyncClient, container_id: str, images: Path) -> None:
+    await client.create_checkpoint(container_id, images, exit=True)
+    await client.wait(container_id)
+    await client.delete_task(container_id)
+
+
+def numbers(output: bytes) -> list[int]:
+    return [int(line) for line in output.split()]
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["pipes", "terminal"])
+async def test_a_restored_counter_goes_on_in_the_collected_output(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str, terminal: bool
 ) -> None:
-    container_id = await containers.create()
-    with pytest.raises(NotImplemented, match="LogFile"):
-        await client.start(container_id, checkpoint_dir=tmp_path, attach_stdio=discard)
-    with pytest.raises(NotImplemented, match="LogFile"):
-        await client.start(
-            container_id, checkpoint_dir=tmp_path, with_stdin=True, attach_stdio=discard
-        )
+    folder = tmp_path / "out"
+    os.makedirs(folder)
+    options = [oci.with_bind_mount(str(folder), "/out"), oci.with_terminal(terminal)]
+    container_id = await containers.create(ECHOING_COUNTER, *options)
+    before = CollectOutput()
+    await client.start(container_id, attach_stdio=before)
+    counter = Counter(folder)
+    await counter.reaches(5)
+    await checkpoint_and_stop(client, container_id, tmp_path / "checkpoint")
+    at_checkpoint = counter.value()
+    printed_before = numbers((await output_of(client, before))[0])
+
+    after = CollectOutput()
+    pid = await client.start(
+        container_id, checkpoint_dir=tmp_path / "checkpoint", attach_stdio=after
+    )
+    assert process_alive(pid)
+    await counter.reaches(at_checkpoint + 10)
+    await client.signal_process(container_id, INIT_PROCESS_ID, "SIGKILL")
+    assert (await client.wait(container_id))[0] == 137
+    stdout, stderr = await output_of(client, after)
+    printed_after = numbers(stdout)
+    # The restored process printed on from where it stopped, into the new callback.
+    assert printed_after[0] in (at_checkpoint + 1, at_checkpoint + 2), printed_after[:3]
+    assert printed_after == list(range(printed_after[0], printed_after[0] + len(printed_after)))
+    assert printed_before[-1] < printed_after[0]
+    assert len(printed_after) >= 10
+    assert stderr == b""
+    if terminal:
+        assert b"\r\n" in stdout  # a terminal's line endings: the new pty is in place
+
+
+async def test_a_restored_cat_echoes_its_stdin_and_ends_at_eof(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    container_id = await containers.create(["/bin/cat"])
+    first = Capture()
+    await client.start(container_id, with_stdin=True, attach_stdio=first)
+    await first.write(b"before\n")
+    assert await first.readline() == b"before\n"
+    await checkpoint_and_stop(client, container_id, tmp_path / "checkpoint")
+
+    restored = CollectOutput(stdin=b"one line\nand another\n")  # written, then EOF
+    await client.start(
+        container_id, checkpoint_dir=tmp_path / "checkpoint", with_stdin=True, attach_stdio=restored
+    )
+    assert (await client.wait(container_id))[0] == 0  # cat ended at EOF
+    assert await output_of(client, restored) == (b"one line\nand another\n", b"")
+
+
+async def test_a_restored_process_gets_eof_from_close_stdin(
+    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+) -> None:
+    container_id = await containers.create(["/bin/cat"])
+    await client.start(container_id, with_stdin=True, attach_stdio=Capture())
+    await checkpoint_and_stop(client, container_id, tmp_path / "checkpoint")
+    restored = CollectOutput()
+    await client.start(
+        container_id, checkpoint_dir=tmp_path / "checkpoint", with_stdin=True, attach_stdio=restored
+    )
+    await client.close_stdin(container_id, INIT_PROCESS_ID)
+    assert (await client.wait(container_id))[0] == 0
+    assert await output_of(client, restored) == (b"", b"")
 
 
 async def test_a_checkpoint_holds_criu_images_and_nothing_half_written(
@@ -324,7 +409,11 @@ async def test_a_restore_from_a_missing_or_empty_directory_raises_invalid_argume
 
 
 async def test_a_restore_from_a_corrupt_checkpoint_raises_invalid_argument_and_leaves_no_task(
-    client: AsyncClient, containers: ContainerFactory, tmp_path: Path, criu: str
+    client: AsyncClient,
+    containers: ContainerFactory,
+    tmp_path: Path,
+    criu: str,
+    supervisor: Supervisor,
 ) -> None:
     container_id, _ = await start_counter(containers, tmp_path / "out")
     images = tmp_path / "checkpoint"
@@ -333,11 +422,24 @@ async def test_a_restore_from_a_corrupt_checkpoint_raises_invalid_argument_and_l
     await client.delete_task(container_id)
     (images / "inventory.img").write_bytes(b"not a CRIU image")
 
+    shims = {shim.pid for shim in live_shims(supervisor.address)}
     with pytest.raises(InvalidArgument, match=r"cannot restore.*CRIU says") as raised:
         await client.start(container_id, checkpoint_dir=images)
     assert "inventory.img" in raised.value.message
     with pytest.raises(NotFound, match="has no task"):
         await client.status(container_id)
+    # With attached stdio too: no task, no FIFO, no shim is left behind.
+    with pytest.raises(InvalidArgument, match=r"cannot restore.*CRIU says"):
+        await client.start(
+            container_id, checkpoint_dir=images, with_stdin=True, attach_stdio=CollectOutput()
+        )
+    with pytest.raises(NotFound, match="has no task"):
+        await client.status(container_id)
+    fifo_folder = Path(client.fifo_dir) / TEST_NAMESPACE / container_id
+    assert sorted(fifo_folder.glob("init-*")) == []
+    await eventually(
+        lambda: {shim.pid for shim in live_shims(supervisor.address)} <= shims, "no new shim"
+    )
     # The container is unharmed: it starts afresh.
     assert await client.start(container_id) > 0
     assert await client.status(container_id) is Status.RUNNING

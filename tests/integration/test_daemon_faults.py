@@ -44,7 +44,13 @@ from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import ContainerInfo, EventInfo, EventType, Status
 
 from .. import figures
-from .containers import TEST_NAMESPACE, container_processes, live_shims, process_alive
+from .containers import (
+    TEST_NAMESPACE,
+    Capture,
+    container_processes,
+    live_shims,
+    process_alive,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +118,10 @@ class ExitLedger:
 
 
 # -- (a) a churn while containerd is killed twice ---------------------------------------
+
+# containerd's shim re-sends an event it could not publish 1, 2, ... 5 s apart (at most
+# 5 tries): a duplicate from that source comes within this of containerd being back.
+SHIM_RESEND_WINDOW = 6.0
 
 
 @dataclass
@@ -319,8 +329,14 @@ async def _churn(
                 await asyncio.gather(
                     churn.kill_daemon_at(thresholds), *(worker() for _ in range(CONCURRENCY))
                 )
-            # Late duplicates (a shim re-sending, a reconcile) get every chance to show.
-            await asyncio.sleep(1.0)
+            # Late duplicates: the reconcile's come as the stream is back; a shim re-sends an
+            # exit it could not publish 1, 2, ... 5 s apart, so within SHIM_RESEND_WINDOW of
+            # containerd being back. Watch until then (often already past), stopping at one.
+            last_back = max((outage.back for outage in churn.outages), default=uptime())
+            await ledger.wait_until(
+                lambda: any(len(exits) > 1 for exits in ledger.exits.values()),
+                within=max(0.0, last_back + SHIM_RESEND_WINDOW - uptime()),
+            )
             left = await client.list_containers()
         finally:
             await remove_everything(client)
@@ -411,7 +427,8 @@ async def test_a_churn_survives_two_containerd_kills_with_every_exit_delivered_o
 # -- (b) a clean stop and start under a running, a paused and an exited container ------
 
 _restarts = itertools.count()
-TRAP_USR1 = "trap 'exit 9' USR1; while true; do sleep 0.05; done"
+# Says so once the trap is installed (a USR1 before it would kill the shell with 138).
+TRAP_USR1 = "trap 'exit 9' USR1; echo trapped; while true; do sleep 0.05; done"
 
 
 async def test_containers_keep_their_state_across_a_clean_containerd_restart(
@@ -439,14 +456,16 @@ async def test_containers_keep_their_state_across_a_clean_containerd_restart(
     args = {"running": TRAP_USR1, "paused": "sleep 300", "exited": "exit 7"}
     try:
         pids = {}
+        trap = Capture()
         for name, cid in ids.items():
             spec = oci.default_spec(["/bin/sh", "-c", args[name]], root, oci.with_readonly_rootfs())
             await old.create(cid, spec)
-            pids[name] = await old.start(cid)
+            pids[name] = await old.start(cid, attach_stdio=trap if name == "running" else None)
         await old.pause(ids["paused"])
         assert await before.wait_until(lambda: bool(before.exits[(ids["exited"],) * 2]))
         (exited_before,) = before.exits[(ids["exited"],) * 2]
-        await asyncio.sleep(0.3)  # the trap is installed
+        async with asyncio.timeout(30):  # the trap announces itself once installed
+            assert await trap.readline() == b"trapped\n"
 
         await first.stop()
         assert all(process_alive(pids[name]) for name in ("running", "paused"))
@@ -517,7 +536,20 @@ async def test_containers_keep_their_state_across_a_clean_containerd_restart(
             assert await ledger.wait_until(both_exited)
         assert await new.delete_task(running) == (9, after.exits[(running, running)][0].exited_at)
         assert (await new.delete_task(paused))[0] == 137
-        await asyncio.sleep(0.5)  # late duplicates get a chance to show
+        # Late duplicates (the old client's reconcile, a re-sent exit) were published
+        # before a later container's events: once its exit has come to both clients,
+        # one stream each, in order, they would have shown.
+        marker = f"marker-{os.getpid()}-{serial}"
+        await new.create(marker, oci.default_spec(["/bin/true"], root, oci.with_readonly_rootfs()))
+        await new.start(marker)
+        for ledger in (before, after):
+
+            def marker_exited(ledger: ExitLedger = ledger) -> bool:
+                return bool(ledger.exits[(marker, marker)])
+
+            assert await ledger.wait_until(marker_exited)
+        await new.delete_task(marker)
+        await new.delete(marker)
         assert after.types_of(running) == [
             EventType.EXEC_ADDED,
             EventType.EXEC_STARTED,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -22,7 +23,7 @@ from libcontainerd.events import subscription_filter
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import INIT_PROCESS_ID, EventInfo, EventType
 
-from .containers import TEST_NAMESPACE, ContainerFactory
+from .containers import TEST_NAMESPACE, Capture, ContainerFactory
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +88,52 @@ async def test_create_start_and_exit_arrive_in_order_with_the_exit_code(
     assert exit_info.exited_at is not None
     code, exited_at = await watched.client.delete_task(container_id)
     assert (code, exited_at) == (5, exit_info.exited_at)
+
+
+# A code above 128 by exit(), and a death by signal (what users see most): 128 + signal.
+@pytest.mark.parametrize(
+    ("args", "signal_name", "code"),
+    [
+        pytest.param(["/bin/sh", "-c", "exit 200"], None, 200, id="exit-200"),
+        pytest.param(["/bin/sleep", "300"], "SIGKILL", 137, id="sigkill-137"),
+    ],
+)
+async def test_the_exit_event_carries_a_high_code_or_a_signal_death_whole(
+    watched: ContainerFactory,
+    recorder: Recorder,
+    args: list[str],
+    signal_name: str | None,
+    code: int,
+) -> None:
+    client = watched.client
+    subscription = client.events()
+    container_id = await watched.run(args)
+    if signal_name is not None:
+        await client.signal_process(container_id, INIT_PROCESS_ID, signal_name)
+    await recorder.wait_until(lambda: bool(recorder.exits_of(container_id)))
+    (exit_info,) = recorder.exits_of(container_id)
+    assert (exit_info.exit_code, exit_info.oom_killed, exit_info.error) == (code, False, "")
+    async with asyncio.timeout(60), subscription:
+        async for cid, event, info in subscription:
+            if cid == container_id and event is EventType.EXIT:
+                assert info.exit_code == code
+                break
+    assert await client.delete_task(container_id) == (code, exit_info.exited_at)
+
+
+async def test_an_exec_killed_by_sigterm_is_reported_with_143(
+    watched: ContainerFactory, recorder: Recorder
+) -> None:
+    client = watched.client
+    container_id = await watched.run()
+    await client.exec(container_id, "e1", {"args": ["/bin/sleep", "300"], "cwd": "/"})
+    await client.signal_process(container_id, "e1", "SIGTERM")
+
+    def exec_exits() -> list[EventInfo]:
+        return [info for info in recorder.exits_of(container_id) if info.process_id == "e1"]
+
+    await recorder.wait_until(lambda: bool(exec_exits()))
+    assert [info.exit_code for info in exec_exits()] == [143]
 
 
 async def test_pause_and_resume_are_reported(watched: ContainerFactory, recorder: Recorder) -> None:
@@ -292,15 +339,33 @@ async def test_an_unknown_payload_is_skipped_and_the_stream_goes_on(
             request = service_pb2.PublishRequest(topic="/tasks/exit")
             request.event.type_url, request.event.value = type_url, value
             await publish(request, metadata=(("containerd-namespace", TEST_NAMESPACE),))
+    # Published before it, so the stream has handled both payloads when its exit arrives.
     container_id = await watched.run(["/bin/true"])
     await recorder.wait_until(lambda: bool(recorder.exits_of(container_id)))
-    assert all(event is not EventType.UNKNOWN for _, event, _ in recorder.events)
+    # Neither payload became an event (of no container, or with a made-up exit): only the
+    # container's own three came, and the stream that brought them still works.
+    assert [(cid, event) for cid, event, _ in recorder.events] == [
+        (container_id, EventType.CREATE),
+        (container_id, EventType.START),
+        (container_id, EventType.EXIT),
+    ]
 
 
 # -- exactly once ------------------------------------------------------------------------
 
 
-TRAP_TERM = "trap 'exit 3' TERM; while true; do sleep 0.05; done"
+# The shell says so once its trap is installed: a TERM before that would be ignored
+# (pid 1 has no default action) and the test would hang until its timeout.
+TRAP_TERM = "trap 'exit 3' TERM; echo trapped; while true; do sleep 0.05; done"
+# containerd's shim re-sends an event it could not publish 1, 2, ... 5 s apart (at
+# most 5 tries): a duplicate from that source comes within this of containerd being back.
+SHIM_RESEND_WINDOW = 6.0
+
+
+async def trap_installed(capture: Capture) -> None:
+    """Wait until the container's shell has announced its trap (a hang fails after 30 s)."""
+    async with asyncio.timeout(30):
+        assert await capture.readline() == b"trapped\n"
 
 
 async def test_exits_while_containerd_is_down_are_delivered_exactly_once(
@@ -311,9 +376,12 @@ async def test_exits_while_containerd_is_down_are_delivered_exactly_once(
         factory = ContainerFactory(client, workdir / "containers")
         try:
             ids = [await factory.create(["/bin/sh", "-c", TRAP_TERM]) for _ in range(6)]
-            pids = {cid: await client.start(cid) for cid in ids}
-            await asyncio.sleep(0.3)  # let the shells install their traps
+            captures = {cid: Capture() for cid in ids}
+            pids = {cid: await client.start(cid, attach_stdio=captures[cid]) for cid in ids}
+            for capture in captures.values():
+                await trap_installed(capture)
             expected = {}
+            loop = asyncio.get_running_loop()
             for round_ in range(2):
                 batch = ids[round_ * 3 : round_ * 3 + 3]
                 restarts = daemon.restarts
@@ -326,13 +394,22 @@ async def test_exits_while_containerd_is_down_are_delivered_exactly_once(
                     expected[cid] = 3
                 async with asyncio.timeout(60):
                     await daemon.wait_ready(min_restarts=restarts + 1)
+                back_at = loop.time()
 
                 def batch_exited(batch: list[str] = batch) -> bool:
                     return all(recorder.exits_of(c) for c in batch)
 
                 await recorder.wait_until(batch_exited)
-            # Give late duplicates (shims re-sending, reconcile) every chance to show.
-            await asyncio.sleep(1.0)
+            # Late duplicates: the reconcile's come before a later container's events (one
+            # stream, in order); a shim's re-sent exit comes within SHIM_RESEND_WINDOW of
+            # containerd being back. Wait for both, failing at the first duplicate seen.
+            later = await factory.run(["/bin/true"])
+            await recorder.wait_until(lambda: bool(recorder.exits_of(later)))
+            with contextlib.suppress(TimeoutError):
+                await recorder.wait_until(
+                    lambda: any(len(recorder.exits_of(cid)) > 1 for cid in expected),
+                    within=max(0.0, back_at + SHIM_RESEND_WINDOW - loop.time()),
+                )
             discards_dead_tasks = not (daemon.version or "").startswith("1.6")
             for cid, code in expected.items():
                 (exit_info,) = recorder.exits_of(cid)  # exactly one each
@@ -344,10 +421,8 @@ async def test_exits_while_containerd_is_down_are_delivered_exactly_once(
                     assert "exit code is unknown" in exit_info.error
                 else:
                     assert (exit_info.exit_code, exit_info.error) == (code, ""), cid
-            # The client needed no restart: it still works.
+            # The client needed no restart: it still works (its events came above).
             assert (await client.version()).version
-            later = await factory.run(["/bin/true"])
-            await recorder.wait_until(lambda: bool(recorder.exits_of(later)))
         finally:
             await factory.cleanup()
 
@@ -385,9 +460,10 @@ async def test_a_dead_shims_duplicate_exit_is_not_reported_twice(
     listener = asyncio.create_task(listen(container_id))
     try:
         await ready.wait()
-        pid = await watched.client.start(container_id)
+        capture = Capture()
+        pid = await watched.client.start(container_id, attach_stdio=capture)
         shim = _parent_of(pid)
-        await asyncio.sleep(0.3)
+        await trap_installed(capture)
         await watched.client.signal_process(container_id, INIT_PROCESS_ID, "SIGTERM")
         await recorder.wait_until(lambda: bool(recorder.exits_of(container_id)))
         # The shim dies before the task is deleted: containerd cleans up after it and
@@ -396,7 +472,10 @@ async def test_a_dead_shims_duplicate_exit_is_not_reported_twice(
         async with asyncio.timeout(60):
             while len(raw_exits) < 2:
                 await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
+        # containerd has published its duplicate; this client's stream gets events in
+        # that order, so once a later container's exit has come, the duplicate was handled.
+        later = await watched.run(["/bin/true"])
+        await recorder.wait_until(lambda: bool(recorder.exits_of(later)))
     finally:
         listener.cancel()
     assert all(message.pid == pid for message in raw_exits)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import math
 import os
 import re
@@ -32,7 +33,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from libcontainerd import oci, rootfs
+from libcontainerd import _typeurl, oci, rootfs
+from libcontainerd._api.containerd.api.services.containers.v1 import containers_pb2
+from libcontainerd._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
 from libcontainerd.client import AsyncClient
 from libcontainerd.errors import (
     AlreadyExists,
@@ -45,7 +48,8 @@ from libcontainerd.types import INIT_PROCESS_ID, Status
 
 from .. import figures
 from .conftest import make_workdir, remove_workdir
-from .containers import live_shims, process_alive, remove_container
+from .containers import call_containerd, live_shims, process_alive, remove_container
+from .recorder import record_calls
 
 pytestmark = pytest.mark.integration
 
@@ -293,6 +297,20 @@ class Fuzzing:
     tally: Counter[str] = field(default_factory=Counter)
     # What each container the fuzzing created was made from, to name a leak's cause.
     made_from: dict[str, str] = field(default_factory=dict)
+    # The containerd calls the client made (recorder.record_calls), for "refused before sending".
+    calls: list[str] = field(default_factory=list)
+
+    async def unsent(self, call: Awaitable[T], what: str) -> T | LibcontainerdError:
+        """The call's outcome, failing the test if it sent containerd anything.
+
+        For calls the contract refuses before sending. An exec released in the
+        background (after an earlier example's exit) is not this call's.
+        """
+        before = len(self.calls)
+        result = await outcome(call, what)
+        sent = [name for name in self.calls[before:] if name != "tasks.delete_process"]
+        assert sent == [], f"{what} was refused ({result!r}) only after sending {sent}"
+        return result
 
     def count(self, what: str, result: object) -> None:
         """Tally how a call ended: done, refused before sending, or refused by containerd."""
@@ -387,6 +405,7 @@ async def fuzzing(supervisor: Supervisor) -> AsyncIterator[Fuzzing]:
         await target.ensure_running()
         target.recreated = 0
         fuzzing = Fuzzing(client, bystander, target, shared_root, workdir)
+        fuzzing.calls = record_calls(client)
         yield fuzzing
         await fuzzing.remove_created()
         await bystander.check(deep=True)
@@ -477,17 +496,22 @@ async def test_container_ids_are_refused_or_not_found(fuzzing: Fuzzing, value: A
     shown = f"{value!r:.40}"
     # No such container: every method refuses a bad id, and names a good one it cannot find.
     for name, call in _id_calls(fuzzing, value).items():
-        result = await outcome(call(), f"{name}({shown})")
-        fuzzing.count("fuzzed container id", result)
         if valid_id(value):
+            result = await outcome(call(), f"{name}({shown})")
             refused(result, NotFound, repr(value))
         else:
+            result = await fuzzing.unsent(call(), f"{name}({shown})")
             refused(result, InvalidArgument, "container id")
+        fuzzing.count("fuzzed container id", result)
     checkpoints = fuzzing.workdir / "checkpoints"
     assert not checkpoints.exists(), "a refused checkpoint left a directory behind"
     # A good id can be created and deleted; a bad one is refused before anything is sent.
     try:
-        created = await outcome(fuzzing.client.create(value, fuzzing.spec()), f"create({shown})")
+        creating = fuzzing.client.create(value, fuzzing.spec())
+        if valid_id(value):
+            created = await outcome(creating, f"create({shown})")
+        else:
+            created = await fuzzing.unsent(creating, f"create({shown})")
         if valid_id(value):
             assert created is None, f"create({shown}) failed: {created}"
             fuzzing.created.add(value)
@@ -527,7 +551,10 @@ async def test_process_ids_are_refused_or_name_a_process(fuzzing: Fuzzing, value
         # The init process never exits here, so waiting on it would block by design.
         calls["wait"] = lambda: client.wait(target.id, value)
     for name, call in calls.items():
-        result = await outcome(call(), f"{name}(target, {shown})")
+        if not valid_id(value) and not known:
+            result = await fuzzing.unsent(call(), f"{name}(target, {shown})")
+        else:
+            result = await outcome(call(), f"{name}(target, {shown})")
         fuzzing.count("fuzzed process id", result)
         if known and name == "signal_process":
             assert result is None, f"SIGCONT to the target's init failed: {result}"
@@ -538,7 +565,12 @@ async def test_process_ids_are_refused_or_name_a_process(fuzzing: Fuzzing, value
             refused(result, NotFound, repr(value))
     # An exec by that id runs (and is released after its exit), or is refused.
     process = {"args": ["/bin/true"], "cwd": "/"}
-    started = await outcome(client.exec(target.id, value, process), f"exec(target, {shown})")
+    if known or not valid_id(value):
+        started = await fuzzing.unsent(
+            client.exec(target.id, value, process), f"exec(target, {shown})"
+        )
+    else:
+        started = await outcome(client.exec(target.id, value, process), f"exec(target, {shown})")
     if known:
         refused(started, InvalidArgument, "process id", "main process")
     elif not valid_id(value):
@@ -591,12 +623,12 @@ async def test_signals_are_refused_or_delivered(fuzzing: Fuzzing, value: Any) ->
     target = fuzzing.target
     await target.ensure_running()
     shown = f"{value!r:.40}"
-    result = await outcome(
+    number = _signal_number(value)
+    result = await (outcome if number is not None else fuzzing.unsent)(
         fuzzing.client.signal_process(target.id, INIT_PROCESS_ID, value),
         f"signal_process(target, init, {shown})",
     )
     fuzzing.count("fuzzed signal", result)
-    number = _signal_number(value)
     if number is None:
         refused(result, InvalidArgument, "signal")
     else:
@@ -627,10 +659,12 @@ async def test_signals_are_refused_or_delivered(fuzzing: Fuzzing, value: Any) ->
 @example(value={"hugepageLimits": math.nan})
 @example(value=None)
 @example(value=[("pids", {"limit": 5})])
+@example(value={"pids": {"limit": 77}, "memory": {"limit": (64 << 20) + 5}, "cpu": {"shares": 512}})
 async def test_resources_are_refused_or_applied(fuzzing: Fuzzing, value: Any) -> None:
     target = fuzzing.target
     await target.ensure_running()
     shown = f"{value!r:.60}"
+    before = len(fuzzing.calls)
     result = await outcome(
         fuzzing.client.update_resources(target.id, value), f"update_resources(target, {shown})"
     )
@@ -638,10 +672,63 @@ async def test_resources_are_refused_or_applied(fuzzing: Fuzzing, value: Any) ->
     if isinstance(result, LibcontainerdError):
         # Refused before sending (naming the field), or by the runtime (with its reason).
         refused(result, InvalidArgument, "resources")
+        if result.code is None:
+            assert "tasks.update" not in fuzzing.calls[before:], f"{result} came after sending"
+    else:
+        _assert_limits_applied(target.id, value)
     await fuzzing.bystander.check()
     if not isinstance(result, LibcontainerdError) or result.code is not None:
         # Limits were (perhaps partly) set: the next example gets a fresh target.
         await remove_container(fuzzing.client, target.id)
+
+
+def _cgroup_value(controller: str, container_id: str, name: str) -> str:
+    return (Path("/sys/fs/cgroup") / controller / FUZZ_NAMESPACE / container_id / name).read_text()
+
+
+def _field(value: object, section: str, name: str) -> object:
+    part = value.get(section) if isinstance(value, dict) else None
+    return part.get(name) if isinstance(part, dict) else None
+
+
+def _assert_limits_applied(container_id: str, value: object) -> None:
+    """The cgroup holds what an accepted update asked for (the fields whose effect is plain).
+
+    Non-positive values mean "unlimited" or "unchanged" to runc, so only
+    positive ones are compared; memory is in whole pages, cpu shares clamped
+    by the kernel to 2..262144.
+    """
+    pids = _field(value, "pids", "limit")
+    if type(pids) is int and pids > 0:
+        assert _cgroup_value("pids", container_id, "pids.max").strip() == str(pids)
+    memory = _field(value, "memory", "limit")
+    if type(memory) is int and 0 < memory < 2**62:
+        page = os.sysconf("SC_PAGE_SIZE")
+        written = int(_cgroup_value("memory", container_id, "memory.limit_in_bytes"))
+        assert written == memory // page * page, f"memory limit {memory} became {written}"
+    shares = _field(value, "cpu", "shares")
+    if type(shares) is int and shares > 0:
+        written = int(_cgroup_value("cpu", container_id, "cpu.shares"))
+        assert written == min(max(shares, 2), 262144), f"cpu shares {shares} became {written}"
+
+
+async def _assert_options_recorded(fuzzing: Fuzzing, container_id: str, options: Any) -> None:
+    """containerd holds, for the new container, each runtime option as it was given."""
+    reply = await call_containerd(
+        fuzzing.client.address,
+        "/containerd.services.containers.v1.Containers/Get",
+        containers_pb2.GetContainerRequest(id=container_id),
+        containers_pb2.GetContainerResponse,
+        namespace=FUZZ_NAMESPACE,
+    )
+    recorded = _typeurl.unpack(reply.container.runtime.options, runc_pb2.Options)
+    assert recorded is not None, "no runtime options recorded"
+    for name, sent in dict(options or {}).items():
+        if sent is None:
+            continue  # None leaves the option unset, as protobuf takes it
+        # A string field given as bytes is taken as their UTF-8 text.
+        expected = sent.decode() if isinstance(sent, bytes) else sent
+        assert getattr(recorded, name) == expected, f"{name}={sent!r} recorded as {recorded}"
 
 
 # --- runtime options --------------------------------------------------------------------
@@ -679,6 +766,7 @@ async def test_runtime_options_are_refused_or_recorded(fuzzing: Fuzzing, options
         fuzzing.count("fuzzed runtime options", created)
         if created is None:
             fuzzing.created.add(container_id)
+            await _assert_options_recorded(fuzzing, container_id, options)
         else:
             refused(created, InvalidArgument, "runtime option")
     finally:
@@ -701,13 +789,14 @@ async def test_runtime_options_are_refused_or_recorded(fuzzing: Fuzzing, options
 async def test_terminal_sizes_are_refused_or_set(fuzzing: Fuzzing, width: Any, height: Any) -> None:
     target = fuzzing.target
     await target.ensure_running()
-    result = await outcome(
-        fuzzing.client.resize_terminal(target.id, INIT_PROCESS_ID, width, height),
-        f"resize_terminal(target, init, {width!r:.30}, {height!r:.30})",
-    )
 
     def fits(value: object) -> bool:
         return type(value) is int and 1 <= value <= 65535
+
+    result = await (outcome if fits(width) and fits(height) else fuzzing.unsent)(
+        fuzzing.client.resize_terminal(target.id, INIT_PROCESS_ID, width, height),
+        f"resize_terminal(target, init, {width!r:.30}, {height!r:.30})",
+    )
 
     if fits(width) and fits(height):
         assert result is None, f"a {width}x{height} terminal was refused: {result}"
@@ -836,6 +925,20 @@ def _described(changes: list[tuple[str, object]]) -> str:
     )
 
 
+def _as_sent(spec: dict[str, Any], container_id: str) -> dict[str, Any]:
+    """The spec as create() sends it: JSON, with linux.cgroupsPath defaulted."""
+    sent: dict[str, Any] = json.loads(json.dumps(spec))
+    linux = sent["linux"] = dict(sent.get("linux") or {})
+    if not linux.get("cgroupsPath"):
+        linux["cgroupsPath"] = f"/{FUZZ_NAMESPACE}/{container_id}"
+    return sent
+
+
+def _canonical(document: object) -> str:
+    # NaN compares unequal to itself; as text it does not.
+    return json.dumps(document, sort_keys=True)
+
+
 @FUZZ_SETTINGS
 @given(changes=mutations)
 @example(changes=[("mounts+", CURATED[14])])
@@ -867,6 +970,9 @@ async def test_specs_are_refused_or_run(
             return
         fuzzing.created.add(container_id)
         fuzzing.made_from[container_id] = what
+        # Accepted: containerd holds the spec as sent, with only the default cgroups path added.
+        recorded = await within(client.spec(container_id), f"spec({what})")
+        assert _canonical(recorded) == _canonical(_as_sent(spec, container_id)), what
         started = await outcome(client.start(container_id), f"start({what})")
         fuzzing.count("fuzzed spec, start", started)
         if isinstance(started, LibcontainerdError):

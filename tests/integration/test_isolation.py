@@ -14,9 +14,9 @@ from libcontainerd.client import AsyncClient
 from libcontainerd.errors import NotFound
 from libcontainerd.stdio import CollectOutput
 from libcontainerd.supervisor import Supervisor
-from libcontainerd.types import INIT_PROCESS_ID, EventType, Status
+from libcontainerd.types import INIT_PROCESS_ID, EventInfo, EventType, Status
 
-from .containers import TEST_NAMESPACE, ContainerFactory, NewClient, output_of
+from .containers import TEST_NAMESPACE, ContainerFactory, NewClient, eventually, output_of
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +61,51 @@ async def test_events_of_one_namespace_never_reach_another(
     foreign.end()
     leaked = [cid async for cid, _, _ in foreign if cid == container_id]
     assert leaked == []
+
+
+async def test_another_namespaces_events_never_reach_this_clients_backend_or_events(
+    new_client: NewClient, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The other namespace's name starts with this one's: a filter that matched a
+    # prefix (or an unanchored pattern) would let its events in.
+    assert OTHER_NAMESPACE.startswith(TEST_NAMESPACE)
+    seen: list[tuple[str, EventType]] = []
+
+    class Backend:
+        def process_event(self, container_id: str, event: EventType, info: EventInfo) -> None:
+            seen.append((container_id, event))
+
+    async with (
+        new_client(backend=Backend()) as client,
+        new_client(namespace=OTHER_NAMESPACE) as other,
+    ):
+        mine = ContainerFactory(client, tmp_path_factory.mktemp("mine"))
+        theirs = ContainerFactory(other, tmp_path_factory.mktemp("theirs"))
+        try:
+            iterated = client.events()
+            foreign = await theirs.run(["/bin/sh", "-c", "exit 9"])
+            async with asyncio.timeout(60):
+                await other.wait(foreign)
+            # Then one of this namespace's own: once its exit has come to both, the
+            # foreign container's events (published before) would have come too.
+            own = await mine.run(["/bin/true"])
+            got: list[tuple[str, EventType]] = []
+            async with asyncio.timeout(60), iterated:
+                async for cid, event, _ in iterated:
+                    got.append((cid, event))
+                    if cid == own and event is EventType.EXIT:
+                        break
+            await eventually(lambda: (own, EventType.EXIT) in seen, "the backend's own exit")
+        finally:
+            await theirs.cleanup()
+            await mine.cleanup()
+    for delivered in (got, list(seen)):
+        assert [cid for cid, _ in delivered if cid != own] == [], delivered
+        assert [event for _, event in delivered] == [
+            EventType.CREATE,
+            EventType.START,
+            EventType.EXIT,
+        ]
 
 
 async def test_the_default_spec_really_drops_privileges(

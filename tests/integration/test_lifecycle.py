@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from libcontainerd import oci
+from libcontainerd import _typeurl, oci
+from libcontainerd._api.containerd.api.services.containers.v1 import containers_pb2
+from libcontainerd._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
 from libcontainerd.client import AsyncClient
 from libcontainerd.errors import (
     AlreadyExists,
+    ExecutableNotFound,
     FailedPrecondition,
     InvalidArgument,
     LibcontainerdError,
@@ -25,9 +29,11 @@ from libcontainerd.types import INIT_PROCESS_ID, EventType, Status
 
 from .containers import (
     TEST_NAMESPACE,
+    Capture,
     ContainerFactory,
     NewClient,
     call_containerd,
+    eventually,
     live_shims,
     process_alive,
 )
@@ -71,6 +77,53 @@ async def test_exit_code_and_time_come_back_from_wait_and_delete_task(
         await client.status(container_id)
 
 
+# A code above 128 by exit(), and a death by signal (what users see most): 128 + signal.
+ENDINGS = [
+    pytest.param(["/bin/sh", "-c", "exit 200"], None, 200, id="exit-200"),
+    pytest.param(["/bin/sleep", "300"], "SIGKILL", 137, id="sigkill-137"),
+]
+
+
+@pytest.mark.parametrize(("args", "signal_name", "code"), ENDINGS)
+async def test_high_exit_codes_and_signal_deaths_come_back_whole_from_every_call(
+    client: AsyncClient,
+    containers: ContainerFactory,
+    args: list[str],
+    signal_name: str | None,
+    code: int,
+) -> None:
+    container_id = await containers.run(args)
+    if signal_name is not None:
+        await client.signal_process(container_id, INIT_PROCESS_ID, signal_name)
+    async with asyncio.timeout(60):
+        waited_code, exited_at = await client.wait(container_id)
+    assert waited_code == code
+    (listed,) = [info for info in await client.list_containers() if info.id == container_id]
+    assert (listed.status, listed.exit_code, listed.exited_at) == (
+        Status.STOPPED,
+        code,
+        exited_at,
+    )
+    assert await client.delete_task(container_id) == (code, exited_at)
+
+
+async def test_an_exec_killed_by_a_signal_exits_with_128_plus_the_signal(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    sleeper = {"args": ["/bin/sleep", "300"], "cwd": "/"}
+    await client.exec(container_id, "e1", sleeper)
+    await client.signal_process(container_id, "e1", "SIGTERM")
+    async with asyncio.timeout(60):
+        assert (await client.wait(container_id, "e1"))[0] == 143
+    # ... and the init process killed outright: 137 from wait and delete_task alike.
+    await client.signal_process(container_id, INIT_PROCESS_ID, "SIGKILL")
+    async with asyncio.timeout(60):
+        code, exited_at = await client.wait(container_id)
+    assert code == 137
+    assert await client.delete_task(container_id) == (137, exited_at)
+
+
 @pytest.mark.parametrize("sent", [9, "SIGKILL", "kill"])
 async def test_sigkill_ends_the_container_with_137(
     client: AsyncClient, containers: ContainerFactory, sent: str | int
@@ -85,12 +138,16 @@ async def test_a_signal_by_name_reaches_the_handler_of_the_init_process(
 ) -> None:
     # A container's pid 1 ignores signals it has no handler for (all but KILL),
     # so the shell traps TERM and exits with a code of its own choosing.
-    container_id = await containers.run(
-        ["/bin/sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.05; done"]
+    container_id = await containers.create(
+        ["/bin/sh", "-c", "trap 'exit 3' TERM; echo trapped; while true; do sleep 0.05; done"]
     )
-    await asyncio.sleep(0.2)  # let the shell install its trap
+    capture = Capture()
+    await client.start(container_id, attach_stdio=capture)
+    async with asyncio.timeout(30):  # the trap announces itself once it is installed
+        assert await capture.readline() == b"trapped\n"
     await client.signal_process(container_id, INIT_PROCESS_ID, "SIGTERM")
-    assert (await client.wait(container_id))[0] == 3
+    async with asyncio.timeout(60):
+        assert (await client.wait(container_id))[0] == 3
 
 
 async def test_pause_and_resume_change_the_status(
@@ -112,14 +169,15 @@ async def test_a_paused_container_does_not_run(
         ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /out/n; sleep 0.02; done"],
         oci.with_bind_mount(str(counter), "/out"),
     )
-    await asyncio.sleep(0.3)
+    count = counter / "n"
+    await eventually(lambda: count.exists() and count.read_text().strip() != "", "a first count")
     await client.pause(container_id)
-    frozen = (counter / "n").read_text()
+    frozen = count.read_text()
+    # Nothing can announce that nothing happens: watch a bounded window of 15 ticks.
     await asyncio.sleep(0.3)
-    assert (counter / "n").read_text() == frozen
+    assert count.read_text() == frozen
     await client.resume(container_id)
-    await asyncio.sleep(0.3)
-    assert (counter / "n").read_text() != frozen
+    await eventually(lambda: count.read_text() != frozen, "the count to go on after resume")
 
 
 async def test_list_pids_and_summary_show_every_process(
@@ -187,10 +245,29 @@ async def test_runc_state_lives_under_the_daemons_own_directory(
 
 
 async def test_runtime_options_are_passed_to_the_shim(
-    client: AsyncClient, containers: ContainerFactory
+    client: AsyncClient, containers: ContainerFactory, supervisor: Supervisor, tmp_path: Path
 ) -> None:
-    container_id = await containers.create(runtime_options={"binary_name": "runc"})
+    # Not the default binary: a runc of its own that leaves a trace, so an option
+    # dropped on the way would show.
+    log = tmp_path / "runc-calls"
+    wrapper = tmp_path / "logging-runc"
+    runc = shutil.which("runc")
+    assert runc is not None
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {runc} "$@"\n')
+    wrapper.chmod(0o755)
+    container_id = await containers.create(runtime_options={"binary_name": str(wrapper)})
+    reply = await call_containerd(
+        supervisor.address,
+        "/containerd.services.containers.v1.Containers/Get",
+        containers_pb2.GetContainerRequest(id=container_id),
+        containers_pb2.GetContainerResponse,
+    )
+    recorded = _typeurl.unpack(reply.container.runtime.options, runc_pb2.Options)
+    assert recorded is not None
+    assert recorded.binary_name == str(wrapper)
     assert await client.start(container_id) > 0
+    assert container_id in log.read_text()  # the shim ran it: "... create ... <id>"
+    assert await client.status(container_id) is Status.RUNNING
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -210,11 +287,20 @@ async def test_an_invalid_container_id_is_refused_before_any_request(
     client: AsyncClient, containers: ContainerFactory, bad_id: str
 ) -> None:
     spec = containers.spec(["/bin/true"], container_id="for-bad-id")
+    calls = record_calls(client)
     with pytest.raises(InvalidArgument, match="container id"):
         await client.create(bad_id, spec)
-    for method in (client.start, client.status, client.delete, client.delete_task):
+    for method in (
+        *(client.start, client.status, client.delete, client.delete_task, client.wait),
+        *(client.pause, client.resume, client.list_pids, client.stats, client.spec),
+    ):
         with pytest.raises(InvalidArgument, match="container id"):
             await method(bad_id)
+    with pytest.raises(InvalidArgument, match="container id"):
+        await client.signal_process(bad_id, INIT_PROCESS_ID, "SIGKILL")
+    with pytest.raises(InvalidArgument, match="container id"):
+        await client.update_resources(bad_id, {"pids": {"limit": 5}})
+    assert calls == []  # nothing reached containerd
 
 
 async def test_a_spec_without_args_is_refused_naming_the_field(
@@ -223,8 +309,10 @@ async def test_a_spec_without_args_is_refused_naming_the_field(
     container_id = containers.new_id()
     spec = containers.spec(["/bin/true"], container_id=container_id)
     del spec["process"]["args"]
+    calls = record_calls(client)
     with pytest.raises(InvalidArgument, match=r"process\.args"):
         await client.create(container_id, spec)
+    assert calls == []
     with pytest.raises(NotFound):
         await client.status(container_id)
 
@@ -234,12 +322,14 @@ async def test_unknown_runtime_options_are_refused(
 ) -> None:
     container_id = containers.new_id()
     spec = containers.spec(["/bin/true"], container_id=container_id)
+    calls = record_calls(client)
     with pytest.raises(InvalidArgument, match="binary_nmae"):
         await client.create(container_id, spec, {"binary_nmae": "runc"})
+    assert calls == []
 
 
 async def test_starting_an_unknown_container_raises_not_found(client: AsyncClient) -> None:
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound, match="no such container"):
         await client.start("no-such-container")
 
 
@@ -276,8 +366,9 @@ async def test_a_failed_start_leaves_no_task_and_no_shim(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:
     container_id = await containers.create(["/bin/does-not-exist"])
-    with pytest.raises(LibcontainerdError, match="does-not-exist"):
+    with pytest.raises(ExecutableNotFound, match="does-not-exist") as raised:
         await client.start(container_id)
+    assert type(raised.value) is ExecutableNotFound  # as documented, not a broader kind
     with pytest.raises(NotFound, match="has no task"):
         await client.status(container_id)
     assert _shims_of(container_id) == []
@@ -293,7 +384,7 @@ async def test_a_task_create_that_containerd_refuses_leaves_no_shim(
 ) -> None:
     # A spec Go cannot read, let past the library's own checks: containerd 2.0/2.1
     # start its shim before they notice, and used to leave it running (about 7 in 10).
-    monkeypatch.setattr(oci, "validate_spec", lambda spec: None)
+    monkeypatch.setattr(oci, "validate_spec", lambda spec, **options: None)
     ids = []
     for _ in range(5):
         container_id = containers.new_id()
@@ -515,28 +606,64 @@ async def test_a_bad_signal_is_refused_before_sending(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:
     container_id = await containers.run()
+    calls = record_calls(client)
     with pytest.raises(InvalidArgument, match="out of range"):
         await client.signal_process(container_id, INIT_PROCESS_ID, 99)
     with pytest.raises(InvalidArgument, match="process id"):
         await client.signal_process(container_id, "../init", 9)
+    assert calls == []
     assert await client.status(container_id) is Status.RUNNING
 
 
-async def test_resume_of_a_running_container_raises_and_leaves_it_running(
+async def test_resume_of_a_running_container_raises_failed_precondition_and_leaves_it_running(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:
     container_id = await containers.run()
-    with pytest.raises(LibcontainerdError):
+    with pytest.raises(FailedPrecondition, match="its task is running, not paused"):
         await client.resume(container_id)
     assert await client.status(container_id) is Status.RUNNING
+
+
+async def test_pause_of_a_paused_container_raises_failed_precondition_and_leaves_it_paused(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    container_id = await containers.run()
+    await client.pause(container_id)
+    with pytest.raises(FailedPrecondition, match="its task is paused, not running"):
+        await client.pause(container_id)
+    assert await client.status(container_id) is Status.PAUSED
+    await client.resume(container_id)
+    assert await client.status(container_id) is Status.RUNNING
+
+
+@pytest.mark.parametrize("method", ["pause", "resume"])
+async def test_pause_and_resume_of_a_stopped_task_raise_failed_precondition(
+    client: AsyncClient, containers: ContainerFactory, method: str
+) -> None:
+    container_id = await containers.run(["/bin/true"])
+    async with asyncio.timeout(60):
+        await client.wait(container_id)
+    with pytest.raises(FailedPrecondition, match="its task is stopped"):
+        await getattr(client, method)(container_id)
+
+
+@pytest.mark.parametrize("method", ["pause", "resume", "list_pids", "summary"])
+async def test_task_methods_on_a_container_without_a_task_raise_not_found(
+    client: AsyncClient, containers: ContainerFactory, method: str
+) -> None:
+    container_id = await containers.create()
+    with pytest.raises(NotFound, match="has no task"):
+        await getattr(client, method)(container_id)
 
 
 async def test_invalid_resources_are_refused_before_sending(
     client: AsyncClient, containers: ContainerFactory
 ) -> None:
     container_id = await containers.run()
+    calls = record_calls(client)
     with pytest.raises(InvalidArgument, match="pids"):
         await client.update_resources(container_id, {"pids": {"limit": "many"}})
+    assert calls == []
 
 
 async def test_a_client_that_is_not_open_says_so(supervisor: Supervisor) -> None:

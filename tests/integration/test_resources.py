@@ -12,6 +12,7 @@ from libcontainerd.errors import InvalidArgument, NotFound
 from libcontainerd.types import Status
 
 from .containers import ContainerFactory, cgroup_file, eventually, read_cgroup
+from .recorder import record_calls
 
 pytestmark = pytest.mark.integration
 
@@ -124,8 +125,10 @@ async def test_malformed_resources_are_refused_before_sending(
     client: AsyncClient, containers: ContainerFactory, resources: dict[str, Any], field: str
 ) -> None:
     container_id = await containers.run(["/bin/sleep", "300"], oci.with_pids_limit(40))
+    calls = record_calls(client)
     with pytest.raises(InvalidArgument, match=field):
         await client.update_resources(container_id, resources)
+    assert calls == []  # nothing was sent
     assert read_cgroup("pids", container_id, "pids.max") == "40"
 
 

@@ -116,20 +116,24 @@ async def test_events_of_one_container_run_in_order_even_if_the_first_is_slow() 
 async def test_a_blocked_async_handler_for_one_container_does_not_delay_another() -> None:
     release = asyncio.Event()
     other_done = asyncio.Event()
+    handled: list[str] = []
 
     async def handler(container_id: str, event: EventType, info: EventInfo) -> None:
         if container_id == "slow":
             await release.wait()
         else:
             other_done.set()
+        handled.append(container_id)
 
     dispatcher = EventDispatcher(handler)
     dispatcher.dispatch("slow", EventType.START, EventInfo("slow"))
     dispatcher.dispatch("fast", EventType.START, EventInfo("fast"))
     async with asyncio.timeout(10):
         await other_done.wait()  # hangs (and fails) if "slow" blocks "fast"
+    assert handled == ["fast"]  # the slow one is still held
     release.set()
     await dispatcher.drain()
+    assert handled == ["fast", "slow"]
 
 
 async def test_a_blocking_plain_handler_for_one_container_does_not_delay_another() -> None:
@@ -590,3 +594,55 @@ def test_track_says_whether_the_exit_was_reported_already(stream: EventStream) -
     assert stream.track("c", "x", 50) is False  # an exit of that process came: nothing to track
     assert ("c", "x") not in stream._alive
     assert stream.track("c", "x", 51) is True  # another process by that id
+
+
+# -- the OOM decision of an exit ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("oom_event_first", "count", "oom_killed", "made_up_oom"),
+    [
+        # The cgroup's own count decides: a kill there is an OOM kill, event or not;
+        # one no event announced gets an oom event made up just before the exit.
+        pytest.param(False, 1, True, True, id="counted-kill-no-event"),
+        pytest.param(True, 1, True, False, id="counted-kill-announced"),
+        # An oom event is only a hint: a count of 0 says nothing was killed.
+        pytest.param(True, 0, False, False, id="hint-but-no-kill"),
+        pytest.param(False, 0, False, False, id="nothing"),
+        # Count unreadable (the cgroup is gone): the hint is all there is.
+        pytest.param(True, None, True, False, id="unreadable-with-hint"),
+        pytest.param(False, None, False, False, id="unreadable-no-hint"),
+    ],
+)
+async def test_an_exits_oom_flag_follows_the_cgroups_kill_count_and_falls_back_on_the_hint(
+    monkeypatch: pytest.MonkeyPatch,
+    oom_event_first: bool,
+    count: int | None,
+    oom_killed: bool,
+    made_up_oom: bool,
+) -> None:
+    reported: list[tuple[EventType, EventInfo]] = []
+    channel = Connection("/nonexistent/containerd.sock", "ns", None)  # never dialled
+    channel.open()
+    stream = EventStream(channel, lambda _cid, event, info: reported.append((event, info)))
+
+    async def kill_count(container_id: str) -> int | None:
+        assert container_id == "c"
+        return count
+
+    monkeypatch.setattr(stream, "read_oom_kills", kill_count)
+    try:
+        stream.track("c", "c", 42)
+        if oom_event_first:
+            await stream._receive(envelope(events_pb2.TaskOOM(container_id="c")))
+        await stream._receive(
+            envelope(events_pb2.TaskExit(container_id="c", id="c", pid=42, exit_status=137))
+        )
+    finally:
+        await channel.close()
+    types = [event for event, _ in reported]
+    assert types[-1] is EventType.EXIT
+    assert reported[-1][1].oom_killed is oom_killed
+    assert reported[-1][1].exit_code == 137
+    announced = oom_event_first or made_up_oom
+    assert types == [*([EventType.OOM] if announced else []), EventType.EXIT]

@@ -6,6 +6,7 @@ import grpc.aio
 import pytest
 
 from libcontainerd import _rpc
+from libcontainerd._api.containerd.api.services.content.v1 import content_pb2
 from libcontainerd._api.containerd.api.services.tasks.v1 import tasks_pb2
 from libcontainerd.errors import InvalidArgument
 
@@ -27,7 +28,18 @@ async def test_every_declared_method_is_bound_with_its_path() -> None:
     channel = grpc.aio.insecure_channel("unix:///nonexistent/containerd.sock")  # never dialled
     try:
         methods = _rpc.Methods(channel)
-        for service in (methods.version, methods.containers, methods.tasks, methods.events):
+        services = (
+            methods.version,
+            methods.containers,
+            methods.tasks,
+            methods.events,
+            methods.content,
+            methods.images,
+            methods.leases,
+            methods.snapshots,
+            methods.diff,
+        )
+        for service in services:
             declared = {entry.name for entry in _rpc._entries(type(service))}
             assert declared, type(service).__name__
             assert declared <= set(vars(service))
@@ -45,6 +57,22 @@ def test_a_declaration_with_the_wrong_messages_is_refused_when_the_table_is_buil
 
     with pytest.raises(TypeError, match=r"Wrong\.get is declared"):
         _rpc._entries(Wrong)
+
+
+def test_content_write_is_declared_bidirectional_and_read_server_streaming() -> None:
+    entries = {entry.name: entry for entry in _rpc._entries(_rpc.Content)}
+    assert (entries["write"].client_streaming, entries["write"].streaming) == (True, True)
+    assert (entries["read"].client_streaming, entries["read"].streaming) == (False, True)
+    assert (entries["info"].client_streaming, entries["info"].streaming) == (False, False)
+
+
+def test_a_declaration_of_the_wrong_kind_is_refused() -> None:
+    class WrongKind(_rpc.Service):
+        descriptor = content_pb2.DESCRIPTOR.services_by_name["Content"]
+        write: _rpc.Stream[content_pb2.WriteContentRequest, content_pb2.WriteContentResponse]
+
+    with pytest.raises(TypeError, match=r"WrongKind\.write is declared Stream"):
+        _rpc._entries(WrongKind)
 
 
 def test_a_declaration_of_a_method_the_service_lacks_is_refused() -> None:

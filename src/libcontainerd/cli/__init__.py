@@ -3,7 +3,9 @@
 Every command is a short sequence of :class:`AsyncClient` calls. Without
 ``--address`` (or ``$CONTAINERD_ADDRESS``) a command uses the embedded
 containerd and starts it when nothing answers at its socket (saying so on
-stderr); ``lcd daemon`` manages that daemon (see :mod:`._embedded`).
+stderr); the read-only ones (``ps``, ``top``, ``stats``, ``events``, ``logs``,
+``inspect``, ``version``) never start it: they say that none answers and how
+to start one. ``lcd daemon`` manages that daemon (see :mod:`._embedded`).
 
 Failures are one line on stderr and a non-zero exit status, never a
 traceback: 1 for an error, 2 for bad usage, 130 when interrupted. ``lcd run``,
@@ -19,10 +21,12 @@ which the shim appends to by itself (``lcd logs``).
 One module per command group, each listing its commands in ``COMMANDS``:
 ``_run`` (run, create, exec), ``_lifecycle`` (start, kill, stop, pause,
 resume, update, rm), ``_inspect`` (ps, top, events, version, logs),
-``_stats``, ``_checkpoint`` (checkpoint, restore), ``_daemon`` and ``_demo``.
-A new group (``lcd images ...``) is a module of its own, added to
-:data:`GROUPS`. What the groups share: ``_app`` (the group, its options,
-opening a client), ``_failures``, ``_output``, and the pieces below them.
+``_stats``, ``_checkpoint`` (checkpoint, restore), ``_daemon``, ``_demo``,
+``_network`` (network create, ls, inspect, rm; port) and ``_images`` (images,
+import/load, export/save, tag, rmi, image prune/inspect, system df).
+A new group is a module of its own, added to :data:`GROUPS`. What the groups
+share: ``_app`` (the group, its options, opening a client), ``_failures``,
+``_output``, and the pieces below them.
 """
 
 from __future__ import annotations
@@ -41,7 +45,17 @@ except ImportError:  # pragma: no cover - only without the extra
     raise SystemExit(2) from None
 
 from ..errors import LibcontainerdError
-from . import _checkpoint, _daemon, _demo, _inspect, _lifecycle, _run, _stats
+from . import (
+    _checkpoint,
+    _daemon,
+    _demo,
+    _images,
+    _inspect,
+    _lifecycle,
+    _network,
+    _run,
+    _stats,
+)
 from ._app import cli
 from ._failures import EXIT_INTERRUPTED, Failure, describe_os_error, fail_line, one_line
 
@@ -56,6 +70,8 @@ GROUPS: tuple[tuple[click.Command, ...], ...] = (
     _checkpoint.COMMANDS,
     _daemon.COMMANDS,
     _demo.COMMANDS,
+    _network.COMMANDS,
+    _images.COMMANDS,
 )
 for _commands in GROUPS:
     for _command in _commands:

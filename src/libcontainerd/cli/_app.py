@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from .._identifiers import check_identifier
+from .._limits import raise_open_file_limit
 from .._paths import (
     DEFAULT_NAMESPACE,
     DEFAULT_ROOT_DIR,
@@ -72,7 +73,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="print JSON, 
     default=None,
     metavar="SOCKET",
     help="containerd's socket [$CONTAINERD_ADDRESS]; default: the embedded daemon,"
-    " started when nothing answers",
+    " started when nothing answers (read-only commands never start it)",
 )
 @click.option(
     "--namespace",
@@ -129,6 +130,8 @@ def cli(
         click.echo(ctx.get_help())
         ctx.exit(0)
     _configure_logging(verbose)
+    # As every Go program does at start-up (ctr too): soft open-file limit up to the hard one.
+    raise_open_file_limit()
     check_identifier(namespace, "namespace")
     ctx.obj = Settings(
         address=address or None,
@@ -168,8 +171,15 @@ class _LcdLogFormatter(logging.Formatter):
 
 
 @contextlib.asynccontextmanager
-async def connect(settings: Settings, out: Output) -> AsyncIterator[AsyncClient]:
-    """An open client: on ``--address``, else on the embedded daemon, started if needed."""
+async def connect(
+    settings: Settings, out: Output, *, start_daemon: bool = True
+) -> AsyncIterator[AsyncClient]:
+    """An open client: on ``--address``, else on the embedded daemon, started if needed.
+
+    Read-only commands pass ``start_daemon=False``: with nothing answering
+    they fail, saying how to start one, rather than start a daemon (on a
+    mistyped ``--state-dir``, a second containerd on the same data).
+    """
     if settings.address is not None:
         async with AsyncClient(settings.address, settings.namespace) as client:
             yield client
@@ -178,7 +188,14 @@ async def connect(settings: Settings, out: Output) -> AsyncIterator[AsyncClient]
     client = AsyncClient(daemon.address, settings.namespace)
     # Without a socket file there is nothing to try: a failed connection would
     # only put gRPC's shared subchannel for this path into reconnect back-off.
-    if not daemon.has_socket() or not await _opened(client):
+    answering = daemon.has_socket() and await _opened(client)
+    if not answering and not start_daemon:
+        raise Unavailable(
+            f"no containerd answers at {daemon.address} (state directory {daemon.state_dir},"
+            f" from --state-dir or ${STATE_DIR_ENV}); start one with 'lcd daemon start',"
+            " or point --address at a running containerd"
+        )
+    if not answering:
         with out.progress("starting the embedded containerd"):
             pid, started = await daemon.start()
         if started:

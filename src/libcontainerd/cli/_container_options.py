@@ -7,7 +7,7 @@ A refused value names the flag it came from (``--cpus: must be ...``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ import click
 from .. import oci
 from .._identifiers import check_identifier
 from ..errors import InvalidArgument
+from ._network import NetworkRequest
 from ._values import parse_env, parse_size, parse_user
 
 __all__ = [
@@ -99,6 +100,9 @@ class ContainerRequest:
     workdir: str | None = None
     user: str | None = None
     terminal: bool = False
+    network: NetworkRequest = field(default_factory=NetworkRequest)
+    image: str | None = None  # lcd run IMAGE: the root filesystem and process come from it
+    entrypoint: str | None = None
 
     def resource_options(self) -> list[oci.SpecOption]:
         options = []
@@ -119,10 +123,12 @@ class ContainerRequest:
         if self.name is not None:
             check_identifier(self.name)
         self.spec_options(None)
+        self.network.attach(self.hostname)
 
     def spec_options(self, root: Path | None) -> list[oci.SpecOption]:
         """Every spec option; user names are looked up in ``root`` (skipped without one)."""
         options = self.resource_options() + self.process_options(root)
+        options.extend(self.network.spec_options())
         if self.hostname is not None:
             options.append(_option("--hostname", oci.with_hostname, self.hostname))
         return options
@@ -134,7 +140,10 @@ class ContainerRequest:
             options.append(_option("--env", oci.with_env, parse_env(self.env)))
         if self.workdir is not None:
             options.append(_option("--workdir", oci.with_cwd, self.workdir))
-        if self.user is not None and (root is not None or _numeric_user(self.user)):
+        if self.user is not None and self.image is not None:
+            # Resolved from the image's own /etc/passwd and /etc/group when it is created.
+            options.append(_option("--user", oci.with_username, self.user))
+        elif self.user is not None and (root is not None or _numeric_user(self.user)):
             uid, gid = parse_user(self.user, root)
             options.append(_option("--user", oci.with_user, uid, gid))
         if self.terminal:

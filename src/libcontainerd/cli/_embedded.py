@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import _paths
+from .._limits import child_argv
 from .._procfs import process_alive, process_info, read_pid_file
 from ..errors import LibcontainerdError, Unavailable
 from ..supervisor import Supervisor
@@ -172,19 +173,21 @@ class EmbeddedDaemon:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
             return subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "libcontainerd",
-                    "--state-dir",
-                    self.state_dir,
-                    "--root-dir",
-                    self.root_dir,
-                    "daemon",
-                    "run",
-                    "--ready-fd",
-                    str(ready_fd),
-                ],
+                child_argv(
+                    [
+                        sys.executable,
+                        "-m",
+                        "libcontainerd",
+                        "--state-dir",
+                        self.state_dir,
+                        "--root-dir",
+                        self.root_dir,
+                        "daemon",
+                        "run",
+                        "--ready-fd",
+                        str(ready_fd),
+                    ]
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -222,8 +225,9 @@ class EmbeddedDaemon:
         pid = read_pid_file(self.containerd_pid_file)
         if pid is None or not process_alive(pid):
             return False
-        # The Supervisor adopts it only if it is our containerd on our config.
-        supervisor = Supervisor(self.state_dir, self.root_dir)
+        # The Supervisor adopts it only if it is our containerd on our config; without
+        # a live supervising process it is an orphan of ours: taken over, to stop it.
+        supervisor = Supervisor(self.state_dir, self.root_dir, take_over=True)
         await supervisor.start()
         await supervisor.stop()
         return True
@@ -263,7 +267,9 @@ class EmbeddedDaemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
-        supervisor = Supervisor(self.state_dir, self.root_dir)
+        # This process holds the folder's lock: a containerd running there is one a
+        # killed predecessor left, and is taken over (restarted, stopped at the end).
+        supervisor = Supervisor(self.state_dir, self.root_dir, take_over=True)
         try:
             await supervisor.start()
         except LibcontainerdError as error:

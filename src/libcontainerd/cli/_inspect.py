@@ -46,7 +46,7 @@ def ps(settings: Settings, show_all: bool, quiet: bool, as_json: bool) -> None:
     """List running containers (-a: all) with status, pid and uptime."""
 
     async def work() -> list[ContainerInfo]:
-        async with connect(settings, Output()) as client:
+        async with connect(settings, Output(), start_daemon=False) as client:
             return await client.list_containers()
 
     listing = asyncio.run(work())
@@ -114,7 +114,7 @@ def top(settings: Settings, container_id: str, as_json: bool) -> None:
     """List a container's processes (from containerd, details from /proc)."""
 
     async def work() -> list[tuple[int, str | None]]:
-        async with connect(settings, Output()) as client:
+        async with connect(settings, Output(), start_daemon=False) as client:
             summaries = await client.summary(container_id)
         return [(summary.pid, summary.info.get("exec_id")) for summary in summaries]
 
@@ -190,7 +190,7 @@ def events(settings: Settings, container_ids: tuple[str, ...], as_json: bool) ->
 
     async def work() -> None:
         out = Output()
-        async with connect(settings, out) as client:
+        async with connect(settings, out, start_daemon=False) as client:
             subscription = client.events()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -244,7 +244,7 @@ def version(settings: Settings, as_json: bool) -> None:
     """Print lcd's and containerd's versions."""
 
     async def work() -> tuple[str, str, str]:
-        async with connect(settings, Output()) as client:
+        async with connect(settings, Output(), start_daemon=False) as client:
             reply = await client.version()
             return reply.version, reply.revision, client.address
 
@@ -284,7 +284,7 @@ def logs(settings: Settings, container_id: str, follow: bool) -> None:
     path = settings.log_path(container_id)
 
     async def work() -> None:
-        async with connect(settings, Output()) as client:
+        async with connect(settings, Output(), start_daemon=False) as client:
             state = await task_state(client, container_id)
             if not path.exists():
                 raise Failure(

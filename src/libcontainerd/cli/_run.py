@@ -31,6 +31,7 @@ from ._container_options import (
 )
 from ._containers import in_foreground, remove_container
 from ._failures import Failure, process_exit_statuses, start_failure_status
+from ._network import NetworkRequest, network_options
 from ._output import Output
 from ._signal_forwarder import SignalForwarder
 from ._stdio import Stdio, check_stdio, logged_stdio, stdio_for
@@ -41,10 +42,40 @@ __all__ = ["COMMANDS"]
 COMMAND_CONTEXT = {**CONTEXT, "allow_interspersed_args": False}
 
 
+# Stands for the "--" that ends lcd's options while click parses them, so that
+# `lcd run -- CMD` (busybox) can be told from `lcd run IMAGE [CMD]` afterwards.
+_NO_IMAGE = "\0--"
+
+
+class ImageOrCommand(click.Command):
+    """``IMAGE [COMMAND [ARG]...]`` (Docker's), or ``-- COMMAND [ARG]...`` (a busybox root)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, [_NO_IMAGE if arg == "--" else arg for arg in args])
+        given = [("--" if arg == _NO_IMAGE else arg) for arg in ctx.params.get("args", ())]
+        if args and ctx.params.get("args") and ctx.params["args"][0] == _NO_IMAGE:
+            ctx.params["image"], ctx.params["args"] = None, tuple(given[1:])
+        elif given:
+            ctx.params["image"], ctx.params["args"] = given[0], tuple(given[1:])
+        else:
+            ctx.params["image"] = None
+        return rest
+
+
 def _request(args: tuple[str, ...], tty: bool, options: dict[str, Any]) -> ContainerRequest:
-    if not args:
-        raise click.UsageError("missing the command to run, e.g. 'lcd run -- echo hello'")
+    image = options.get("image")
+    if not args and image is None:
+        raise click.UsageError(
+            "missing the command to run: an IMAGE ('lcd run busybox') or, after --,"
+            " a command ('lcd run -- echo hello')"
+        )
+    if image is not None and options["rootfs"] is not None:
+        raise click.UsageError("--rootfs runs a command ('lcd run --rootfs DIR -- CMD'), not IMAGE")
+    if options.get("entrypoint") is not None and image is None:
+        raise click.UsageError("--entrypoint needs an image ('lcd run --entrypoint E IMAGE')")
     request = ContainerRequest(
+        image=image,
+        entrypoint=options.get("entrypoint"),
         args=args,
         name=options["name"],
         hostname=options["hostname"],
@@ -56,6 +87,12 @@ def _request(args: tuple[str, ...], tty: bool, options: dict[str, Any]) -> Conta
         workdir=options["workdir"],
         user=options["user"],
         terminal=tty,
+        network=NetworkRequest(
+            options["network"],
+            tuple(options["publish"]),
+            tuple(options["dns"]),
+            tuple(options["add_host"]),
+        ),
     )
     request.validate()
     return request
@@ -64,13 +101,23 @@ def _request(args: tuple[str, ...], tty: bool, options: dict[str, Any]) -> Conta
 # --- lcd run ------------------------------------------------------------------------
 
 
-@click.command(context_settings=COMMAND_CONTEXT)
+_ENTRYPOINT = click.option(
+    "--entrypoint", metavar="PROGRAM", help="run PROGRAM instead of the image's entrypoint"
+)
+_IMAGE_OR_COMMAND = click.argument(
+    "args", nargs=-1, type=click.UNPROCESSED, metavar="IMAGE [COMMAND [ARG]...] | -- COMMAND..."
+)
+
+
+@click.command(cls=ImageOrCommand, context_settings=COMMAND_CONTEXT)
 @click.option("--detach", "-d", is_flag=True, help="print the id and leave it running")
 @click.option("--rm", "remove", is_flag=True, help="remove the container when it exits")
 @stdio_options
 @container_options
+@network_options
 @process_options
-@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[--] COMMAND [ARG]...")
+@_ENTRYPOINT
+@_IMAGE_OR_COMMAND
 @pass_settings
 def run(
     settings: Settings,
@@ -82,9 +129,13 @@ def run(
     tty: bool,
     **options: Any,
 ) -> None:
-    """Run ARGS in a new container; exit with its exit status (128+N for signal N).
+    """Run IMAGE (or, after --, COMMAND) in a new container; exit with its exit status.
 
-    Without --rootfs the container gets a fresh busybox root filesystem,
+    With IMAGE the container runs on a snapshot of the image (imported with
+    'lcd import'), its command the image's entrypoint with COMMAND [ARG]...
+    in place of its cmd, as docker run does (--entrypoint replaces the
+    entrypoint; -e, -w, -u override the image's). After -- the container
+    runs COMMAND: without --rootfs on a fresh busybox root filesystem,
     removed with the container. Without -d, lcd copies the container's stdout
     and stderr to its own, waits for it and forwards the signals it receives
     to it (Ctrl-C twice kills it); the container's task is then deleted, and
@@ -159,16 +210,18 @@ async def _create_and_start(
 # --- lcd create ---------------------------------------------------------------------
 
 
-@click.command(context_settings=COMMAND_CONTEXT)
+@click.command(cls=ImageOrCommand, context_settings=COMMAND_CONTEXT)
 @stdio_options
 @container_options
+@network_options
 @process_options
-@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[--] COMMAND [ARG]...")
+@_ENTRYPOINT
+@_IMAGE_OR_COMMAND
 @pass_settings
 def create(
     settings: Settings, /, args: tuple[str, ...], interactive: bool, tty: bool, **options: Any
 ) -> None:
-    """Create a container that runs ARGS when started ('lcd start'); print its id.
+    """Create a container of IMAGE, or after -- one that runs COMMAND ('lcd start'); print its id.
 
     -t gives it a terminal: start it with 'lcd start -ai ID'.
     """
@@ -200,17 +253,27 @@ async def _create(
     container starts a new log.
     """
     check_identifier(container_id)
-    if request.rootfs is not None:
+    attach = request.network.attach(request.hostname)
+    if request.image is not None:
+        image = await client.images.get(request.image)
+        spec = oci.image_spec(
+            image,
+            *request.spec_options(None),
+            args=list(request.args) or None,
+            entrypoint=[request.entrypoint] if request.entrypoint is not None else None,
+        )
+        await client.create(container_id, spec, image=image, network=attach)
+    elif request.rootfs is not None:
         root = Path(request.rootfs)
         spec = oci.default_spec(list(request.args), root, *request.spec_options(root))
-        await client.create(container_id, spec)
+        await client.create(container_id, spec, network=attach)
     else:
         root = _claim_rootfs(settings, container_id)
         try:
             with out.progress("building a busybox root filesystem"):
                 rootfs.busybox(root)
             spec = oci.default_spec(list(request.args), root, *request.spec_options(root))
-            await client.create(container_id, spec)
+            await client.create(container_id, spec, network=attach)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise

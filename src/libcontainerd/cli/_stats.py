@@ -94,7 +94,7 @@ async def _stats(
 ) -> None:
     out = Output()
     named = bool(container_ids)
-    async with connect(settings, out) as client:
+    async with connect(settings, out, start_daemon=False) as client:
         sampler = StatsSampler(client)
         if no_stream:
             targets = await sampler.targets(container_ids)
