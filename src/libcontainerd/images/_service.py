@@ -1,0 +1,431 @@
+"""ImageService: the namespace's images, on the client's own connection (``client.images``).
+
+Each method reads as the containerd calls it makes. Images live in
+containerd's own stores (image records, content, snapshots), written with
+the labels containerd's Go client writes, so ``ctr`` sees what this service
+imports as complete, and this service runs what ``ctr`` imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import os
+from collections.abc import Iterable
+from typing import IO, TYPE_CHECKING, Final
+
+from google.protobuf import field_mask_pb2
+
+from .._api.containerd.api.services.containers.v1 import containers_pb2
+from .._api.containerd.api.services.content.v1 import content_pb2
+from .._api.containerd.api.services.images.v1 import images_pb2
+from .._api.containerd.api.services.snapshots.v1 import snapshots_pb2
+from .._api.containerd.api.types import descriptor_pb2
+from .._session import Session
+from .._typeurl import to_datetime
+from ..errors import AlreadyExists, ImageNotFound, InvalidArgument, InvalidImage, NotFound
+from ._content import ContentStore, Lease
+from ._names import Platform, host_platform, normalize_name, parse_platform
+from ._types import Descriptor, DiskUsage, Image, ImageConfig, ProgressCallback
+from ._unpack import Snapshots, unpack_layers
+from ._walk import ImageWalker, Resolved
+
+if TYPE_CHECKING:
+    from ._import import Root
+
+__all__ = ["DEFAULT_SNAPSHOTTER", "ImageService"]
+
+DEFAULT_SNAPSHOTTER: Final = "overlayfs"
+"""containerd's default snapshotter on Linux."""
+
+
+class ImageService:
+    """The images of the client's namespace (async; the blocking Client has a twin).
+
+    ``snapshotter`` is where images are unpacked and containers' root
+    filesystems are prepared unless a call names another.
+    """
+
+    def __init__(self, session: Session, snapshotter: str = DEFAULT_SNAPSHOTTER) -> None:
+        self._session = session
+        self._store = ContentStore(session)
+        self.snapshotter = snapshotter
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def list(self) -> builtins.list[Image]:
+        """Every image of the namespace, by name, resolved for this machine's platform.
+
+        An image whose content for the platform is missing is listed with an
+        empty ``platform`` and config. Raises Unavailable.
+        """
+        session = self._session
+        reply = await session.call(
+            session.methods.images.list, images_pb2.ListImagesRequest(), "list images"
+        )
+        platform = host_platform()
+        records = sorted(reply.images, key=lambda record: record.name)
+        return list(await asyncio.gather(*(self._lenient(r, platform) for r in records)))
+
+    async def get(self, name: str, *, platform: str | None = None) -> Image:
+        """The image by that name (normalised: ``busybox`` is ``docker.io/library/busybox:latest``).
+
+        Raises ImageNotFound, InvalidImage (its content is missing or broken),
+        NotFound (it has no manifest for the platform), Unavailable.
+        """
+        record = await self._record(normalize_name(name))
+        wanted = parse_platform(platform) if platform is not None else host_platform()
+        resolved = await self._walker(wanted, platform is not None).resolve(
+            _descriptor(record.target), f"image {record.name}"
+        )
+        return _image(record, resolved)
+
+    async def resolve(self, image: str | Image) -> Image:
+        """An Image as given, or the image by that name (see :meth:`get`)."""
+        if isinstance(image, Image):
+            return image
+        return await self.get(image)
+
+    async def _record(self, name: str) -> images_pb2.Image:
+        session = self._session
+        try:
+            reply = await session.call(
+                session.methods.images.get,
+                images_pb2.GetImageRequest(name=name),
+                f"look up image {name!r}",
+            )
+        except NotFound:
+            raise ImageNotFound(f"no image {name!r} in namespace {session.namespace!r}") from None
+        return reply.image
+
+    async def _lenient(self, record: images_pb2.Image, platform: Platform) -> Image:
+        try:
+            resolved = await self._walker(platform).resolve(
+                _descriptor(record.target), f"image {record.name}"
+            )
+        except (InvalidImage, NotFound):
+            return _image(record, None)
+        return _image(record, resolved)
+
+    def _walker(self, platform: Platform, explicit: bool = False) -> ImageWalker:
+        return ImageWalker(self._store, platform, explicit)
+
+    # -- names ------------------------------------------------------------------------
+
+    async def tag(self, name: str, new_name: str) -> Image:
+        """Give the image ``name`` a second name (replacing what ``new_name`` named before).
+
+        Raises ImageNotFound, InvalidArgument (a name that is not a reference).
+        """
+        source = normalize_name(name)
+        target_name = normalize_name(new_name, "new image name")
+        record = await self._record(source)
+        await self._put(target_name, record.target, dict(record.labels))
+        return await self.get(target_name)
+
+    async def _put(
+        self, name: str, target: descriptor_pb2.Descriptor, labels: dict[str, str] | None = None
+    ) -> images_pb2.Image:
+        """Create the image record, or point an existing one of that name at ``target``."""
+        session = self._session
+        image = images_pb2.Image(name=name, target=target, labels=labels or {})
+        try:
+            reply = await session.call(
+                session.methods.images.create,
+                images_pb2.CreateImageRequest(image=image),
+                f"create image {name!r}",
+            )
+            return reply.image
+        except AlreadyExists:
+            paths = ["target", *(f"labels.{key}" for key in labels or {})]
+            updated = await session.call(
+                session.methods.images.update,
+                images_pb2.UpdateImageRequest(
+                    image=image, update_mask=field_mask_pb2.FieldMask(paths=paths)
+                ),
+                f"update image {name!r}",
+            )
+            return updated.image
+
+    async def remove(self, name: str) -> None:
+        """Remove the image; containerd then collects what no image or container still uses.
+
+        Returns once collected (Images.Delete with ``sync``): content and
+        snapshots only this image used are gone; a container made from it
+        keeps its own snapshot (and the layers below it) until it is deleted.
+        Raises ImageNotFound.
+        """
+        await self._delete(normalize_name(name), sync=True)
+
+    async def _delete(self, name: str, *, sync: bool) -> None:
+        session = self._session
+        try:
+            await session.call(
+                session.methods.images.delete,
+                images_pb2.DeleteImageRequest(name=name, sync=sync),
+                f"remove image {name!r}",
+            )
+        except NotFound:
+            raise ImageNotFound(f"no image {name!r} in namespace {session.namespace!r}") from None
+
+    async def prune(self) -> builtins.list[str]:
+        """Remove every image that no container of the namespace was made from; their names.
+
+        Collected as :meth:`remove` is, once, after the last removal.
+        """
+        session = self._session
+        images, containers = await asyncio.gather(
+            session.call(
+                session.methods.images.list, images_pb2.ListImagesRequest(), "list images"
+            ),
+            session.call(
+                session.methods.containers.list,
+                containers_pb2.ListContainersRequest(),
+                "list containers",
+            ),
+        )
+        used = {container.image for container in containers.containers}
+        unused = sorted(image.name for image in images.images if image.name not in used)
+        for position, name in enumerate(unused):
+            with contextlib.suppress(ImageNotFound):  # removed by someone else meanwhile
+                await self._delete(name, sync=position == len(unused) - 1)
+        return unused
+
+    async def usage(self) -> DiskUsage:
+        """Bytes the namespace's content store and its snapshots (this snapshotter) take."""
+        session = self._session
+        content = 0
+        async for answer in session.connection.stream(
+            session.methods.content.list, content_pb2.ListContentRequest(), "list content"
+        ):
+            content += sum(info.size for info in answer.info)
+        keys: builtins.list[str] = []
+        async for listed in session.connection.stream(
+            session.methods.snapshots.list,
+            snapshots_pb2.ListSnapshotsRequest(snapshotter=self.snapshotter),
+            f"list snapshots of {self.snapshotter}",
+        ):
+            keys.extend(info.name for info in listed.info)
+
+        async def size_of(key: str) -> int:
+            try:
+                reply = await session.call(
+                    session.methods.snapshots.usage,
+                    snapshots_pb2.UsageRequest(snapshotter=self.snapshotter, key=key),
+                    f"read the disk usage of snapshot {key!r}",
+                )
+            except NotFound:
+                return 0  # removed meanwhile
+            return reply.size
+
+        sizes = await asyncio.gather(*(size_of(key) for key in keys))
+        return DiskUsage(content=content, snapshots=sum(sizes))
+
+    # -- import and unpack ------------------------------------------------------------
+
+    async def import_archive(
+        self,
+        source: str | os.PathLike[str] | IO[bytes],
+        *,
+        name: str | None = None,
+        platform: str | None = None,
+        progress: ProgressCallback | None = None,
+        unpack: bool = True,
+    ) -> builtins.list[Image]:
+        """Import the images of an archive; returns them, one per name.
+
+        ``source`` is a path or a binary file object (read once, front to back,
+        never whole into memory) of an OCI image layout archive (``index.json``,
+        e.g. ``skopeo copy ... oci-archive:``) or a ``docker save`` archive
+        (``manifest.json``), plain or gzip/bzip2/xz-compressed. Images are named
+        as the archive names them, or ``name`` for an archive of one image;
+        ``platform`` (default: this machine's) picks the manifest of an index;
+        ``progress`` is called per chunk of each blob and per layer; ``unpack``
+        (default) unpacks each image into the service's snapshotter. Only a
+        complete, consistent image is registered: on any failure no image is
+        created and what was written is collected.
+
+        Raises UnsafeArchive (an entry or link escapes the archive),
+        DigestMismatch (a blob or layer is not what its digest or diff ID
+        says), UnsupportedMediaType (unknown, schema 1, encrypted, not an
+        image), InvalidImage (not an image archive, truncated, incomplete,
+        a document over 4 MiB), InvalidArgument (a bad name, an archive that
+        does not name an image and no ``name``), NotFound (no manifest for the
+        platform), OSError (the path cannot be read).
+        """
+        # Loaded on first use: tarfile and its compressors cost a client's start-up.
+        from ._import import name_roots, read_archive, roots_of
+
+        if name is not None:
+            normalize_name(name)
+        wanted = parse_platform(platform) if platform is not None else host_platform()
+        session = self._session
+        lease = await Lease.create(session, "import")
+        failed = True
+        try:
+            contents = await read_archive(source, self._store, lease, progress)
+            roots = name_roots(await roots_of(contents, self._store, lease), name, wanted)
+            known = contents.digests
+
+            async def present(digest: str) -> bool:
+                return digest in known or await self._store.info(digest) is not None
+
+            walker = ImageWalker(self._store, wanted, platform is not None, present)
+            resolved: dict[str, Resolved] = {}
+            for root in roots:
+                if root.target.digest not in resolved:
+                    resolved[root.target.digest] = await walker.resolve(root.target, root.what)
+            for digest, labels in walker.labels.items():
+                await self._store.set_labels(digest, labels, metadata=lease.metadata)
+            if unpack:
+                snapshots = Snapshots(session, self.snapshotter)
+                for root in _distinct(roots, resolved):
+                    await self._unpack(
+                        resolved[root.target.digest], snapshots, lease, root.what, progress
+                    )
+            images = []
+            for root in roots:
+                found = resolved[root.target.digest]
+                assert found.target is not None
+                for image_name in root.names:
+                    record = await self._put(image_name, _wire(found.target))
+                    images.append(_image(record, found))
+            failed = False
+            return images
+        finally:
+            await lease.release(failed=failed)
+
+    async def export(
+        self,
+        destination: str | os.PathLike[str] | IO[bytes],
+        names: str | Iterable[str],
+        *,
+        platform: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        """Write the named images to an archive: an OCI image layout with ``manifest.json``.
+
+        ``docker load``, ``ctr images import``, ``skopeo`` and :meth:`import_archive`
+        read it. Each image goes in as its manifest for ``platform`` (default:
+        this machine's); blobs are streamed from the content store and checked
+        against their digests. A path is written beside it and renamed into
+        place once complete; a binary file object is written to directly.
+        Raises ImageNotFound, InvalidImage (content missing), DigestMismatch
+        (the store's blob is not what its digest says), OSError.
+        """
+        from ._export import write_archive
+
+        wanted = [names] if isinstance(names, str) else list(names)
+        if not wanted:
+            raise InvalidArgument("export needs at least one image name")
+        resolved = [await self.get(name, platform=platform) for name in wanted]
+        await write_archive(self._session, destination, resolved, progress)
+
+    async def unpack(
+        self,
+        image: str | Image,
+        *,
+        snapshotter: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        """Unpack the image's layers into snapshots (those already there are reused).
+
+        Raises ImageNotFound, InvalidImage (content missing), DigestMismatch.
+        """
+        resolved = await self.resolve(image)
+        lease = await Lease.create(self._session, "unpack")
+        failed = True
+        try:
+            await self._unpack_under_lease(
+                resolved, snapshotter or self.snapshotter, lease, progress
+            )
+            failed = False
+        finally:
+            await lease.release(failed=failed)
+
+    async def _unpack_under_lease(
+        self,
+        image: Image,
+        snapshotter: str,
+        lease: Lease,
+        progress: ProgressCallback | None = None,
+    ) -> str:
+        """Unpack under the caller's lease; the top chain ID."""
+        if image.config_descriptor is None:
+            raise InvalidImage(
+                f"image {image.name} is incomplete: its manifest or config for this platform"
+                " is missing from the content store"
+            )
+        return await unpack_layers(
+            self._session,
+            self._store,
+            Snapshots(self._session, snapshotter),
+            lease,
+            layers=image.layers,
+            diff_ids=image.diff_ids,
+            config=image.config_descriptor,
+            what=f"image {image.name}",
+            progress=progress,
+        )
+
+    async def _unpack(
+        self,
+        resolved: Resolved,
+        snapshots: Snapshots,
+        lease: Lease,
+        what: str,
+        progress: ProgressCallback | None,
+    ) -> None:
+        await unpack_layers(
+            self._session,
+            self._store,
+            snapshots,
+            lease,
+            layers=resolved.layers,
+            diff_ids=resolved.diff_ids,
+            config=resolved.config,
+            what=what,
+            progress=progress,
+        )
+
+
+def _distinct(roots: Iterable[Root], resolved: dict[str, Resolved]) -> list[Root]:
+    """One root per platform manifest (two names of one image unpack once)."""
+    seen: set[str] = set()
+    chosen = []
+    for root in roots:
+        manifest = resolved[root.target.digest].manifest.digest
+        if manifest not in seen:
+            seen.add(manifest)
+            chosen.append(root)
+    return chosen
+
+
+def _descriptor(wire: descriptor_pb2.Descriptor) -> Descriptor:
+    return Descriptor(wire.media_type, wire.digest, wire.size)
+
+
+def _wire(descriptor: Descriptor) -> descriptor_pb2.Descriptor:
+    return descriptor_pb2.Descriptor(
+        media_type=descriptor.media_type, digest=descriptor.digest, size=descriptor.size
+    )
+
+
+def _image(record: images_pb2.Image, resolved: Resolved | None) -> Image:
+    """The Image of a record, with what its platform's manifest says (when found)."""
+    return Image(
+        name=record.name,
+        digest=record.target.digest,
+        media_type=record.target.media_type,
+        platform=str(resolved.platform or "") if resolved else "",
+        size=resolved.size if resolved else 0,
+        created=to_datetime(record.created_at),
+        updated=to_datetime(record.updated_at),
+        labels=dict(record.labels),
+        diff_ids=tuple(resolved.diff_ids) if resolved else (),
+        config=resolved.image_config() if resolved else ImageConfig(),
+        manifest=resolved.manifest if resolved else None,
+        config_descriptor=resolved.config if resolved else None,
+        layers=tuple(resolved.layers) if resolved else (),
+    )

@@ -1,0 +1,199 @@
+"""Our networks as CNI conflists: what each holds, where they live, how a free subnet is picked.
+
+A network is one conflist file, ``<name>.conflist`` in :data:`CONFIG_DIR`
+(it outlives a reboot, as a Docker network does): the ``bridge`` plugin
+(the gateway on the bridge, masquerade, hairpin) with ``host-local`` IPAM
+whose leases live under ``/run`` (a reboot leaves none), then ``portmap``
+(published ports), ``firewall`` (lets the bridge's traffic through the
+FORWARD chain) and ``tuning``. The bridge plugin turns the host's IPv4
+forwarding on when it makes the gateway: routing the containers' traffic
+out needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+from collections.abc import Iterable
+from typing import Any, Final
+
+from ..errors import InvalidArgument
+from ._cni import CNI_VERSION
+from ._types import Network, check_network_name
+
+__all__ = [
+    "CONFIG_DIR",
+    "DEFAULT_POOL",
+    "conflist_of",
+    "host_networks",
+    "network_of",
+    "pick_subnet",
+    "read_networks",
+    "write_conflist",
+]
+
+CONFIG_DIR: Final = "/var/lib/libcontainerd/networks"
+DEFAULT_POOL: Final = ipaddress.ip_network("10.89.0.0/16")
+"""Where subnets are picked from when none is given: /24s, the first free one."""
+_SUFFIX: Final = ".conflist"
+
+
+def conflist_of(network: Network, ipam_dir: str) -> dict[str, Any]:
+    """The CNI conflist that makes ``network``."""
+    bridge: dict[str, Any] = {
+        "type": "bridge",
+        "bridge": network.bridge,
+        "isGateway": True,
+        "ipMasq": network.masquerade,
+        "hairpinMode": True,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": network.subnet, "gateway": network.gateway}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": ipam_dir,
+        },
+    }
+    if network.mtu is not None:
+        bridge["mtu"] = network.mtu
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": network.name,
+        "disableCheck": True,
+        "plugins": [
+            bridge,
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+            {"type": "firewall"},
+            {"type": "tuning"},
+        ],
+    }
+
+
+def network_of(conflist: dict[str, Any], path: str = "") -> Network:
+    """Read a conflist of ours back; ValueError if it is not one."""
+    bridge = conflist["plugins"][0]
+    if bridge.get("type") != "bridge":
+        raise ValueError("the first plugin is not a bridge")
+    range_ = bridge["ipam"]["ranges"][0][0]
+    mtu = bridge.get("mtu")
+    return Network(
+        name=str(conflist["name"]),
+        subnet=str(range_["subnet"]),
+        gateway=str(range_["gateway"]),
+        bridge=str(bridge["bridge"]),
+        masquerade=bool(bridge.get("ipMasq", False)),
+        mtu=int(mtu) if mtu is not None else None,
+        config_file=path,
+    )
+
+
+def config_path(config_dir: str, name: str) -> str:
+    return os.path.join(config_dir, check_network_name(name) + _SUFFIX)
+
+
+def read_conflist(config_dir: str, name: str) -> dict[str, Any] | None:
+    """The network's conflist, or None when there is no such network."""
+    try:
+        with open(config_path(config_dir, name), encoding="utf-8") as file:
+            document = json.load(file)
+    except FileNotFoundError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def read_networks(config_dir: str) -> list[tuple[Network, dict[str, Any]]]:
+    """Every readable network of ours, by name; files that are not ours are passed over."""
+    try:
+        names = sorted(os.listdir(config_dir))
+    except FileNotFoundError:
+        return []
+    found = []
+    for file_name in names:
+        if not file_name.endswith(_SUFFIX) or file_name.startswith("."):
+            continue
+        path = os.path.join(config_dir, file_name)
+        try:
+            with open(path, encoding="utf-8") as file:
+                document = json.load(file)
+            found.append((network_of(document, path), document))
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            continue
+    return found
+
+
+def write_conflist(config_dir: str, conflist: dict[str, Any]) -> str:
+    """Write the conflist whole (a sibling file renamed over it); its path."""
+    os.makedirs(config_dir, mode=0o755, exist_ok=True)
+    path = config_path(config_dir, str(conflist["name"]))
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(conflist, file, indent=2)
+        file.write("\n")
+    os.replace(temporary, path)
+    return path
+
+
+def remove_conflist(config_dir: str, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(config_path(config_dir, name))
+
+
+def host_networks() -> list[ipaddress.IPv4Network]:
+    """The host's IPv4 routes other than the default one, and its interfaces' subnets."""
+    found: list[ipaddress.IPv4Network] = []
+    try:
+        with open("/proc/net/route", encoding="ascii") as file:
+            lines = file.read().splitlines()[1:]
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        destination = ipaddress.IPv4Address(int(fields[1], 16).to_bytes(4, "little"))
+        mask = ipaddress.IPv4Address(int(fields[7], 16).to_bytes(4, "little"))
+        if int(mask) == 0:
+            continue  # the default route covers everything: it is not a collision
+        with contextlib.suppress(ValueError):
+            found.append(ipaddress.IPv4Network(f"{destination}/{mask}", strict=False))
+    return found
+
+
+def parse_subnet(subnet: str, gateway: str | None) -> tuple[str, str]:
+    """A given subnet and gateway, checked: (subnet, gateway); InvalidArgument if bad."""
+    try:
+        network = ipaddress.ip_network(subnet, strict=True)
+    except ValueError as error:
+        raise InvalidArgument(f"subnet {subnet!r} is not a valid CIDR: {error}") from None
+    if not isinstance(network, ipaddress.IPv4Network):
+        raise InvalidArgument(f"subnet {subnet}: only IPv4 subnets are supported")
+    if network.prefixlen > 30:
+        raise InvalidArgument(f"subnet {subnet} is too small: at most /30")
+    if gateway is None:
+        return str(network), str(network.network_address + 1)
+    try:
+        address = ipaddress.ip_address(gateway)
+    except ValueError:
+        raise InvalidArgument(f"gateway {gateway!r} is not an IP address") from None
+    if address not in network or address in (network.network_address, network.broadcast_address):
+        raise InvalidArgument(f"gateway {gateway} is not a host address of subnet {network}")
+    return str(network), str(address)
+
+
+def overlap(subnet: str, taken: Iterable[tuple[str, ipaddress.IPv4Network]]) -> str | None:
+    """What ``subnet`` collides with (a description), or None."""
+    network = ipaddress.ip_network(subnet)
+    for what, other in taken:
+        if network.overlaps(other):
+            return f"{what} ({other})"
+    return None
+
+
+def pick_subnet(taken: Iterable[tuple[str, ipaddress.IPv4Network]]) -> tuple[str, str]:
+    """The first /24 of :data:`DEFAULT_POOL` that collides with nothing: (subnet, gateway)."""
+    used = [other for _, other in taken]
+    for candidate in DEFAULT_POOL.subnets(new_prefix=24):
+        if not any(candidate.overlaps(other) for other in used):
+            return str(candidate), str(candidate.network_address + 1)
+    raise InvalidArgument(f"no free /24 is left in {DEFAULT_POOL} for a new network: pass subnet=")

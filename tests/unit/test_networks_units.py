@@ -1,0 +1,175 @@
+"""The network room's pure logic: values, conflists, subnets, DNS files, -p, the twin."""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from libcontainerd import AsyncClient, Client
+from libcontainerd.cli._network import NetworkRequest, parse_publish
+from libcontainerd.errors import InvalidArgument, NetworkError
+from libcontainerd.networks import (
+    Attach,
+    BlockingNetworkService,
+    Network,
+    NetworkService,
+    Port,
+)
+from libcontainerd.networks._cni import PluginRunner, _plugin_config
+from libcontainerd.networks._config import conflist_of, network_of, parse_subnet, pick_subnet
+from libcontainerd.networks._files import hosts, resolv_conf
+from libcontainerd.networks._state import cni_id
+
+
+def _public(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, inspect.isfunction)
+        if not name.startswith("_")
+    }
+
+
+def test_every_network_method_has_a_blocking_twin_with_the_same_parameters() -> None:
+    async_methods, blocking_methods = _public(NetworkService), _public(BlockingNetworkService)
+    assert set(async_methods) == set(blocking_methods) == {"create", "list", "get", "remove"}
+    for name, signature in async_methods.items():
+        assert blocking_methods[name].parameters == signature.parameters, name
+        assert blocking_methods[name].return_annotation == signature.return_annotation, name
+
+
+def test_both_clients_have_their_network_service() -> None:
+    assert isinstance(AsyncClient("/run/x/containerd.sock").networks, NetworkService)
+    assert isinstance(Client("/run/x/containerd.sock").networks, BlockingNetworkService)
+
+
+@pytest.mark.parametrize("number", [0, -1, 65536, 70000, True, "80"])
+def test_a_port_number_out_of_range_is_refused(number: object) -> None:
+    with pytest.raises(InvalidArgument, match="port number"):
+        Port(number, 80)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="port number"):
+        Port(8080, number)  # type: ignore[arg-type]
+
+
+def test_port_protocol_and_host_ip_are_checked() -> None:
+    with pytest.raises(InvalidArgument, match="protocol"):
+        Port(8080, 80, "icmp")
+    with pytest.raises(InvalidArgument, match="not an IP address"):
+        Port(8080, 80, host_ip="localhost")
+    assert str(Port(8080, 80, "udp", "127.0.0.1")) == "127.0.0.1:8080->80/udp"
+
+
+def test_attach_checks_its_values_when_made() -> None:
+    with pytest.raises(InvalidArgument, match="published twice"):
+        Attach(ports=[Port(8080, 80), Port(8080, 81)])
+    with pytest.raises(InvalidArgument, match="a mode"):
+        Attach("host")
+    with pytest.raises(InvalidArgument, match="not valid"):
+        Attach("../etc")
+    with pytest.raises(InvalidArgument, match="host name"):
+        Attach(hostname="-bad")
+    with pytest.raises(InvalidArgument, match="dns server"):
+        Attach(dns=["resolver"])
+    with pytest.raises(InvalidArgument, match="extra_hosts address"):
+        Attach(extra_hosts={"web": "nowhere"})
+    attach = Attach("n1", ports=[Port(1, 2)], dns=["192.0.2.53"])
+    assert attach.ports == (Port(1, 2),)
+    assert attach.dns == ("192.0.2.53",)
+
+
+def test_a_conflist_reads_back_as_its_network() -> None:
+    network = Network("n1", "10.89.7.0/24", "10.89.7.1", "lcd7", masquerade=False, mtu=1400)
+    conflist = conflist_of(network, "/run/ipam")
+    assert [plugin["type"] for plugin in conflist["plugins"]] == [
+        "bridge",
+        "portmap",
+        "firewall",
+        "tuning",
+    ]
+    assert conflist["disableCheck"] is True  # portmap's CHECK fails on IPv4-only networks
+    assert conflist["plugins"][0]["ipam"]["dataDir"] == "/run/ipam"
+    assert network_of(conflist) == network
+
+
+def test_subnets_are_checked_and_picked_clear_of_what_is_taken() -> None:
+    assert parse_subnet("10.5.0.0/16", None) == ("10.5.0.0/16", "10.5.0.1")
+    for bad, message in (
+        ("10.5.0.1/16", "not a valid CIDR"),
+        ("fd00::/64", "only IPv4"),
+        ("10.5.0.0/31", "too small"),
+    ):
+        with pytest.raises(InvalidArgument, match=message):
+            parse_subnet(bad, None)
+    with pytest.raises(InvalidArgument, match="not a host address"):
+        parse_subnet("10.5.0.0/24", "10.6.0.1")
+    taken = [("route", ipaddress.IPv4Network("10.89.0.0/23"))]
+    assert pick_subnet(taken) == ("10.89.2.0/24", "10.89.2.1")
+
+
+def test_resolv_conf_drops_loopback_resolvers_and_never_adds_public_ones(tmp_path: Path) -> None:
+    host = tmp_path / "resolv.conf"
+    host.write_text("nameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch corp.test\n")
+    text = resolv_conf(Attach(), str(host))
+    assert "nameserver 192.0.2.1\n" in text
+    assert "127.0.0.53" not in text
+    assert "search corp.test\n" in text
+    host.write_text("nameserver 127.0.0.53\n")
+    assert "nameserver" not in resolv_conf(Attach(), str(host)).replace("# no nameserver", "")
+    given = resolv_conf(Attach(dns=["192.0.2.9"], dns_search=["a.test"]), str(host))
+    assert given.splitlines()[1:] == ["nameserver 192.0.2.9", "search a.test"]
+
+
+def test_hosts_names_the_container_and_the_extra_hosts() -> None:
+    text = hosts(Attach(extra_hosts={"db": "10.0.0.5"}), "web", ["10.89.0.2/24"])
+    assert "10.89.0.2\tweb\n" in text
+    assert "10.0.0.5\tdb\n" in text
+    assert text.startswith("127.0.0.1\tlocalhost\n")
+
+
+def test_each_plugin_gets_the_list_name_version_and_only_the_capabilities_it_asks_for() -> None:
+    conflist = {"name": "n1", "cniVersion": "1.0.0", "plugins": []}
+    plugin = {"type": "portmap", "capabilities": {"portMappings": True}}
+    mappings = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
+    config = _plugin_config(conflist, plugin, {"ips": []}, {"portMappings": mappings})
+    assert config == {
+        "type": "portmap",
+        "name": "n1",
+        "cniVersion": "1.0.0",
+        "prevResult": {"ips": []},
+        "runtimeConfig": {"portMappings": mappings},
+    }
+    bridge = _plugin_config(conflist, {"type": "bridge"}, None, {"portMappings": mappings})
+    assert "runtimeConfig" not in bridge
+    assert "prevResult" not in bridge
+
+
+def test_a_missing_plugin_names_the_package(tmp_path: Path) -> None:
+    with pytest.raises(NetworkError, match="apt-get install containernetworking-plugins"):
+        PluginRunner([str(tmp_path)]).find("bridge")
+
+
+def test_cni_ids_are_unique_per_daemon_and_namespace_and_name_the_container() -> None:
+    one = cni_id("/run/a.sock", "ns", "web")
+    assert one.endswith("-web")
+    assert one != cni_id("/run/b.sock", "ns", "web")
+    assert one != cni_id("/run/a.sock", "other", "web")
+
+
+def test_publish_takes_dockers_form() -> None:
+    assert parse_publish("8080:80") == Port(8080, 80)
+    assert parse_publish("127.0.0.1:8080:53/udp") == Port(8080, 53, "udp", "127.0.0.1")
+    for bad in ("80", "a:80", "1:2:3:4"):
+        with pytest.raises(InvalidArgument, match="HOST:CONTAINER"):
+            parse_publish(bad)
+
+
+def test_run_options_without_a_network_keep_the_empty_namespace() -> None:
+    assert NetworkRequest().attach(None) is None
+    assert NetworkRequest(publish=("8080:80",)).attach("h") == Attach(
+        ports=[Port(8080, 80)], hostname="h"
+    )
+    with pytest.raises(InvalidArgument, match="need a network"):
+        NetworkRequest("none", publish=("8080:80",)).attach(None)
+    assert NetworkRequest("host").spec_options()
