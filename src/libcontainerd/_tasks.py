@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from google.protobuf import field_mask_pb2
+
 from . import _typeurl, checkpoint
 from ._api.containerd.api.services.containers.v1 import containers_pb2
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
@@ -73,7 +75,8 @@ def runc_options(runtime_options: Mapping[str, Any] | None, runc_root: str) -> r
             raise InvalidArgument(
                 f"runtime option {name!r} must be True or False, not {values[name]!r}"
             )
-    values.setdefault("root", runc_root)
+    if values.get("root") is None:  # unset, or None: this daemon's runc root
+        values["root"] = runc_root
     try:
         return runc_pb2.Options(**values)
     except (TypeError, ValueError, OverflowError) as error:
@@ -183,6 +186,7 @@ class TaskLifecycle:
         image: object = None,
         snapshotter: str = "",
         network: object = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         """Containers.Create with runc options and the default cgroups path (checked by caller).
 
@@ -201,6 +205,7 @@ class TaskLifecycle:
         new = NewContainer(
             id=container_id,
             spec=document,
+            labels=dict(labels or {}),
             snapshotter=snapshotter,
             image_source=image,
             network=network,
@@ -621,6 +626,22 @@ class TaskLifecycle:
         if self._session.stream is not None:
             self._session.stream.forget_exits(container_id)
         self._stdio.forget(container_id)
+
+    async def set_labels(self, container_id: str, labels: Mapping[str, str]) -> dict[str, str]:
+        """Containers.Update of the given labels only ("" removes one); returns all of them."""
+        container = containers_pb2.Container(id=container_id, labels=labels)
+        mask = field_mask_pb2.FieldMask(paths=[f"labels.{key}" for key in labels])
+        try:
+            reply = await self._session.call(
+                self._session.methods.containers.update,
+                containers_pb2.UpdateContainerRequest(container=container, update_mask=mask),
+                f"set the labels of container {container_id!r}",
+            )
+        except NotFound:
+            raise NotFound(
+                f"cannot set the labels of container {container_id!r}: no such container"
+            ) from None
+        return dict(reply.container.labels)
 
     async def delete(self, container_id: str) -> None:
         """Containers.Delete, refused while a task exists (see AsyncClient.delete)."""

@@ -31,6 +31,7 @@ from ._api.containerd.api.services.tasks.v1 import tasks_pb2
 from ._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
 from ._execs import ExecTable, exec_id_of
 from ._identifiers import check_identifier
+from ._labels import check_labels
 from ._process_stdio import AttachStdio, ProcessStdio
 from ._rpc import Connection, resolve_address
 from ._session import Session, status_of, wire_exec_id
@@ -327,6 +328,7 @@ class AsyncClient:
         image: str | Image | None = None,
         snapshotter: str | None = None,
         network: str | Attach | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         """Create a container from an OCI runtime spec (a JSON-shaped dict, see :mod:`oci`).
 
@@ -361,8 +363,13 @@ class AsyncClient:
         first use. Also raises NotFound (no such network), AlreadyExists (a
         host port taken), NetworkError (a plugin failed or is missing).
         Without it the spec's namespaces are used as they are.
+
+        ``labels`` are the container's own (``docker run --label``), beside
+        those an image or a network records; :meth:`list_containers` reports
+        them and :meth:`set_labels` changes them.
         """
         check_identifier(container_id)
+        checked_labels = check_labels(labels or {})
         attach = attach_argument(network)
         oci.validate_spec(spec, image=image is not None)
         if image is None:
@@ -376,6 +383,7 @@ class AsyncClient:
             image=image,
             snapshotter=snapshotter or "",
             network=attach,
+            labels=checked_labels,
         )
 
     async def start(
@@ -426,6 +434,13 @@ class AsyncClient:
         """
         check_identifier(container_id)
         return await self._session.spec(container_id, "read the spec of")
+
+    async def set_labels(self, container_id: str, labels: Mapping[str, str]) -> dict[str, str]:
+        """Set the given labels of the container (a value of ``""`` removes one), leaving
+        the others; returns all its labels. One Containers.Update, whatever the task's state.
+        Raises InvalidArgument (a bad label), NotFound, Unavailable."""
+        check_identifier(container_id)
+        return await self._tasks.set_labels(container_id, check_labels(labels))
 
     async def network_info(self, container_id: str) -> NetworkInfo | None:
         """The container's network (addresses, gateway, MAC, published ports), or None when
@@ -970,6 +985,7 @@ class AsyncClient:
                 created_at=_typeurl.to_datetime(container.created_at),
                 labels=dict(container.labels),
                 image=container.image,
+                command=_spec_command(container),
             )
             if task is not None:
                 status = status_of(task.status)
@@ -983,3 +999,16 @@ class AsyncClient:
                 )
             listing.append(info)
         return listing
+
+
+def _spec_command(container: containers_pb2.Container) -> tuple[str, ...]:
+    """The spec's process arguments; () for a spec that is not what the OCI shape says."""
+    try:
+        spec = _typeurl.unpack_json(container.spec)
+    except ValueError:
+        return ()
+    process = spec.get("process") if isinstance(spec, dict) else None
+    args = process.get("args") if isinstance(process, dict) else None
+    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+        return ()
+    return tuple(args)

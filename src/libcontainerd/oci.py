@@ -70,6 +70,7 @@ __all__ = [
     "with_rlimit",
     "with_shim_group",
     "with_terminal",
+    "with_tmpfs",
     "with_user",
     "with_username",
 ]
@@ -591,6 +592,21 @@ def with_bind_mount(
                 "options": ["rbind", mode],
             }
         ]
+    )
+
+
+def with_tmpfs(
+    destination: str, size: int | None = None, options: Iterable[str] = ()
+) -> SpecOption:
+    """Mount a fresh tmpfs at ``destination`` (``size`` bytes at most; by default half the
+    host's memory, the kernel's default), ``nosuid,nodev`` as Docker's ``--tmpfs``."""
+    checked_destination = _absolute_path(destination, "with_tmpfs: destination")
+    extra = _string_list(list(_iterable(options, "with_tmpfs: options")), "with_tmpfs: options")
+    flags = ["nosuid", "nodev", *(flag for flag in extra if flag not in ("nosuid", "nodev"))]
+    if size is not None:
+        flags.append(f"size={_ranged(size, 'with_tmpfs: size', (1, 2**63 - 1), unset_ok=False)}")
+    return with_mounts(
+        [{"destination": checked_destination, "type": "tmpfs", "source": "tmpfs", "options": flags}]
     )
 
 

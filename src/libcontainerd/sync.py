@@ -194,6 +194,7 @@ class Client:
         image: str | Image | None = None,
         snapshotter: str | None = None,
         network: str | Attach | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         return self._run(
             self._async.create(
@@ -203,8 +204,12 @@ class Client:
                 image=image,
                 snapshotter=snapshotter,
                 network=network,
+                labels=labels,
             )
         )
+
+    def set_labels(self, container_id: str, labels: Mapping[str, str]) -> dict[str, str]:
+        return self._run(self._async.set_labels(container_id, labels))
 
     def spec(self, container_id: str) -> dict[str, Any]:
         return self._run(self._async.spec(container_id))

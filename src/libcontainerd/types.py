@@ -188,7 +188,8 @@ class ContainerInfo:
     but never started, or its task was deleted); ``exit_code`` and
     ``exited_at`` are set once the task has stopped. ``created_at`` is
     containerd's own record of when the container was created. ``image`` is
-    the image its root filesystem came from ("" for a root directory).
+    the image its root filesystem came from ("" for a root directory);
+    ``command`` its spec's process arguments (what ``docker ps`` shows).
     """
 
     id: str
@@ -199,6 +200,7 @@ class ContainerInfo:
     created_at: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
     image: str = ""
+    command: tuple[str, ...] = ()
 
 
 @runtime_checkable

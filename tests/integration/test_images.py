@@ -410,6 +410,41 @@ async def test_a_container_from_an_image_is_restored_and_deleted_by_a_new_client
     assert container_id not in {row.split()[0] for row in ctr.rows("snapshots", "ls")}
 
 
+# --- leaks ---------------------------------------------------------------------------
+
+# The size, which CI runs; $LIBCONTAINERD_IMAGE_CYCLES makes a local run shorter.
+IMAGE_CYCLES = int(os.environ.get("LIBCONTAINERD_IMAGE_CYCLES", "100"))
+
+
+def _mounts_mentioning(*needles: str) -> list[str]:
+    with open("/proc/self/mountinfo") as mountinfo:
+        return [line for line in mountinfo if any(needle in line for needle in needles)]
+
+
+@pytest.mark.async_only(reason="reads the async client's table sizes; the cycle is the same")
+@pytest.mark.timeout(60 + 5 * IMAGE_CYCLES)
+async def test_cycles_of_import_run_export_remove_leave_nothing_behind(
+    client: AsyncClient, archives: Archives, ctr: Ctr, supervisor: Supervisor, tmp_path: Path
+) -> None:
+    service = images(client)
+    exported = tmp_path / "exported.tar"
+    for _ in range(IMAGE_CYCLES):
+        with open(archives.docker_gz, "rb") as stream:  # noqa: ASYNC230 - read by the import
+            (image,) = await service.import_archive(stream)
+        code, output, container_id = await run_image(client, image)
+        assert (code, output) == (0, EXPECTED_OUTPUT)
+        await delete_container(client, container_id)
+        await service.export(exported, image.name)
+        await service.remove(image.name)
+    assert ctr.leftovers() == CLEAN
+    assert _mounts_mentioning(str(supervisor.root_dir), "libcontainerd-root-") == []
+    assert {
+        table: size
+        for table, size in client._sizes().items()
+        if table in ("container roots", "create leases", "prepared snapshots")
+    } == {"container roots": 0, "create leases": 0, "prepared snapshots": 0}
+
+
 # --- a client killed during an import or an unpack -----------------------------------
 
 BIG_NAME = "example.com/lcdtest/big:1"

@@ -61,6 +61,9 @@ def test_go_zero_time_means_never() -> None:
 def test_runtime_options_default_the_runc_root_and_refuse_unknown_names() -> None:
     options = _tasks.runc_options({"binary_name": "crun"}, "/run/x/runc")
     assert (options.root, options.binary_name) == ("/run/x/runc", "crun")
+    # None means unset, as for every other option: not an empty root (runc's own default).
+    assert _tasks.runc_options({"root": None}, "/run/x/runc").root == "/run/x/runc"
+    assert _tasks.runc_options({"root": "/run/y"}, "/run/x/runc").root == "/run/y"
     with pytest.raises(InvalidArgument, match="rooot"):
         _tasks.runc_options({"rooot": "/x"}, "/run/x/runc")
     with pytest.raises(InvalidArgument, match="invalid runtime options"):

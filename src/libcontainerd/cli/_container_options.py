@@ -6,6 +6,7 @@ A refused value names the flag it came from (``--cpus: must be ...``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +17,15 @@ import click
 from .. import oci
 from .._identifiers import check_identifier
 from ..errors import InvalidArgument
+from ._mounts import MountRequest, parse_mount, parse_volume
 from ._network import NetworkRequest
-from ._values import parse_env, parse_size, parse_user
+from ._values import parse_env, parse_env_file, parse_labels, parse_size, parse_user
 
 __all__ = [
     "ContainerRequest",
+    "check_against_host",
     "container_options",
+    "definition_fields",
     "process_options",
     "size_value",
     "stdio_options",
@@ -82,7 +86,93 @@ container_options = _options(
         type=click.Path(exists=True, file_okay=False, resolve_path=True),
         help="root filesystem directory (default: a fresh busybox one, removed with the container)",
     ),
+    click.option("--read-only", is_flag=True, help="mount the root filesystem read-only"),
+    click.option(
+        "--volume",
+        "-v",
+        multiple=True,
+        metavar="HOST:PATH[:ro]",
+        help="bind-mount an absolute host path (made if missing) at PATH (repeatable)",
+    ),
+    click.option(
+        "--mount",
+        multiple=True,
+        metavar="type=bind|tmpfs,...",
+        help="a bind mount (source=,target=[,readonly]) or a tmpfs"
+        " (target=[,tmpfs-size=][,tmpfs-mode=]), as Docker's (repeatable)",
+    ),
+    click.option(
+        "--cap-add", multiple=True, metavar="CAP", help="add a capability, or ALL (repeatable)"
+    ),
+    click.option(
+        "--cap-drop", multiple=True, metavar="CAP", help="drop a capability, or ALL (repeatable)"
+    ),
+    click.option(
+        "--label", "-l", multiple=True, metavar="KEY=VALUE", help="a container label (repeatable)"
+    ),
+    click.option(
+        "--env-file",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="read variables from FILE, NAME=VALUE per line (-e wins; repeatable)",
+    ),
 )
+
+
+def definition_fields(options: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`ContainerRequest` fields of run's and create's options beyond the basics:
+    mounts, capabilities, labels, --read-only, and --env-file's variables before -e's."""
+    mounts: list[MountRequest] = []
+    for flag, values, parse in (
+        ("--volume", options.get("volume", ()), parse_volume),
+        ("--mount", options.get("mount", ()), parse_mount),
+    ):
+        for value in values:
+            try:
+                mounts.append(parse(value))
+            except InvalidArgument as error:
+                raise InvalidArgument(f"{flag}: {error}") from None
+    env_files: list[str] = []
+    for path in options.get("env_file", ()):
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as file:
+                env_files.extend(parse_env_file(file.read(), f"--env-file {path}"))
+        except OSError as error:
+            raise InvalidArgument(f"--env-file: cannot read {path}: {error.strerror}") from None
+    try:
+        labels = parse_labels(options.get("label", ()))
+    except InvalidArgument as error:
+        raise InvalidArgument(f"--label: {error}") from None
+    return {
+        "read_only": bool(options.get("read_only")),
+        "mounts": tuple(mounts),
+        "cap_add": tuple(options.get("cap_add", ())),
+        "cap_drop": tuple(options.get("cap_drop", ())),
+        "labels": labels,
+        "env": (*env_files, *options.get("env", ())),
+    }
+
+
+def check_against_host(
+    cpus: float | None, memory: int | None, host_cpus: int | None = None
+) -> None:
+    """Refuse limits the host cannot give, as Docker's daemon does (``--cpus 1000`` on 2 CPUs).
+
+    ``host_cpus`` defaults to the CPUs this process may run on.
+    """
+    available = host_cpus if host_cpus is not None else len(os.sched_getaffinity(0))
+    if cpus is not None and not 0.01 <= cpus <= available:
+        raise InvalidArgument(
+            f"--cpus: range of CPUs is from 0.01 to {available:.2f},"
+            f" as there are only {available} CPUs available"
+        )
+    if memory is not None and memory < _MIN_MEMORY:
+        raise InvalidArgument("--memory: minimum memory limit allowed is 6MB")
+
+
+# Docker's floor: below it a container cannot even start its runtime.
+_MIN_MEMORY = 6 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +193,11 @@ class ContainerRequest:
     network: NetworkRequest = field(default_factory=NetworkRequest)
     image: str | None = None  # lcd run IMAGE: the root filesystem and process come from it
     entrypoint: str | None = None
+    read_only: bool = False
+    mounts: tuple[MountRequest, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
 
     def resource_options(self) -> list[oci.SpecOption]:
         options = []
@@ -122,6 +217,7 @@ class ContainerRequest:
         """
         if self.name is not None:
             check_identifier(self.name)
+        check_against_host(self.cpus, self.memory)
         self.spec_options(None)
         self.network.attach(self.hostname)
 
@@ -131,6 +227,23 @@ class ContainerRequest:
         options.extend(self.network.spec_options())
         if self.hostname is not None:
             options.append(_option("--hostname", oci.with_hostname, self.hostname))
+        if self.read_only:
+            options.append(oci.with_readonly_rootfs(True))
+        options.extend(self.capability_options())
+        options.extend(mount.spec_option() for mount in self.mounts)
+        return options
+
+    def capability_options(self) -> list[oci.SpecOption]:
+        """--cap-drop, then --cap-add (so ``--cap-drop ALL --cap-add NET_RAW`` keeps NET_RAW)."""
+        options = []
+        if any(name.upper() == "ALL" for name in self.cap_drop):
+            options.append(oci.with_capabilities([]))
+        elif self.cap_drop:
+            options.append(_option("--cap-drop", oci.with_dropped_capabilities, self.cap_drop))
+        if any(name.upper() == "ALL" for name in self.cap_add):
+            options.append(oci.with_capabilities(sorted(oci.KNOWN_CAPABILITIES)))
+        elif self.cap_add:
+            options.append(_option("--cap-add", oci.with_added_capabilities, self.cap_add))
         return options
 
     def process_options(self, root: Path | None) -> list[oci.SpecOption]:

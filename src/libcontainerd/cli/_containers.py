@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import shutil
 import signal
+from datetime import datetime
 from typing import Any
 
 from ..client import AsyncClient
@@ -21,14 +22,23 @@ from ._stdio import Stdio
 
 __all__ = [
     "ALIVE",
+    "EXITED_AT_LABEL",
+    "EXIT_CODE_LABEL",
     "REAP_TIMEOUT",
+    "delete_and_record_exit",
     "has_terminal",
     "in_foreground",
     "make_way_for_a_task",
+    "recorded_exit",
     "remove_container",
     "signal_and_reap",
     "task_state",
 ]
+
+# Where lcd keeps the exit of a container whose task it deleted (run in the foreground,
+# start -a, stop): what `lcd ps -a` and `lcd inspect` show once no task says it.
+EXIT_CODE_LABEL = "io.libcontainerd.lcd.exit-code"
+EXITED_AT_LABEL = "io.libcontainerd.lcd.exited-at"
 
 ALIVE = (Status.RUNNING, Status.PAUSED, Status.PAUSING, Status.CREATED, Status.UNKNOWN)
 # How long rm -f and stop wait for a killed container to be reaped.
@@ -73,6 +83,30 @@ async def in_foreground(
     return min(exit_code, 255)
 
 
+async def delete_and_record_exit(client: AsyncClient, container_id: str) -> None:
+    """Delete the stopped task (its shim goes) and keep its exit in the container's labels."""
+    try:
+        status = await client.delete_task(container_id)
+    except NotFound:
+        return
+    exited_at = status.exited_at.isoformat() if status.exited_at is not None else ""
+    with contextlib.suppress(NotFound):
+        await client.set_labels(
+            container_id, {EXIT_CODE_LABEL: str(status.exit_code), EXITED_AT_LABEL: exited_at}
+        )
+
+
+def recorded_exit(labels: dict[str, str]) -> tuple[int, datetime | None] | None:
+    """The exit lcd recorded for a container without a task, or None."""
+    code = labels.get(EXIT_CODE_LABEL, "")
+    if not code.lstrip("-").isdigit():
+        return None
+    moment = None
+    with contextlib.suppress(ValueError):
+        moment = datetime.fromisoformat(labels.get(EXITED_AT_LABEL, ""))
+    return int(code), moment
+
+
 async def signal_and_reap(
     client: AsyncClient, container_id: str, state: Status, signum: int, grace: float
 ) -> None:
@@ -98,27 +132,20 @@ async def signal_and_reap(
 async def remove_container(
     client: AsyncClient, settings: Settings, container_id: str, force: bool
 ) -> None:
-    """Delete the task (killing it with ``force``), the container, lcd's rootfs and log for it."""
+    """Remove the container (:meth:`AsyncClient.remove`: with ``force`` whatever its state),
+    and lcd's rootfs and log for it."""
     rootfs_dir = settings.rootfs_dir(container_id)
     log_path = settings.log_path(container_id)
     try:
-        state = await task_state(client, container_id)
+        await client.remove(container_id, force=force)
     except NotFound:
-        if rootfs_dir.is_dir():  # left behind by an interrupted run: nothing else to remove
-            shutil.rmtree(rootfs_dir, ignore_errors=True)
-            log_path.unlink(missing_ok=True)
-            return
-        raise NotFound(f"no such container: {container_id!r}") from None
-    if state in ALIVE:
-        if not force:
-            raise FailedPrecondition(
-                f"container {container_id!r} is {state}: stop it first, or use 'lcd rm -f'"
-            )
-        assert state is not None
-        await signal_and_reap(client, container_id, state, signal.SIGKILL, REAP_TIMEOUT)
-    if state is not None:
-        with contextlib.suppress(NotFound):
-            await client.delete_task(container_id)
-    await client.delete(container_id)
+        if not rootfs_dir.is_dir():
+            raise NotFound(f"no such container: {container_id!r}") from None
+        # Left behind by an interrupted run: nothing else to remove.
+    except FailedPrecondition:
+        state = await task_state(client, container_id)
+        raise FailedPrecondition(
+            f"container {container_id!r} is {state}: stop it first, or use 'lcd rm -f'"
+        ) from None
     shutil.rmtree(rootfs_dir, ignore_errors=True)
     log_path.unlink(missing_ok=True)

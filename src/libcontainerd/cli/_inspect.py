@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import os
+import shlex
 import signal
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -23,7 +26,7 @@ from .._procfs import process_info
 from ..client import AsyncClient
 from ..types import ContainerInfo, EventInfo, EventType, Status
 from ._app import CONTEXT, Settings, connect, json_option, pass_settings
-from ._containers import ALIVE, task_state
+from ._containers import ALIVE, recorded_exit, task_state
 from ._failures import Failure
 from ._output import Output, ago, duration, iso, since
 from ._output_file import OutputFile
@@ -43,7 +46,11 @@ _FOLLOW_POLL = 0.2
 @json_option
 @pass_settings
 def ps(settings: Settings, show_all: bool, quiet: bool, as_json: bool) -> None:
-    """List running containers (-a: all) with status, pid and uptime."""
+    """List running containers (-a: all) with command, status, pid and uptime.
+
+    A container whose task lcd deleted after its exit (run in the foreground,
+    start -a, stop) shows that exit, as one whose task stayed does.
+    """
 
     async def work() -> list[ContainerInfo]:
         async with connect(settings, Output(), start_daemon=False) as client:
@@ -52,6 +59,7 @@ def ps(settings: Settings, show_all: bool, quiet: bool, as_json: bool) -> None:
     listing = asyncio.run(work())
     if not show_all:
         listing = [info for info in listing if info.status in ALIVE]
+    listing = [_with_recorded_exit(info) for info in listing]
     listing.sort(key=lambda info: info.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
     out = Output()
     if as_json:
@@ -61,10 +69,11 @@ def ps(settings: Settings, show_all: bool, quiet: bool, as_json: bool) -> None:
             click.echo(info.id)
     else:
         out.table(
-            ("ID", "STATUS", "PID", "CREATED", "UPTIME"),
+            ("ID", "COMMAND", "STATUS", "PID", "CREATED", "UPTIME"),
             (
                 (
                     info.id,
+                    _command_text(info.command),
                     _status_text(info),
                     str(info.pid) if info.pid and info.status in ALIVE else "-",
                     ago(info.created_at),
@@ -73,6 +82,24 @@ def ps(settings: Settings, show_all: bool, quiet: bool, as_json: bool) -> None:
                 for info in listing
             ),
         )
+
+
+def _with_recorded_exit(info: ContainerInfo) -> ContainerInfo:
+    """Without a task, the exit lcd recorded when it deleted the task, as a stopped task's."""
+    recorded = recorded_exit(info.labels) if info.status is None else None
+    if recorded is None:
+        return info
+    code, exited_at = recorded
+    return dataclasses.replace(info, status=Status.STOPPED, exit_code=code, exited_at=exited_at)
+
+
+# As docker ps, a long command is cut (quoted, so what is shown reads as a command).
+_COMMAND_WIDTH = 30
+
+
+def _command_text(command: tuple[str, ...]) -> str:
+    text = shlex.join(command) if command else "-"
+    return text if len(text) <= _COMMAND_WIDTH else text[: _COMMAND_WIDTH - 1] + "…"
 
 
 def _uptime(info: ContainerInfo) -> float | None:
@@ -100,6 +127,8 @@ def _container_record(info: ContainerInfo) -> dict[str, Any]:
         "created_at": iso(info.created_at),
         "uptime_seconds": _uptime(info),
         "labels": info.labels,
+        "command": list(info.command),
+        "image": info.image or None,
     }
 
 
@@ -268,18 +297,54 @@ def version(settings: Settings, as_json: bool) -> None:
 # --- lcd logs -------------------------------------------------------------------------
 
 
+def _tail_value(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    if value == "all":
+        return None
+    if not value.isdigit():
+        raise click.BadParameter(f"{value!r} is not a number of lines or 'all'", ctx, param)
+    return int(value)
+
+
 @click.command(context_settings=CONTEXT)
 @click.option(
     "--follow", "-f", is_flag=True, help="go on printing new output until the container stops"
 )
+@click.option(
+    "--tail",
+    "-n",
+    "lines",
+    default="all",
+    show_default=True,
+    callback=_tail_value,
+    metavar="N",
+    help="only the last N lines (then, with -f, what follows)",
+)
+@click.option("--since", metavar="TIME", help="not supported: lcd's logs keep no timestamps")
+@click.option(
+    "--timestamps", "-t", is_flag=True, help="not supported: lcd's logs keep no timestamps"
+)
 @click.argument("container_id", metavar="ID")
 @pass_settings
-def logs(settings: Settings, container_id: str, follow: bool) -> None:
-    """Print the output of a container lcd left running (run -d, start, restore).
+def logs(
+    settings: Settings,
+    container_id: str,
+    follow: bool,
+    lines: int | None,
+    since: str | None,
+    timestamps: bool,
+) -> None:
+    """Print the output of a container lcd kept (run -d, run in the foreground without
+    --rm and without -i/-t, start, restore).
 
     stdout and stderr share one file, each in its own order. -f goes on until
-    the container stops, or Ctrl-C.
+    the container stops, or Ctrl-C. The shim writes the output as it comes,
+    without timestamps: --since and -t are refused rather than guessed.
     """
+    if since is not None or timestamps:
+        raise click.UsageError(
+            "--since and -t/--timestamps are not supported: lcd's logs keep no timestamps"
+            " (the shim writes the output as it comes); --tail N limits what is shown"
+        )
     check_identifier(container_id)
     path = settings.log_path(container_id)
 
@@ -290,13 +355,41 @@ def logs(settings: Settings, container_id: str, follow: bool) -> None:
                 raise Failure(
                     f"container {container_id!r} has no log: lcd keeps the output of"
                     " containers it leaves running (lcd run -d, lcd start, lcd restore)"
+                    " and of those run in the foreground without -i, -t or --rm"
                 )
-            await _print_log(client, container_id, path, follow and state in ALIVE)
+            await _print_log(client, container_id, path, follow and state in ALIVE, lines)
 
     asyncio.run(work())
 
 
-async def _print_log(client: AsyncClient, container_id: str, path: Path, follow: bool) -> None:
+def tail_offset(log: BinaryIO, lines: int, block: int = 64 * 1024) -> int:
+    """Where the last ``lines`` lines of ``log`` start (a last line without its newline counts)."""
+    end = log.seek(0, os.SEEK_END)
+    if lines == 0:
+        return end
+    position = end
+    newlines = 0
+    # A final newline ends the last line; it does not start another.
+    log.seek(max(end - 1, 0))
+    skip_last = end > 0 and log.read(1) == b"\n"
+    while position > 0:
+        start = max(position - block, 0)
+        log.seek(start)
+        chunk = log.read(position - start)
+        if skip_last and position == end:
+            chunk = chunk[:-1]
+        index = len(chunk)
+        while (index := chunk.rfind(b"\n", 0, index)) != -1:
+            newlines += 1
+            if newlines == lines:
+                return start + index + 1
+        position = start
+    return 0
+
+
+async def _print_log(
+    client: AsyncClient, container_id: str, path: Path, follow: bool, lines: int | None = None
+) -> None:
     stop = asyncio.Event()
     if follow:
         loop = asyncio.get_running_loop()
@@ -304,6 +397,7 @@ async def _print_log(client: AsyncClient, container_id: str, path: Path, follow:
             loop.add_signal_handler(signum, stop.set)
     output = OutputFile(1)
     with open(path, "rb") as log:  # noqa: ASYNC230 - a local file, read in small steps
+        log.seek(tail_offset(log, lines) if lines is not None else 0)
         while True:
             chunk = log.read(64 * 1024)
             if chunk:

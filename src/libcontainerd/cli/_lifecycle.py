@@ -1,4 +1,4 @@
-"""``lcd start``, ``kill``, ``stop``, ``pause``, ``resume``, ``update`` and ``rm``.
+"""``lcd start``, ``kill``, ``stop``, ``pause``, ``resume`` (``unpause``), ``update``, ``rm``.
 
 Each takes one or more IDs, prints each id it acted on or one line for each
 failure, and exits with 1 if one failed (``lcd start -a`` excepted: it stands
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,21 +19,21 @@ from .._identifiers import check_identifier
 from .._signals import parse_signal
 from ..client import AsyncClient
 from ..errors import FailedPrecondition, InvalidArgument, LibcontainerdError, NotFound
-from ..types import INIT_PROCESS_ID, Status
+from ..types import INIT_PROCESS_ID
 from ._app import CONTEXT, Settings, connect, pass_settings
-from ._container_options import ContainerRequest, size_value
+from ._container_options import ContainerRequest, check_against_host, size_value
 from ._containers import (
+    delete_and_record_exit,
     has_terminal,
     in_foreground,
     make_way_for_a_task,
     remove_container,
-    signal_and_reap,
     task_state,
 )
 from ._failures import Failure, fail_line, one_line, process_exit_statuses, start_failure_status
 from ._output import Output
 from ._signal_forwarder import SignalForwarder
-from ._stdio import logged_stdio, stdio_for
+from ._stdio import check_input_terminal, logged_stdio, stdio_for
 
 __all__ = ["COMMANDS"]
 
@@ -70,6 +69,10 @@ def _signal_value(ctx: click.Context, param: click.Parameter, value: str) -> int
         return parse_signal(value)
     except InvalidArgument as error:
         raise click.BadParameter(str(error), ctx, param) from None
+
+
+def _optional_signal(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    return None if value is None else _signal_value(ctx, param, value)
 
 
 @click.command(context_settings=CONTEXT)
@@ -119,7 +122,8 @@ async def _start_attached(settings: Settings, container_id: str, interactive: bo
     async with connect(settings, out) as client:
         await make_way_for_a_task(client, container_id)
         tty = has_terminal(await client.spec(container_id))
-        stdio = stdio_for(client, interactive, tty)
+        check_input_terminal(interactive, tty)
+        stdio = stdio_for(client, interactive, tty, settings.log_path(container_id))
         with SignalForwarder(client, out) as forwarder:
             try:
                 await client.start(
@@ -128,8 +132,7 @@ async def _start_attached(settings: Settings, container_id: str, interactive: bo
             except LibcontainerdError as error:
                 raise Failure(str(error), start_failure_status(str(error))) from None
             exit_code = await in_foreground(client, forwarder, stdio, container_id)
-        with contextlib.suppress(NotFound):
-            await client.delete_task(container_id)
+        await delete_and_record_exit(client, container_id)
         return exit_code
 
 
@@ -176,21 +179,31 @@ def kill(settings: Settings, signum: int, container_ids: tuple[str, ...]) -> Non
     show_default=True,
     help="seconds to wait after TERM before KILL",
 )
+@click.option(
+    "--signal",
+    "-s",
+    "signum",
+    callback=_optional_signal,
+    metavar="SIGNAL",
+    help="the signal to send first (default: the container's stop signal, else TERM)",
+)
 @ids_argument
 @pass_settings
-def stop(settings: Settings, grace: float, container_ids: tuple[str, ...]) -> None:
-    """Stop containers: TERM, then KILL after --time seconds; their tasks are deleted."""
+def stop(
+    settings: Settings, grace: float, signum: int | None, container_ids: tuple[str, ...]
+) -> None:
+    """Stop containers: their stop signal, then KILL after --time seconds; their tasks are
+    deleted, and their exit kept ('lcd ps -a')."""
 
     async def action(client: AsyncClient, container_id: str) -> None:
-        state = await task_state(client, container_id)
-        if state is None:
+        if await task_state(client, container_id) is None:
             return
-        if state is not Status.STOPPED:
-            await signal_and_reap(client, container_id, state, signal.SIGTERM, grace)
         with contextlib.suppress(NotFound):
-            await client.delete_task(container_id)
+            await client.stop(container_id, timeout=grace, signal=signum)
+        await delete_and_record_exit(client, container_id)
 
     _each(settings, container_ids, action)
+
 
 
 @click.command(context_settings=CONTEXT)
@@ -205,8 +218,17 @@ def pause(settings: Settings, container_ids: tuple[str, ...]) -> None:
 @ids_argument
 @pass_settings
 def resume(settings: Settings, container_ids: tuple[str, ...]) -> None:
-    """Thaw paused containers."""
+    """Thaw paused containers (also 'lcd unpause', as Docker names it)."""
     _each(settings, container_ids, lambda client, cid: client.resume(cid))
+
+
+unpause = click.Command(
+    "unpause",
+    context_settings=CONTEXT,
+    callback=resume.callback,
+    params=resume.params,
+    help="Thaw paused containers (the same as 'lcd resume').",
+)
 
 
 @click.command(context_settings=CONTEXT)
@@ -225,6 +247,7 @@ def update(
     container_ids: tuple[str, ...],
 ) -> None:
     """Change running containers' resource limits."""
+    check_against_host(cpus, memory)
     request = ContainerRequest(args=(), memory=memory, cpus=cpus, pids_limit=pids_limit)
     options = request.resource_options()
     if not options:
@@ -246,4 +269,4 @@ def rm(settings: Settings, force: bool, container_ids: tuple[str, ...]) -> None:
     _each(settings, container_ids, action)
 
 
-COMMANDS: tuple[click.Command, ...] = (start, kill, stop, pause, resume, update, rm)
+COMMANDS: tuple[click.Command, ...] = (start, kill, stop, pause, resume, unpause, update, rm)

@@ -21,15 +21,16 @@ import click
 from .. import oci, rootfs
 from .._identifiers import check_identifier
 from ..client import AsyncClient
-from ..errors import AlreadyExists, LibcontainerdError, NotFound
+from ..errors import AlreadyExists, LibcontainerdError
 from ._app import CONTEXT, Settings, connect, pass_settings
 from ._container_options import (
     ContainerRequest,
     container_options,
+    definition_fields,
     process_options,
     stdio_options,
 )
-from ._containers import in_foreground, remove_container
+from ._containers import delete_and_record_exit, in_foreground, remove_container
 from ._failures import Failure, process_exit_statuses, start_failure_status
 from ._network import NetworkRequest, network_options
 from ._output import Output
@@ -83,7 +84,6 @@ def _request(args: tuple[str, ...], tty: bool, options: dict[str, Any]) -> Conta
         cpus=options["cpus"],
         pids_limit=options["pids_limit"],
         rootfs=options["rootfs"],
-        env=tuple(options["env"]),
         workdir=options["workdir"],
         user=options["user"],
         terminal=tty,
@@ -93,6 +93,7 @@ def _request(args: tuple[str, ...], tty: bool, options: dict[str, Any]) -> Conta
             tuple(options["dns"]),
             tuple(options["add_host"]),
         ),
+        **definition_fields(options),
     )
     request.validate()
     return request
@@ -176,7 +177,9 @@ async def _run(
             await _create_and_start(client, settings, out, request, container_id, stdio)
             click.echo(container_id)
             return 0
-        stdio = stdio_for(client, interactive, tty)
+        # Kept, the container's output also goes to its log, as a detached one's ('lcd logs').
+        log = None if remove else settings.log_path(container_id)
+        stdio = stdio_for(client, interactive, tty, log)
         # Installed first, so a signal that comes early waits for the container to run.
         with SignalForwarder(client, out) as forwarder:
             await _create_and_start(client, settings, out, request, container_id, stdio)
@@ -184,8 +187,7 @@ async def _run(
         if remove:
             await remove_container(client, settings, container_id, force=True)
         else:
-            with contextlib.suppress(NotFound):
-                await client.delete_task(container_id)
+            await delete_and_record_exit(client, container_id)
         return exit_code
 
 
@@ -262,18 +264,20 @@ async def _create(
             args=list(request.args) or None,
             entrypoint=[request.entrypoint] if request.entrypoint is not None else None,
         )
-        await client.create(container_id, spec, image=image, network=attach)
+        await client.create(
+            container_id, spec, image=image, network=attach, labels=request.labels
+        )
     elif request.rootfs is not None:
         root = Path(request.rootfs)
         spec = oci.default_spec(list(request.args), root, *request.spec_options(root))
-        await client.create(container_id, spec, network=attach)
+        await client.create(container_id, spec, network=attach, labels=request.labels)
     else:
         root = _claim_rootfs(settings, container_id)
         try:
             with out.progress("building a busybox root filesystem"):
                 rootfs.busybox(root)
             spec = oci.default_spec(list(request.args), root, *request.spec_options(root))
-            await client.create(container_id, spec, network=attach)
+            await client.create(container_id, spec, network=attach, labels=request.labels)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise

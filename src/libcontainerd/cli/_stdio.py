@@ -8,16 +8,20 @@ itself (``lcd logs``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, cast
 
 import click
 
 from ..client import AsyncClient, AttachStdio
 from ..stdio import AttachTerminal, CopyToFiles, LogFile
 from ._app import Settings
+from ._failures import EXIT_LCD_FAILED, Failure
 from ._output_file import output_file
 
-__all__ = ["Stdio", "check_stdio", "logged_stdio", "stdio_for"]
+__all__ = ["Stdio", "check_input_terminal", "check_stdio", "logged_stdio", "stdio_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +30,59 @@ class Stdio:
 
     with_stdin: bool = False
     attach: AttachStdio | None = None
+    log: LogCopy | None = field(default=None, compare=False)
 
     async def finish(self) -> None:
         """Wait until the process's output has been copied out (call it after the exit)."""
-        if isinstance(self.attach, AttachTerminal | CopyToFiles):
-            await self.attach
+        try:
+            if isinstance(self.attach, AttachTerminal | CopyToFiles):
+                await self.attach
+        finally:
+            if self.log is not None:
+                self.log.close()
+
+
+class LogCopy:
+    """The container's log file, also given the output lcd copies in the foreground.
+
+    Opened on the first write (so a container that never starts leaves no log),
+    for appending, unbuffered; stdout and stderr share it, as the shim's log does.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def write(self, data: bytes) -> int:
+        if self._fd is None:
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            self._fd = os.open(self._path, flags, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        return len(data)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class _Both:
+    """A copy target writing to lcd's own descriptor and to the log."""
+
+    def __init__(self, terminal: IO[bytes], log: LogCopy) -> None:
+        self._terminal = terminal
+        self._log = log
+
+    def write(self, data: bytes) -> int:
+        self._terminal.write(data)
+        self._log.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
 
 
 def check_stdio(interactive: bool, tty: bool, detach: bool) -> None:
@@ -40,9 +92,25 @@ def check_stdio(interactive: bool, tty: bool, detach: bool) -> None:
             "-d with -i/-t is not supported: once lcd exits nothing would serve the"
             " container's stdin or terminal, and lcd cannot attach to it later"
         )
+    check_input_terminal(interactive, tty)
 
 
-def stdio_for(client: AsyncClient, interactive: bool, tty: bool) -> Stdio:
+def check_input_terminal(interactive: bool, tty: bool) -> None:
+    """Refuse -i with -t when lcd's stdin is not a terminal (Docker's message and refusal).
+
+    Without this, the container would start on a terminal no one can type into.
+    """
+    if interactive and tty and not os.isatty(0):
+        raise Failure(
+            "the input device is not a TTY: -it needs lcd's stdin to be a terminal"
+            " (without -t, -i copies piped input)",
+            EXIT_LCD_FAILED,
+        )
+
+
+def stdio_for(
+    client: AsyncClient, interactive: bool, tty: bool, log: Path | None = None
+) -> Stdio:
     """The stdio of a process lcd waits for, connected to lcd's own.
 
     -t (and -i): the caller's terminal, in raw mode while the process has a
@@ -50,11 +118,16 @@ def stdio_for(client: AsyncClient, interactive: bool, tty: bool) -> Stdio:
     copied to the process, whose stdin is closed at its end (EOF); the
     caller's terminal stays as it is, so Ctrl-D ends the input and Ctrl-C is
     lcd's, forwarded as a signal. Neither: the output only, stdout and stderr
-    apart.
+    apart, and with ``log`` also appended to that file (``lcd logs``).
     """
     if interactive or tty:
         return Stdio(with_stdin=interactive, attach=AttachTerminal(client))
-    return Stdio(attach=CopyToFiles(output_file(1), output_file(2)))
+    if log is None:
+        return Stdio(attach=CopyToFiles(output_file(1), output_file(2)))
+    copy = LogCopy(log)
+    stdout = cast(IO[bytes], _Both(output_file(1), copy))
+    stderr = cast(IO[bytes], _Both(output_file(2), copy))
+    return Stdio(attach=CopyToFiles(stdout, stderr), log=copy)
 
 
 def logged_stdio(settings: Settings, container_id: str) -> Stdio:

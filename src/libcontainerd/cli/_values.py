@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import InvalidArgument
 
-__all__ = ["parse_env", "parse_size", "parse_user"]
+__all__ = ["parse_env", "parse_env_file", "parse_labels", "parse_size", "parse_user"]
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 # "512", "512b", "64m", "1.5g", "64MiB", "64 MB", as Docker's RAMInBytes accepts (binary units).
@@ -48,6 +48,32 @@ def parse_env(entries: Iterable[str], host: Mapping[str, str] | None = None) -> 
         elif name in environ:
             result.append(f"{name}={environ[name]}")
     return result
+
+
+def parse_env_file(text: str, where: str) -> list[str]:
+    """The entries of an ``--env-file`` (Docker's format): a ``NAME=VALUE`` or ``NAME`` per
+    line, taken as written (no quotes removed); blank lines and ``#`` comments skipped."""
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        name, equals, value = stripped.partition("=")
+        if not name or any(character.isspace() for character in name):
+            raise InvalidArgument(f"{where}, line {number}: {name!r} is not a variable name")
+        entries.append(f"{name}={value}" if equals else name)
+    return entries
+
+
+def parse_labels(entries: Iterable[str]) -> dict[str, str]:
+    """``KEY=VALUE`` (or a bare ``KEY``: an empty value) labels, the last one of a key winning."""
+    labels = {}
+    for entry in entries:
+        key, _, value = entry.partition("=")
+        if not key.strip():
+            raise InvalidArgument(f"label {entry!r} must look like KEY=VALUE or KEY")
+        labels[key] = value
+    return labels
 
 
 def parse_user(text: str, root: str | os.PathLike[str] | None) -> tuple[int, int | None]:
