@@ -29,6 +29,7 @@ from .errors import (
     LibcontainerdError,
     NotFound,
     Unavailable,
+    runtime_reason,
 )
 from .events import EventStream
 from .types import INIT_PROCESS_ID, Status
@@ -241,6 +242,30 @@ class Session:
             doing,
         )
         return status_of(reply.process.status)
+
+    async def wrong_state(
+        self, error: LibcontainerdError, container_id: str, doing: str, needed: Status
+    ) -> LibcontainerdError:
+        """FailedPrecondition when the task is not ``needed`` (one Tasks.Get, on failure only).
+
+        The shim refuses a pause or resume of the wrong state with code Unknown
+        ("cannot resume a running process"); a typed error, or a failure with
+        the task in the needed state, is returned as it was.
+        """
+        if type(error) is not LibcontainerdError:
+            return error
+        try:
+            state = await self.task_status(container_id, doing)
+        except LibcontainerdError:
+            return error
+        if state is needed:
+            return error
+        return FailedPrecondition(
+            f"cannot {doing} container {container_id!r}: its task is {state.value},"
+            f" not {needed.value} ({runtime_reason(error.details)})",
+            code=error.code,
+            details=error.details,
+        )
 
     async def no_task(
         self, container_id: str, doing: str, process_id: str = INIT_PROCESS_ID

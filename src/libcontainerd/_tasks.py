@@ -14,7 +14,9 @@ Tasks.Create, before Containers.Delete and after it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping
@@ -42,7 +44,7 @@ from .errors import (
 )
 from .events import NO_PID
 from .stdio import StdioCallback
-from .types import INIT_PROCESS_ID, EventInfo, EventType, ExitStatus, Status
+from .types import INIT_PROCESS_ID, ContainerInfo, EventInfo, EventType, ExitStatus, Status
 
 __all__ = ["RUNC_RUNTIME", "ContainerHook", "NewContainer", "TaskLifecycle", "runc_options"]
 
@@ -629,6 +631,10 @@ class TaskLifecycle:
 
     async def set_labels(self, container_id: str, labels: Mapping[str, str]) -> dict[str, str]:
         """Containers.Update of the given labels only ("" removes one); returns all of them."""
+        if not labels:
+            # An empty mask would make Update replace the whole record (spec included).
+            record = await self._session.container(container_id, "set the labels of")
+            return dict(record.labels)
         container = containers_pb2.Container(id=container_id, labels=labels)
         mask = field_mask_pb2.FieldMask(paths=[f"labels.{key}" for key in labels])
         try:
@@ -670,6 +676,43 @@ class TaskLifecycle:
         for hook in self.hooks:
             await hook.after_delete(container_id)
 
+    async def list_containers(self) -> list[ContainerInfo]:
+        """Containers.List and Tasks.List, sent together, joined by container id."""
+        session = self._session
+        containers, tasks = await asyncio.gather(
+            session.call(
+                session.methods.containers.list,
+                containers_pb2.ListContainersRequest(),
+                "list containers",
+            ),
+            session.call(session.methods.tasks.list, tasks_pb2.ListTasksRequest(), "list tasks"),
+        )
+        # containerd 1.x names a listed task by ``id`` (= its container's id) and
+        # leaves ``container_id`` empty; later versions may fill in either.
+        by_container = {task.container_id or task.id: task for task in tasks.tasks}
+        listing = []
+        for container in containers.containers:
+            task = by_container.get(container.id)
+            info = ContainerInfo(
+                id=container.id,
+                created_at=_typeurl.to_datetime(container.created_at),
+                labels=dict(container.labels),
+                image=container.image,
+                command=_spec_command(container),
+            )
+            if task is not None:
+                status = status_of(task.status)
+                stopped = status is Status.STOPPED
+                info = dataclasses.replace(
+                    info,
+                    status=status,
+                    pid=task.pid,
+                    exit_code=task.exit_status if stopped else None,
+                    exited_at=_typeurl.to_datetime(task.exited_at) if stopped else None,
+                )
+            listing.append(info)
+        return listing
+
     def _task_known_deleted(self, container_id: str) -> bool:
         """This client deleted the task, and its stream, live throughout, saw none created since.
 
@@ -696,3 +739,16 @@ class TaskLifecycle:
             f"cannot delete container {container_id!r}: it still has a task ({state});"
             " call delete_task() first"
         )
+
+
+def _spec_command(container: containers_pb2.Container) -> tuple[str, ...]:
+    """The spec's process arguments; () for a spec that is not what the OCI shape says."""
+    try:
+        spec = _typeurl.unpack_json(container.spec)
+    except ValueError:
+        return ()
+    process = spec.get("process") if isinstance(spec, dict) else None
+    args = process.get("args") if isinstance(process, dict) else None
+    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+        return ()
+    return tuple(args)

@@ -17,7 +17,6 @@ The client is a facade over rooms that each own one noun:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 from collections.abc import AsyncGenerator, Mapping
 from types import TracebackType
@@ -25,21 +24,18 @@ from typing import Any, Final, Self
 
 from google.protobuf import empty_pb2
 
-from . import _paths, _stop, _typeurl, checkpoint, errors, metrics, oci
-from ._api.containerd.api.services.containers.v1 import containers_pb2
+from . import _paths, _stop, _task_resources, _typeurl, errors, oci
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
-from ._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
 from ._execs import ExecTable, exec_id_of
 from ._identifiers import check_identifier
 from ._labels import check_labels
 from ._process_stdio import AttachStdio, ProcessStdio
 from ._rpc import Connection, resolve_address
-from ._session import Session, status_of, wire_exec_id
+from ._session import Session, wire_exec_id
 from ._signals import parse_signal
 from ._tasks import RUNC_RUNTIME, TaskLifecycle
 from .errors import (
     DeadlineExceeded,
-    FailedPrecondition,
     InvalidArgument,
     LibcontainerdError,
     NotFound,
@@ -630,7 +626,9 @@ class AsyncClient:
                 "pause",
             )
         except LibcontainerdError as error:
-            raise await self._wrong_state(error, container_id, "pause", Status.RUNNING) from None
+            raise await self._session.wrong_state(
+                error, container_id, "pause", Status.RUNNING
+            ) from None
 
     async def resume(self, container_id: str) -> None:
         """Thaw a paused container.
@@ -649,31 +647,9 @@ class AsyncClient:
                 "resume",
             )
         except LibcontainerdError as error:
-            raise await self._wrong_state(error, container_id, "resume", Status.PAUSED) from None
-
-    async def _wrong_state(
-        self, error: LibcontainerdError, container_id: str, doing: str, needed: Status
-    ) -> LibcontainerdError:
-        """FailedPrecondition when the task is not ``needed`` (one Tasks.Get, on failure only).
-
-        The shim refuses a pause or resume of the wrong state with code Unknown
-        ("cannot resume a running process"); a typed error, or a failure with
-        the task in the needed state, is returned as it was.
-        """
-        if type(error) is not LibcontainerdError:
-            return error
-        try:
-            state = await self._session.task_status(container_id, doing)
-        except LibcontainerdError:
-            return error
-        if state is needed:
-            return error
-        return FailedPrecondition(
-            f"cannot {doing} container {container_id!r}: its task is {state.value},"
-            f" not {needed.value} ({errors.runtime_reason(error.details)})",
-            code=error.code,
-            details=error.details,
-        )
+            raise await self._session.wrong_state(
+                error, container_id, "resume", Status.PAUSED
+            ) from None
 
     async def wait(
         self,
@@ -819,25 +795,7 @@ class AsyncClient:
         NotImplemented (a metrics type this library cannot decode), Unavailable.
         """
         check_identifier(container_id)
-        session = self._session
-        reply = await session.call(
-            session.methods.tasks.metrics,
-            # Quoted, so that the id is one literal value whatever characters it holds.
-            tasks_pb2.MetricsRequest(filters=[f'id=="{container_id}"']),
-            f"read the metrics of container {container_id!r}",
-        )
-        for metric in reply.metrics:
-            if metric.id == container_id:
-                return metrics.decode(metric)
-        # containerd leaves out a task whose metrics it cannot read: say why.
-        state = await session.task_status(container_id, "read the metrics of")
-        if state is Status.STOPPED:
-            raise FailedPrecondition(
-                f"container {container_id!r} has no metrics: its task has stopped"
-            )
-        raise LibcontainerdError(
-            f"containerd reported no metrics for container {container_id!r} (its task is {state})"
-        )
+        return await _task_resources.stats(self._session, container_id)
 
     async def stats_stream(
         self, container_id: str, interval: float = 1.0
@@ -853,37 +811,10 @@ class AsyncClient:
         stop its background wait at once.
         """
         check_identifier(container_id)
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
-            raise InvalidArgument(
-                f"interval must be a positive number of seconds, got {interval!r}"
-            )
-        exited: asyncio.Task[ExitStatus] | None = None
-        first = True
-        try:
-            while True:
-                try:
-                    sample = await self.stats(container_id)
-                except FailedPrecondition:
-                    return  # stopped: the task exited
-                except NotFound:
-                    if first:
-                        raise
-                    return  # the task was deleted after it exited
-                if exited is None:
-                    exited = asyncio.ensure_future(self.wait(container_id))
-                first = False
-                yield sample
-                await asyncio.wait([exited], timeout=interval)
-                if exited.done():
-                    if exited.cancelled() or exited.exception() is None:
-                        return
-                    # The wait itself failed (containerd restarting, ...): poll instead.
-                    exited = None
-                    await asyncio.sleep(interval)
-        finally:
-            if exited is not None and not exited.done():
-                exited.cancel()
-                await asyncio.wait([exited])
+        async for sample in _task_resources.stats_stream(
+            self._session, container_id, interval, self.wait
+        ):
+            yield sample
 
     async def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None:
         """Change the task's OCI ``linux.resources`` (memory, cpu, pids, blkio, ...).
@@ -895,27 +826,7 @@ class AsyncClient:
         """
         check_identifier(container_id)
         oci.validate_resources(resources)
-        session = self._session
-        try:
-            await session.task_call(
-                session.methods.tasks.update,
-                tasks_pb2.UpdateTaskRequest(
-                    container_id=container_id,
-                    resources=_typeurl.pack_json(_typeurl.OCI_LINUX_RESOURCES, dict(resources)),
-                ),
-                container_id,
-                "update the resources of",
-            )
-        except LibcontainerdError as error:
-            # containerd passes the runtime's refusal on with code Unknown.
-            if type(error) is not LibcontainerdError:
-                raise
-            raise InvalidArgument(
-                f"cannot update the resources of container {container_id!r}: the runtime"
-                f" refused them: {errors.runtime_reason(error.details)}",
-                code=error.code,
-                details=error.details,
-            ) from None
+        await _task_resources.update(self._session, container_id, resources)
 
     async def create_checkpoint(
         self, container_id: str, checkpoint_dir: str | os.PathLike[str], exit: bool = False
@@ -933,31 +844,7 @@ class AsyncClient:
         it, with CRIU's reasons; the container keeps running), Unavailable.
         """
         check_identifier(container_id)
-        target = checkpoint.target_directory(checkpoint_dir)
-        session = self._session
-        container = await session.container(container_id, "checkpoint")
-        runtime = _typeurl.unpack(container.runtime.options, runc_pb2.Options) or runc_pb2.Options()
-        await checkpoint.find_criu(runtime.criu_path)
-        with checkpoint.written_atomically(target) as partial:
-            try:
-                await session.task_call(
-                    session.methods.tasks.checkpoint,
-                    tasks_pb2.CheckpointTaskRequest(
-                        container_id=container_id,
-                        options=checkpoint.checkpoint_options(exit, partial),
-                    ),
-                    container_id,
-                    "checkpoint",
-                )
-            except LibcontainerdError as error:
-                if type(error) is not LibcontainerdError:
-                    raise
-                state = await self.status(container_id)
-                if state is Status.STOPPED:
-                    raise FailedPrecondition(
-                        f"cannot checkpoint container {container_id!r}: its task has stopped"
-                    ) from None
-                raise checkpoint.checkpoint_failure(container_id, error) from None
+        await _task_resources.checkpoint_task(self._session, container_id, checkpoint_dir, exit)
 
     async def list_containers(self) -> list[ContainerInfo]:
         """Every container of the namespace with its task's state, in containerd's order (by id).
@@ -965,50 +852,4 @@ class AsyncClient:
         Two requests, sent together: Containers.List and Tasks.List. A task
         whose container disappears between them is left out. Raises Unavailable.
         """
-        session = self._session
-        containers, tasks = await asyncio.gather(
-            session.call(
-                session.methods.containers.list,
-                containers_pb2.ListContainersRequest(),
-                "list containers",
-            ),
-            session.call(session.methods.tasks.list, tasks_pb2.ListTasksRequest(), "list tasks"),
-        )
-        # containerd 1.x names a listed task by ``id`` (= its container's id) and
-        # leaves ``container_id`` empty; later versions may fill in either.
-        by_container = {task.container_id or task.id: task for task in tasks.tasks}
-        listing = []
-        for container in containers.containers:
-            task = by_container.get(container.id)
-            info = ContainerInfo(
-                id=container.id,
-                created_at=_typeurl.to_datetime(container.created_at),
-                labels=dict(container.labels),
-                image=container.image,
-                command=_spec_command(container),
-            )
-            if task is not None:
-                status = status_of(task.status)
-                stopped = status is Status.STOPPED
-                info = dataclasses.replace(
-                    info,
-                    status=status,
-                    pid=task.pid,
-                    exit_code=task.exit_status if stopped else None,
-                    exited_at=_typeurl.to_datetime(task.exited_at) if stopped else None,
-                )
-            listing.append(info)
-        return listing
-
-
-def _spec_command(container: containers_pb2.Container) -> tuple[str, ...]:
-    """The spec's process arguments; () for a spec that is not what the OCI shape says."""
-    try:
-        spec = _typeurl.unpack_json(container.spec)
-    except ValueError:
-        return ()
-    process = spec.get("process") if isinstance(spec, dict) else None
-    args = process.get("args") if isinstance(process, dict) else None
-    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
-        return ()
-    return tuple(args)
+        return await self._tasks.list_containers()
