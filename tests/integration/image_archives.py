@@ -46,6 +46,7 @@ class Archives:
     oci: Path  # skopeo's oci-archive, naming the image OCI_NAME
     docker: Path  # skopeo's docker-archive (docker save format), tagged DOCKER_NAME
     docker_gz: Path  # the same, gzip-compressed
+    oci_zstd: Path  # skopeo's oci-archive with zstd-compressed layers, naming OCI_NAME
 
 
 def tools() -> None:
@@ -100,7 +101,12 @@ def build(folder: Path) -> Archives:
     docker_gz = folder / "docker.tar.gz"
     with open(docker, "rb") as source, gzip.open(docker_gz, "wb") as target:
         shutil.copyfileobj(source, target)
-    return Archives(layout, oci, docker, docker_gz)
+    oci_zstd = folder / "oci-zstd.tar"
+    run(
+        "skopeo", "copy", "--quiet", "--dest-compress-format", "zstd",
+        f"oci:{image}", f"oci-archive:{oci_zstd}:{OCI_NAME}",
+    )  # fmt: skip
+    return Archives(layout, oci, docker, docker_gz, oci_zstd)
 
 
 # --- writing archives by hand ---------------------------------------------------------

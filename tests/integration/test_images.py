@@ -208,6 +208,18 @@ async def test_an_oci_archive_from_skopeo_runs_as_its_image_config_says(
     assert container_id not in {row.split()[0] for row in ctr.rows("snapshots", "ls")}
 
 
+async def test_zstd_compressed_layers_unpack_and_run(
+    client: AsyncClient, archives: Archives
+) -> None:
+    (image,) = await images(client).import_archive(archives.oci_zstd)
+    assert {layer.media_type for layer in image.layers} == {
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    }
+    code, output, container_id = await run_image(client, image)
+    assert (code, output) == (0, EXPECTED_OUTPUT)
+    await delete_container(client, container_id)
+
+
 @pytest.mark.parametrize("form", ["path", "gzip path", "file object"])
 async def test_a_docker_archive_from_skopeo_runs_by_name(
     client: AsyncClient, archives: Archives, form: str
