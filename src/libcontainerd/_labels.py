@@ -15,8 +15,12 @@ __all__ = ["MAX_LABEL_LENGTH", "check_labels"]
 MAX_LABEL_LENGTH = 4096
 
 
-def check_labels(labels: object) -> dict[str, str]:
-    """``labels`` as a dict if containerd would accept them, else InvalidArgument."""
+def check_labels(labels: object, *, removals: bool = False) -> dict[str, str]:
+    """``labels`` as a dict if containerd would keep them, else InvalidArgument.
+
+    containerd drops a label whose value is empty: refused, unless ``removals``
+    says that an empty value means "remove it".
+    """
     if not isinstance(labels, Mapping):
         raise InvalidArgument(f"labels must be a mapping of strings, not {type(labels).__name__}")
     checked: dict[str, str] = {}
@@ -30,6 +34,10 @@ def check_labels(labels: object) -> dict[str, str]:
         if len(key.encode()) + len(value.encode()) > MAX_LABEL_LENGTH:
             raise InvalidArgument(
                 f"label {key[:40]!r}: key and value together exceed {MAX_LABEL_LENGTH} bytes"
+            )
+        if not value and not removals:
+            raise InvalidArgument(
+                f"label {key!r} has an empty value, which containerd does not keep"
             )
         checked[key] = value
     return checked

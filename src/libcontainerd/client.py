@@ -436,7 +436,7 @@ class AsyncClient:
         the others; returns all its labels. One Containers.Update, whatever the task's state.
         Raises InvalidArgument (a bad label), NotFound, Unavailable."""
         check_identifier(container_id)
-        return await self._tasks.set_labels(container_id, check_labels(labels))
+        return await self._tasks.set_labels(container_id, check_labels(labels, removals=True))
 
     async def network_info(self, container_id: str) -> NetworkInfo | None:
         """The container's network (addresses, gateway, MAC, published ports), or None when

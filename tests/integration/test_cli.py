@@ -113,7 +113,8 @@ async def test_run_exits_with_the_containers_exit_status_and_keeps_it_without_a_
     assert result.status == 3
     assert result.stdout == ""
     record = (await cli.listing())["three"]
-    assert record["status"] is None  # its task was deleted once lcd saw the exit
+    assert await cli.status("three") is None  # its task was deleted once lcd saw the exit
+    assert (record["status"], record["exit_code"]) == ("stopped", 3)  # the exit lcd kept
     assert cli.rootfs("three").is_dir()
 
 
@@ -497,8 +498,10 @@ async def test_a_detached_containers_output_goes_to_its_log(cli: Lcd) -> None:
     assert not cli.log("chatty").exists()
 
 
-async def test_logs_of_a_container_run_in_the_foreground_say_there_are_none(cli: Lcd) -> None:
-    assert (await cli("run", "--name", "fg", "--", "true")).status == 0
+async def test_logs_of_a_container_run_with_i_in_the_foreground_say_there_are_none(
+    cli: Lcd,
+) -> None:
+    assert (await cli("run", "-i", "--name", "fg", "--", "true")).status == 0
     line = (await cli("logs", "fg")).one_error_line()
     assert line.startswith("lcd: container 'fg' has no log")
 
@@ -513,7 +516,7 @@ async def test_start_appends_to_the_log_and_start_a_attaches(cli: Lcd) -> None:
     assert attached.stdout == "hi\n"
     assert (await cli("start", "twice")).status == 0
     await cli.until_status("twice", Status.STOPPED)
-    assert (await cli("logs", "twice")).stdout == "hi\nhi\n"
+    assert (await cli("logs", "twice")).stdout == "hi\nhi\nhi\n"  # start -a's output too
 
 
 async def test_start_ai_connects_stdin(cli: Lcd) -> None:

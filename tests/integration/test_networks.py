@@ -172,7 +172,8 @@ class Traces:
             leases=leases,
             mounts=sum(layout.netns in line for line in mountinfo.splitlines()),
             files=files,
-            veths=len(veths.stdout.splitlines()),
+            # Only the veths on bridges of ours: another runtime's are not ours to count.
+            veths=sum(" master lcd" in line for line in veths.stdout.splitlines()),
         )
 
 

@@ -23,6 +23,8 @@ READ_ONLY = [
     ["events"],
     ["logs", "web"],
     ["version"],
+    ["inspect", "web"],
+    ["cp", "web:/etc/hosts", "/nonexistent-lcd-test-target"],
 ]
 
 

@@ -19,11 +19,11 @@ container it leaves running writes to a log file under the root directory,
 which the shim appends to by itself (``lcd logs``).
 
 One module per command group, each listing its commands in ``COMMANDS``:
-``_run`` (run, create, exec), ``_lifecycle`` (start, kill, stop, pause,
-resume, update, rm), ``_inspect`` (ps, top, events, version, logs),
+``_run`` (run, create, exec), ``_lifecycle`` (start, kill, stop, wait, pause,
+resume/unpause, update, rm), ``_inspect`` (ps, inspect, top, events, version, logs),
 ``_stats``, ``_checkpoint`` (checkpoint, restore), ``_daemon``, ``_demo``,
 ``_network`` (network create, ls, inspect, rm; port) and ``_images`` (images,
-import/load, export/save, tag, rmi, image prune/inspect, system df).
+import/load, export/save, tag, rmi, image prune/inspect, system df), ``_copy`` (cp).
 A new group is a module of its own, added to :data:`GROUPS`. What the groups
 share: ``_app`` (the group, its options, opening a client), ``_failures``,
 ``_output``, and the pieces below them.
@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - only without the extra
 from ..errors import LibcontainerdError
 from . import (
     _checkpoint,
+    _copy,
     _daemon,
     _demo,
     _images,
@@ -72,6 +73,7 @@ GROUPS: tuple[tuple[click.Command, ...], ...] = (
     _demo.COMMANDS,
     _network.COMMANDS,
     _images.COMMANDS,
+    _copy.COMMANDS,
 )
 for _commands in GROUPS:
     for _command in _commands:

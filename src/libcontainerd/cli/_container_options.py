@@ -162,7 +162,8 @@ def check_against_host(
     ``host_cpus`` defaults to the CPUs this process may run on.
     """
     available = host_cpus if host_cpus is not None else len(os.sched_getaffinity(0))
-    if cpus is not None and not 0.01 <= cpus <= available:
+    # Not positive at all: with_cpus says so, naming what it takes.
+    if cpus is not None and cpus > 0 and not 0.01 <= cpus <= available:
         raise InvalidArgument(
             f"--cpus: range of CPUs is from 0.01 to {available:.2f},"
             f" as there are only {available} CPUs available"

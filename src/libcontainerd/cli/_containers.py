@@ -1,21 +1,20 @@
 """What several commands do to a container that exists: read its task's state, make way for
-a new task, wait for a process in the foreground, stop it, remove it with what lcd made for it.
+a new task, wait for a process in the foreground, keep its exit, remove it with what lcd made
+for it.
 
 Shared by run/create/exec, the lifecycle commands, ``lcd logs`` and ``lcd restore``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
-import signal
 from datetime import datetime
 from typing import Any
 
 from ..client import AsyncClient
-from ..errors import DeadlineExceeded, FailedPrecondition, LibcontainerdError, NotFound
-from ..types import INIT_PROCESS_ID, Status
+from ..errors import FailedPrecondition, NotFound
+from ..types import Status
 from ._app import Settings
 from ._signal_forwarder import SignalForwarder
 from ._stdio import Stdio
@@ -31,7 +30,6 @@ __all__ = [
     "make_way_for_a_task",
     "recorded_exit",
     "remove_container",
-    "signal_and_reap",
     "task_state",
 ]
 
@@ -105,28 +103,6 @@ def recorded_exit(labels: dict[str, str]) -> tuple[int, datetime | None] | None:
     with contextlib.suppress(ValueError):
         moment = datetime.fromisoformat(labels.get(EXITED_AT_LABEL, ""))
     return int(code), moment
-
-
-async def signal_and_reap(
-    client: AsyncClient, container_id: str, state: Status, signum: int, grace: float
-) -> None:
-    """Send ``signum`` (then KILL after ``grace`` seconds) and wait for the exit."""
-    for current, wait_for in ((signum, grace), (signal.SIGKILL, REAP_TIMEOUT)):
-        with contextlib.suppress(NotFound):
-            await client.signal_process(container_id, INIT_PROCESS_ID, current)
-        if state in (Status.PAUSED, Status.PAUSING):
-            # A frozen process only receives its signals once thawed.
-            with contextlib.suppress(LibcontainerdError):
-                await client.resume(container_id)
-        try:
-            async with asyncio.timeout(wait_for):
-                await client.wait(container_id)
-            return
-        except TimeoutError:
-            if current == signal.SIGKILL:
-                raise DeadlineExceeded(
-                    f"container {container_id!r} did not exit within {wait_for:g} s of SIGKILL"
-                ) from None
 
 
 async def remove_container(

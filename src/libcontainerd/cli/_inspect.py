@@ -1,4 +1,5 @@
-"""``lcd ps``, ``top``, ``events``, ``version`` and ``logs``: looking without changing.
+"""``lcd ps``, ``inspect``, ``top``, ``events``, ``version`` and ``logs``: looking without
+changing.
 
 Each prints a table or lines for people, or with --json (``logs`` excepted)
 JSON for scripts. containerd does not report processes' details or uptimes:
@@ -24,10 +25,11 @@ import click
 from .._identifiers import check_identifier
 from .._procfs import process_info
 from ..client import AsyncClient
+from ..errors import NotFound
 from ..types import ContainerInfo, EventInfo, EventType, Status
 from ._app import CONTEXT, Settings, connect, json_option, pass_settings
 from ._containers import ALIVE, recorded_exit, task_state
-from ._failures import Failure
+from ._failures import Failure, fail_line
 from ._output import Output, ago, duration, iso, since
 from ._output_file import OutputFile
 
@@ -129,6 +131,86 @@ def _container_record(info: ContainerInfo) -> dict[str, Any]:
         "labels": info.labels,
         "command": list(info.command),
         "image": info.image or None,
+    }
+
+
+# --- lcd inspect ----------------------------------------------------------------------
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("container_ids", metavar="ID...", nargs=-1, required=True)
+@pass_settings
+def inspect(settings: Settings, container_ids: tuple[str, ...]) -> None:
+    """Print containers as a JSON array: record, labels, task state, spec, image, network.
+
+    As docker inspect: the ones found are printed, each one missing is a line
+    on stderr, and the status is 1 if one was.
+    """
+    for container_id in container_ids:
+        check_identifier(container_id)
+
+    async def work() -> tuple[list[dict[str, Any]], list[str]]:
+        async with connect(settings, Output(), start_daemon=False) as client:
+            listing = {info.id: info for info in await client.list_containers()}
+            found, missing = [], []
+            for container_id in container_ids:
+                info = listing.get(container_id)
+                if info is None:
+                    missing.append(container_id)
+                    continue
+                try:
+                    found.append(await _inspection(client, settings, info))
+                except NotFound:  # removed meanwhile
+                    missing.append(container_id)
+            return found, missing
+
+    found, missing = asyncio.run(work())
+    Output().json(found)
+    for container_id in missing:
+        fail_line(f"lcd: no such container: {container_id!r}")
+    if missing:
+        raise SystemExit(1)
+
+
+async def _inspection(
+    client: AsyncClient, settings: Settings, info: ContainerInfo
+) -> dict[str, Any]:
+    """One container as ``lcd inspect`` shows it.
+
+    ``image`` and ``network`` are what the library records (None for a
+    container on a root directory, or without a network of its own).
+    """
+    spec = await client.spec(info.id)
+    network = await client.network_info(info.id)
+    shown = _with_recorded_exit(info)
+    root = spec.get("root", {}).get("path") if isinstance(spec.get("root"), dict) else None
+    log_path = settings.log_path(info.id)
+    return {
+        "id": info.id,
+        "created_at": iso(info.created_at),
+        "command": list(info.command),
+        "labels": info.labels,
+        "image": info.image or None,
+        "state": {
+            "status": str(shown.status) if shown.status is not None else None,
+            "pid": info.pid if info.status in ALIVE else None,
+            "exit_code": shown.exit_code,
+            "exited_at": iso(shown.exited_at),
+            # The task is gone; its exit is the one lcd recorded when it deleted it.
+            "recorded": info.status is None and shown.status is not None,
+        },
+        "task": None
+        if info.status is None
+        else {
+            "status": str(info.status),
+            "pid": info.pid,
+            "exit_code": info.exit_code,
+            "exited_at": iso(info.exited_at),
+        },
+        "root": root,
+        "log_path": str(log_path) if log_path.exists() else None,
+        "network": dataclasses.asdict(network) if network is not None else None,
+        "spec": spec,
     }
 
 
@@ -412,4 +494,4 @@ async def _print_log(
                     await asyncio.wait_for(stop.wait(), _FOLLOW_POLL)
 
 
-COMMANDS: tuple[click.Command, ...] = (ps, top, events, version, logs)
+COMMANDS: tuple[click.Command, ...] = (ps, inspect, top, events, version, logs)

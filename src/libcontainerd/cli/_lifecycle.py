@@ -27,6 +27,7 @@ from ._containers import (
     has_terminal,
     in_foreground,
     make_way_for_a_task,
+    recorded_exit,
     remove_container,
     task_state,
 )
@@ -41,9 +42,14 @@ ids_argument = click.argument("container_ids", metavar="ID...", nargs=-1, requir
 
 
 def _each(
-    settings: Settings, ids: Iterable[str], action: Callable[[AsyncClient, str], Any]
+    settings: Settings,
+    ids: Iterable[str],
+    action: Callable[[AsyncClient, str], Any],
+    *,
+    echo_ids: bool = True,
 ) -> None:
-    """Apply ``action`` to each id, printing the id or the error; exit 1 if one failed."""
+    """Apply ``action`` to each id, printing the id (or what the action prints) or the error;
+    exit 1 if one failed."""
 
     async def work() -> bool:
         ok = True
@@ -56,7 +62,8 @@ def _each(
                     ok = False
                     fail_line(f"lcd: {one_line(str(error))}")
                 else:
-                    click.echo(container_id)
+                    if echo_ids:
+                        click.echo(container_id)
         return ok
 
     if not asyncio.run(work()):
@@ -209,6 +216,33 @@ def stop(
 @click.command(context_settings=CONTEXT)
 @ids_argument
 @pass_settings
+def wait(settings: Settings, container_ids: tuple[str, ...]) -> None:
+    """Wait for containers to stop; print each one's exit code, as docker wait does.
+
+    A container that has already stopped prints its exit at once (its task's,
+    or the one lcd recorded when it deleted the task); one that was never
+    started is refused.
+    """
+
+    async def action(client: AsyncClient, container_id: str) -> None:
+        state = await task_state(client, container_id)
+        if state is None:
+            listing = await client.list_containers()
+            labels = next((info.labels for info in listing if info.id == container_id), {})
+            recorded = recorded_exit(labels)
+            if recorded is None:
+                raise FailedPrecondition(f"container {container_id!r} has not been started")
+            click.echo(recorded[0])
+            return
+        exit_code, _ = await client.wait(container_id)
+        click.echo(exit_code)
+
+    _each(settings, container_ids, action, echo_ids=False)
+
+
+@click.command(context_settings=CONTEXT)
+@ids_argument
+@pass_settings
 def pause(settings: Settings, container_ids: tuple[str, ...]) -> None:
     """Freeze every process of containers."""
     _each(settings, container_ids, lambda client, cid: client.pause(cid))
@@ -269,4 +303,14 @@ def rm(settings: Settings, force: bool, container_ids: tuple[str, ...]) -> None:
     _each(settings, container_ids, action)
 
 
-COMMANDS: tuple[click.Command, ...] = (start, kill, stop, pause, resume, unpause, update, rm)
+COMMANDS: tuple[click.Command, ...] = (
+    start,
+    kill,
+    stop,
+    wait,
+    pause,
+    resume,
+    unpause,
+    update,
+    rm,
+)

@@ -66,12 +66,18 @@ def parse_env_file(text: str, where: str) -> list[str]:
 
 
 def parse_labels(entries: Iterable[str]) -> dict[str, str]:
-    """``KEY=VALUE`` (or a bare ``KEY``: an empty value) labels, the last one of a key winning."""
+    """``KEY=VALUE`` labels, the last one of a key winning.
+
+    Docker also takes a bare ``KEY`` (an empty value); containerd keeps no empty
+    value, so that is refused rather than lost.
+    """
     labels = {}
     for entry in entries:
         key, _, value = entry.partition("=")
-        if not key.strip():
-            raise InvalidArgument(f"label {entry!r} must look like KEY=VALUE or KEY")
+        if not key.strip() or not value:
+            raise InvalidArgument(
+                f"label {entry!r} must look like KEY=VALUE (containerd keeps no empty value)"
+            )
         labels[key] = value
     return labels
 

@@ -101,7 +101,13 @@ class Attachments:
         conflist = await self._conflist_to_attach(attach.network)
         self.runner.check_chain(conflist)
         self.runner.find("loopback")
-        self.layout.make()
+        try:
+            self.layout.make()
+        except PermissionError:
+            raise FailedPrecondition(
+                f"cannot attach container {container_id!r} to a network: it takes root"
+                f" (making {self.layout.root} was refused)"
+            ) from None
         record = AttachmentRecord.try_lock(self.layout.record(key), create=True)
         if record is None:
             raise FailedPrecondition(
