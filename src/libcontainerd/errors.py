@@ -19,6 +19,8 @@
      ├── Cancelled             the call was cancelled
      ├── NotImplemented        containerd or the runtime does not offer it
      ├── NetworkError          a CNI plugin failed, or the host lacks one (or iptables)
+     ├── RegistryError         an image registry refused a request, or could not be reached
+     │    └── AuthenticationFailed  the registry refused the credentials (or needs some)
      └── CheckpointUnsupported no working CRIU on this machine
 
 Every error keeps containerd's own message in ``.details`` and, when it came
@@ -34,6 +36,7 @@ import grpc
 
 __all__ = [
     "AlreadyExists",
+    "AuthenticationFailed",
     "Cancelled",
     "CheckpointUnsupported",
     "DeadlineExceeded",
@@ -47,6 +50,7 @@ __all__ = [
     "NetworkError",
     "NotFound",
     "NotImplemented",
+    "RegistryError",
     "Unavailable",
     "UnsafeArchive",
     "UnsupportedMediaType",
@@ -109,6 +113,32 @@ class CheckpointUnsupported(LibcontainerdError):
 class NetworkError(LibcontainerdError):
     """A CNI plugin failed (``code`` is its CNI error code), or is missing: the message names
     the package to install."""
+
+
+class RegistryError(LibcontainerdError):
+    """A registry answered a request with an error, or could not be reached.
+
+    ``registry`` is its host, ``request`` the request (method and URL) and
+    ``status`` the HTTP status (None when no answer came).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str = "",
+        request: str = "",
+        status: int | None = None,
+        details: str = "",
+    ) -> None:
+        super().__init__(message, details=details)
+        self.registry = registry
+        self.request = request
+        self.status = status
+
+
+class AuthenticationFailed(RegistryError):
+    """The registry refused the credentials given, or asked for credentials and none were given."""
 
 
 class ImageNotFound(NotFound):

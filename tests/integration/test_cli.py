@@ -353,8 +353,8 @@ async def test_a_detached_container_through_ps_pause_resume_stop_start_and_rm(cl
     assert record["pid"] > 0
     assert record["created_at"].endswith("Z")
     table = (await cli("ps")).lines
-    assert table[0].split() == ["ID", "STATUS", "PID", "CREATED", "UPTIME"]
-    assert any(line.split()[:2] == ["web", "running"] for line in table[1:])
+    assert table[0].split() == ["ID", "COMMAND", "STATUS", "PID", "CREATED", "UPTIME"]
+    assert any(line.split()[:4] == ["web", "sleep", "300", "running"] for line in table[1:])
     assert (await cli("ps", "-q")).lines == ["web"]
 
     assert (await cli("pause", "web")).lines == ["web"]
@@ -368,7 +368,8 @@ async def test_a_detached_container_through_ps_pause_resume_stop_start_and_rm(cl
     )
 
     assert (await cli("stop", "-t", "1", "web")).lines == ["web"]  # sleep ignores TERM
-    assert (await cli.listing())["web"]["status"] is None
+    assert await cli.status("web") is None  # the task is gone, its exit kept
+    assert (await cli.listing())["web"]["exit_code"] == 137
     assert (await cli("ps", "-q")).lines == []
 
     assert (await cli("start", "web")).lines == ["web"]
@@ -684,7 +685,7 @@ async def test_restore_of_a_running_container_is_refused(cli: Lcd, tmp_path: Pat
     ("command", "status"),
     [
         (["exec", "ghost", "--", "true"], 125),
-        (["exec", "-it", "ghost", "--", "sh"], 125),
+        (["exec", "-i", "ghost", "--", "sh"], 125),  # -it: stdin is no TTY, said first
         (["stats", "--no-stream", "ghost"], 1),
         (["checkpoint", "ghost", "/tmp/lcd-no-checkpoint"], 1),
         (["restore", "ghost", "/tmp"], 1),

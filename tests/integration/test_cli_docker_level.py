@@ -66,6 +66,8 @@ async def test_a_foreground_run_keeps_its_exit_code_for_ps(cli: Lcd) -> None:
     table = await cli("ps", "-a")
     (row,) = [line for line in table.lines if line.startswith("x ")]
     assert "exited (3)" in row
+    silent = await cli("logs", "x")  # it said nothing: its log is there, and empty
+    assert (silent.status, silent.stdout, silent.stderr) == (0, "", "")
 
 
 async def test_a_foreground_run_keeps_its_output_for_logs(cli: Lcd) -> None:

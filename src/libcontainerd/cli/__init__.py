@@ -14,16 +14,19 @@ and like ``docker run`` with 125 when lcd itself fails, 126 when the command
 cannot be run, 127 when it is not found.
 
 In the foreground lcd copies a process's output to its own stdout and stderr
-(and with -i its stdin to the process, with -t through a terminal); a
-container it leaves running writes to a log file under the root directory,
-which the shim appends to by itself (``lcd logs``).
+(and with -i its stdin to the process, with -t through a terminal), and
+without --rm, -i or -t to the container's log file too; a container it
+leaves running writes to that log file, which the shim appends to by itself
+(``lcd logs``). The exit of a task lcd deletes is kept in container labels
+(``_containers``), so ``ps -a``, ``wait`` and ``inspect`` still show it.
 
 One module per command group, each listing its commands in ``COMMANDS``:
 ``_run`` (run, create, exec), ``_lifecycle`` (start, kill, stop, wait, pause,
 resume/unpause, update, rm), ``_inspect`` (ps, inspect, top, events, version, logs),
 ``_stats``, ``_checkpoint`` (checkpoint, restore), ``_daemon``, ``_demo``,
 ``_network`` (network create, ls, inspect, rm; port) and ``_images`` (images,
-import/load, export/save, tag, rmi, image prune/inspect, system df), ``_copy`` (cp).
+import/load, export/save, tag, rmi, image prune/inspect, system df), ``_registry``
+(pull, push, login, logout), ``_copy`` (cp).
 A new group is a module of its own, added to :data:`GROUPS`. What the groups
 share: ``_app`` (the group, its options, opening a client), ``_failures``,
 ``_output``, and the pieces below them.
@@ -54,6 +57,7 @@ from . import (
     _inspect,
     _lifecycle,
     _network,
+    _registry,
     _run,
     _stats,
 )
@@ -73,6 +77,7 @@ GROUPS: tuple[tuple[click.Command, ...], ...] = (
     _demo.COMMANDS,
     _network.COMMANDS,
     _images.COMMANDS,
+    _registry.COMMANDS,
     _copy.COMMANDS,
 )
 for _commands in GROUPS:

@@ -212,7 +212,6 @@ def stop(
     _each(settings, container_ids, action)
 
 
-
 @click.command(context_settings=CONTEXT)
 @ids_argument
 @pass_settings

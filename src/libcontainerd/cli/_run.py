@@ -264,9 +264,7 @@ async def _create(
             args=list(request.args) or None,
             entrypoint=[request.entrypoint] if request.entrypoint is not None else None,
         )
-        await client.create(
-            container_id, spec, image=image, network=attach, labels=request.labels
-        )
+        await client.create(container_id, spec, image=image, network=attach, labels=request.labels)
     elif request.rootfs is not None:
         root = Path(request.rootfs)
         spec = oci.default_spec(list(request.args), root, *request.spec_options(root))

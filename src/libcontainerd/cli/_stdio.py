@@ -54,19 +54,23 @@ class LogCopy:
         self._fd: int | None = None
 
     def write(self, data: bytes) -> int:
+        fd = self._open()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return len(data)
+
+    def close(self) -> None:
+        """Close it; a process that ran without a word still gets its (empty) log."""
+        os.close(self._open())
+        self._fd = None
+
+    def _open(self) -> int:
         if self._fd is None:
             self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
             self._fd = os.open(self._path, flags, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        return len(data)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        return self._fd
 
 
 class _Both:
@@ -108,9 +112,7 @@ def check_input_terminal(interactive: bool, tty: bool) -> None:
         )
 
 
-def stdio_for(
-    client: AsyncClient, interactive: bool, tty: bool, log: Path | None = None
-) -> Stdio:
+def stdio_for(client: AsyncClient, interactive: bool, tty: bool, log: Path | None = None) -> Stdio:
     """The stdio of a process lcd waits for, connected to lcd's own.
 
     -t (and -i): the caller's terminal, in raw mode while the process has a

@@ -36,6 +36,8 @@ from .._api.containerd.api.services.leases.v1 import leases_pb2
 from .._session import Session
 from ..errors import (
     DigestMismatch,
+    FailedPrecondition,
+    InvalidArgument,
     InvalidImage,
     LibcontainerdError,
     NotFound,
@@ -231,6 +233,7 @@ class ContentStore:
         metadata: grpc.aio.Metadata,
         what: str,
         on_bytes: Callable[[int], None] | None = None,
+        resume: Callable[[int], Awaitable[Reader]] | None = None,
     ) -> tuple[str, bool]:
         """Stream one blob of ``total`` bytes from ``read`` into the store under ``ref``.
 
@@ -239,13 +242,20 @@ class ContentStore:
         blob's digest and whether it was written (False: it was there).
         Raises DigestMismatch (the bytes are not ``expected``), InvalidImage
         (fewer or more bytes than ``total``); the ingest is aborted then.
+
+        With ``resume`` (and ``expected``) the write is resumable: when the
+        ingest already holds the first N bytes (an earlier writer stopped),
+        ``resume(N)`` gives a reader of the rest and containerd checks the
+        whole blob's digest at commit; a write that fails for another reason
+        than its content (a dropped connection, a cancellation) leaves the
+        ingest for the next attempt instead of aborting it.
         """
         deadline = time.monotonic() + _LOCKED_FOR
         delay = 0.05
         while True:
             try:
                 return await self._write_once(
-                    ref, read, total, expected, labels, metadata, what, on_bytes
+                    ref, read, total, expected, labels, metadata, what, on_bytes, resume
                 )
             except _Locked:
                 if time.monotonic() > deadline:
@@ -266,6 +276,7 @@ class ContentStore:
         metadata: grpc.aio.Metadata,
         what: str,
         on_bytes: Callable[[int], None] | None,
+        resume: Callable[[int], Awaitable[Reader]] | None = None,
     ) -> tuple[str, bool]:
         session = self._session
         call = session.methods.content.write(metadata=metadata)
@@ -274,13 +285,18 @@ class ContentStore:
         hasher = hashlib.sha256()
         offset = 0
         sent = False
+        resumed = False
         try:
             await call.write(
                 content_pb2.WriteContentRequest(
                     action=Action.STAT, ref=ref, total=total, expected=expected
                 )
             )
-            await _answer(call)
+            status = await _answer(call)
+            if resume is not None and expected and 0 < status.offset < total:
+                offset = status.offset  # what an earlier writer left: fetch only the rest
+                read = await resume(offset)
+                resumed = True
             while True:
                 data = await read(CHUNK)
                 if not data:
@@ -299,10 +315,10 @@ class ContentStore:
                 if pending >= _WINDOW:
                     await _answer(call)
                     pending -= 1
-            digest = "sha256:" + hasher.hexdigest()
+            digest = expected if resumed else "sha256:" + hasher.hexdigest()
             if offset != total:
                 raise InvalidImage(
-                    f"{what} has {offset} bytes, not the {total} its archive entry announces"
+                    f"{what} has {offset} bytes, not the {total} its descriptor announces"
                     " (truncated?)"
                 )
             if expected and digest != expected:
@@ -318,9 +334,18 @@ class ContentStore:
                 )
             )
             pending += 1
-            while pending:
-                await _answer(call)
-                pending -= 1
+            try:
+                while pending:
+                    await _answer(call)
+                    pending -= 1
+            except (InvalidArgument, FailedPrecondition) as refused:
+                if not resumed:
+                    raise
+                # Only containerd saw the first part: its digest check is the one that counts.
+                raise DigestMismatch(
+                    f"{what} is not {expected}: containerd refused the resumed blob at commit"
+                    f" ({refused.details})"
+                ) from None
             await call.done_writing()
             return digest, True
         except _Exists:
@@ -329,7 +354,8 @@ class ContentStore:
             return expected or "sha256:" + hasher.hexdigest(), False
         except BaseException as error:
             call.cancel()
-            if sent and not isinstance(error, _Locked):
+            keep = resume is not None and not isinstance(error, InvalidImage)
+            if (sent or resumed) and not keep and not isinstance(error, _Locked):
                 await self._abort(ref)
             raise
         finally:

@@ -12,7 +12,7 @@ import asyncio
 import builtins
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import IO, TYPE_CHECKING, Final
 
 from google.protobuf import field_mask_pb2
@@ -25,6 +25,7 @@ from .._api.containerd.api.types import descriptor_pb2
 from .._session import Session
 from .._typeurl import to_datetime
 from ..errors import AlreadyExists, ImageNotFound, InvalidArgument, InvalidImage, NotFound
+from ._auth import Auth, as_credentials
 from ._content import ContentStore, Lease
 from ._names import Platform, host_platform, normalize_name, parse_platform
 from ._types import Descriptor, DiskUsage, Image, ImageConfig, ProgressCallback
@@ -296,6 +297,113 @@ class ImageService:
         finally:
             await lease.release(failed=failed)
 
+    async def pull(
+        self,
+        reference: str,
+        *,
+        platform: str | None = None,
+        auth: Auth | None = None,
+        hosts_dir: str | os.PathLike[str] | None = None,
+        progress: ProgressCallback | None = None,
+        unpack: bool = True,
+        snapshotter: str | None = None,
+    ) -> Image:
+        """Pull the image from its registry into containerd's stores; the image.
+
+        ``reference`` as Docker users write it (``busybox``, ``host:5000/a/b:1``,
+        ``...@sha256:...``); ``platform`` (default: this machine's) picks the
+        manifest of an index; ``auth`` is a ``(username, password)`` pair or
+        :class:`~libcontainerd.images.Credentials` (default: Docker's
+        ``config.json``); ``hosts_dir`` is a folder in containerd's ``certs.d``
+        layout (default ``/etc/containerd/certs.d`` when present: plain HTTP,
+        CAs, mirrors); ``progress`` gets ``download`` and ``unpack`` steps.
+        Every blob is checked against its digest while it streams in; on any
+        failure no image is created and what was written is collected.
+
+        Raises ImageNotFound (no such tag or digest), AuthenticationFailed,
+        DigestMismatch, UnsupportedMediaType, InvalidImage, NotFound (no
+        manifest for the platform), RegistryError (the registry failed or
+        could not be reached, after retries), DeadlineExceeded (a request
+        hung), InvalidArgument (a bad reference or hosts.toml).
+        """
+        from ._pull import Fetcher, all_or_none, interrupted
+        from ._registry import Reference, Repository
+
+        parsed = Reference.parse(reference)
+        wanted = parse_platform(platform) if platform is not None else host_platform()
+        what = f"image {parsed.name}"
+        session = self._session
+        lease: Lease | None = await Lease.create(session, "pull")
+        assert lease is not None
+        failed = True
+        downloading = False
+        try:
+            async with Repository(
+                parsed, credentials=as_credentials(auth), hosts_dir=hosts_dir
+            ) as repository:
+                fetcher = Fetcher(repository, self._store, lease, wanted, progress)
+                target = await fetcher.documents()  # the index, manifest and config
+                walker = ImageWalker(self._store, wanted, platform is not None)
+                resolved = await walker.resolve(target, what)
+                for digest, labels in walker.labels.items():
+                    await self._store.set_labels(digest, labels, metadata=lease.metadata)
+                arrived = [asyncio.Event() for _ in resolved.layers]
+                work = [fetcher.layers(resolved.layers, arrived)]
+                if unpack:  # each layer as soon as it and those below it are in
+                    snapshots = Snapshots(session, snapshotter or self.snapshotter)
+                    work.append(
+                        self._unpack(
+                            resolved,
+                            snapshots,
+                            lease,
+                            what,
+                            progress,
+                            lambda index: arrived[index].wait(),
+                        )
+                    )
+                downloading = True
+                await all_or_none(work)
+            record = await self._put(parsed.name, _wire(target))
+            failed = False
+            return _image(record, resolved)
+        except BaseException as error:
+            if downloading and interrupted(error):
+                # Kept (it expires on its own): the next pull resumes the partial blobs.
+                lease = None
+            raise
+        finally:
+            if lease is not None:
+                await lease.release(failed=failed)
+
+    async def push(
+        self,
+        name: str,
+        reference: str | None = None,
+        *,
+        auth: Auth | None = None,
+        hosts_dir: str | os.PathLike[str] | None = None,
+        progress: ProgressCallback | None = None,
+        platform: str | None = None,
+    ) -> str:
+        """Push the image ``name`` to ``reference`` (default: its own name); the manifest digest.
+
+        The image goes up as its manifest for ``platform`` (default: this
+        machine's): blobs first (those the registry has are skipped), the
+        manifest last, under the reference's tag. ``auth``, ``hosts_dir``
+        as for :meth:`pull`; ``progress`` gets ``upload`` steps.
+        Raises ImageNotFound, InvalidImage (content missing),
+        AuthenticationFailed, RegistryError, DeadlineExceeded, InvalidArgument.
+        """
+        from ._pull import push_image
+        from ._registry import Reference, Repository
+
+        image = await self.get(name, platform=platform)
+        parsed = Reference.parse(reference or image.name)
+        async with Repository(
+            parsed, credentials=as_credentials(auth), hosts_dir=hosts_dir, push=True
+        ) as repository:
+            return await push_image(self._session, self._store, repository, image, progress)
+
     async def export(
         self,
         destination: str | os.PathLike[str] | IO[bytes],
@@ -376,6 +484,7 @@ class ImageService:
         lease: Lease,
         what: str,
         progress: ProgressCallback | None,
+        ready: Callable[[int], Awaitable[object]] | None = None,
     ) -> None:
         await unpack_layers(
             self._session,
@@ -387,6 +496,7 @@ class ImageService:
             config=resolved.config,
             what=what,
             progress=progress,
+            ready=ready,
         )
 
 

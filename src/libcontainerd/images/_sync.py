@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Coroutine, Iterable
 from typing import IO, Any, TypeVar
 
+from ._auth import Auth
 from ._service import ImageService
 from ._types import DiskUsage, Image, ProgressCallback
 
@@ -65,6 +66,50 @@ class BlockingImageService:
         return self._call(
             self._service.import_archive(
                 source, name=name, platform=platform, progress=progress, unpack=unpack
+            )
+        )
+
+    def pull(
+        self,
+        reference: str,
+        *,
+        platform: str | None = None,
+        auth: Auth | None = None,
+        hosts_dir: str | os.PathLike[str] | None = None,
+        progress: ProgressCallback | None = None,
+        unpack: bool = True,
+        snapshotter: str | None = None,
+    ) -> Image:
+        return self._call(
+            self._service.pull(
+                reference,
+                platform=platform,
+                auth=auth,
+                hosts_dir=hosts_dir,
+                progress=progress,
+                unpack=unpack,
+                snapshotter=snapshotter,
+            )
+        )
+
+    def push(
+        self,
+        name: str,
+        reference: str | None = None,
+        *,
+        auth: Auth | None = None,
+        hosts_dir: str | os.PathLike[str] | None = None,
+        progress: ProgressCallback | None = None,
+        platform: str | None = None,
+    ) -> str:
+        return self._call(
+            self._service.push(
+                name,
+                reference,
+                auth=auth,
+                hosts_dir=hosts_dir,
+                progress=progress,
+                platform=platform,
             )
         )
 

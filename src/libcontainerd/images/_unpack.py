@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from .._api.containerd.api.services.diff.v1 import diff_pb2
@@ -111,9 +111,12 @@ async def unpack_layers(
     config: Descriptor,
     what: str,
     progress: ProgressCallback | None = None,
+    ready: Callable[[int], Awaitable[object]] | None = None,
 ) -> str:
     """Unpack the layers (see the module docstring); returns the top chain ID ("" for none).
 
+    ``ready(i)`` (when given) is awaited before layer ``i`` is applied: a pull
+    unpacks each layer as soon as it is in while later ones still download.
     Raises DigestMismatch when a layer is not what its diff ID says (its
     snapshot is removed), and what the calls raise.
     """
@@ -128,6 +131,8 @@ async def unpack_layers(
                 first_missing = index + 1
                 break
         for index in range(first_missing, len(chain)):
+            if ready is not None:
+                await ready(index)
             await _apply(
                 session,
                 store,
