@@ -40,6 +40,7 @@ from libcontainerd.errors import (
 from libcontainerd.images import Platform, Progress, _pull, _registry, host_platform
 from libcontainerd.supervisor import Supervisor
 
+from .containers import NewClient
 from .image_archives import EXPECTED_OUTPUT, OCI_NAME, Archives
 from .registries import Faults, Proxy, Registry, StaticFiles, TokenService
 from .test_images import (  # noqa: F401 - archives, client, ctr: fixtures
@@ -660,11 +661,39 @@ async def test_a_pull_after_a_client_killed_midway_fetches_only_the_rest_of_the_
         pulled = await service.pull(name, hosts_dir=hosts)
     assert pulled.complete
     ranges = [
-        h.get("Range", "") for s, h in zip(faults.seen, faults.headers, strict=True) if "GET" in s
+        h.get("Range", "")
+        for s, h in zip(faults.seen, faults.headers, strict=True)
+        if s.startswith("GET") and big.digest in s
     ]
+    assert len(ranges) == 2
     assert ranges[0] == ""
     # The rest only, from what the killed client's ingest held, not the whole blob again.
     assert ranges[-1] == f"bytes={left}-"
     assert big.size * 3 // 10 <= left <= cut
     assert ctr.rows("content", "active") == []
     await service.remove(name)
+
+
+@pytest.mark.async_only(reason="two pulls at once on one loop: the twin adds nothing")
+async def test_two_clients_pulling_at_once_both_succeed_and_fetch_each_blob_once(
+    client: AsyncClient, new_client: NewClient, archives: Archives, registry: Registry
+) -> None:
+    service = images(client)
+    (imported,) = await service.import_archive(archives.oci)
+    name = f"{registry.host}/twice/app:1"
+    await service.push(OCI_NAME, name, hosts_dir=registry.hosts_dir())
+    await service.remove(OCI_NAME)
+    faults = Faults()
+    with Proxy(registry.port, faults) as proxy:
+        hosts = registry.hosts_dir(port=proxy.port)
+        async with new_client(namespace=NAMESPACE) as other:
+            first, second = await asyncio.gather(
+                service.pull(name, hosts_dir=hosts), other.images.pull(name, hosts_dir=hosts)
+            )
+    assert first.digest == second.digest
+    assert first.chain_id == second.chain_id
+    for blob in (imported.config_descriptor, *imported.layers):
+        assert blob is not None
+        path = f"GET /v2/twice/app/blobs/{blob.digest}"
+        gets = [seen for seen in faults.seen if seen.split("?")[0] == path]
+        assert len(gets) == 1, (blob, faults.seen)

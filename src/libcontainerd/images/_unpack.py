@@ -169,7 +169,19 @@ async def _apply(
     labels = {SNAPSHOT_REF: chain_id}
     if progress is not None:
         progress(Progress("unpack", layer.digest, 0, layer.size))
-    mounts = await snapshots.prepare(key, parent, lease, labels)
+    try:
+        mounts = await snapshots.prepare(key, parent, lease, labels)
+    except AlreadyExists:
+        # The snapshot.ref label names the chain ID, and another unpack (a second pull of
+        # the same image) has just committed it: use that one, as containerd's unpacker does.
+        if not await snapshots.exists(chain_id):
+            raise
+        mounts = None
+    if mounts is None:
+        await store.set_labels(layer.digest, {UNCOMPRESSED: diff_id}, metadata=lease.metadata)
+        if progress is not None:
+            progress(Progress("unpack", layer.digest, layer.size, layer.size))
+        return
     try:
         reply = await session.connection.call(
             session.methods.diff.apply,
