@@ -171,20 +171,13 @@ class ProcessStdio:
         return fifos
 
     async def _refuse_live_process(self, container_id: str, process_id: str) -> None:
-        session = self._session
         try:
-            reply = await session.call(
-                session.methods.tasks.get,
-                tasks_pb2.GetRequest(container_id=container_id, exec_id=wire_exec_id(process_id)),
-                f"look up process {process_id!r} of container {container_id!r}",
-            )
+            process = await self._session.exec_process(container_id, wire_exec_id(process_id))
         except NotFound:
             return
         if process_id == INIT_PROCESS_ID:
             raise AlreadyExists(f"container {container_id!r} has a task already")
-        raise exec_id_taken(
-            f"exec process {process_id!r} in container {container_id!r}", reply.process
-        )
+        raise exec_id_taken(f"exec process {process_id!r} in container {container_id!r}", process)
 
     async def _hand_over(self, fifos: FifoSet, attach_stdio: StdioCallback) -> None:
         """Give the FIFOs to the caller's callback as a DirectIO (awaiting it if it is async)."""

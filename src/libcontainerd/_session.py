@@ -211,7 +211,7 @@ class Session:
         )
 
     async def exec_process(self, container_id: str, exec_id: str) -> task_pb2.Process:
-        """The exec's state as containerd has it (Tasks.Get); raises NotFound."""
+        """A process's state as containerd has it (Tasks.Get; exec id "" is the init); NotFound."""
         reply = await self.call(
             self.methods.tasks.get,
             tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id),
