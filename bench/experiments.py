@@ -37,6 +37,9 @@ pieces; nothing in ``src/`` changes. What each measures:
   1 and 4: this client, containerd itself, the shims and runc commands it
   starts (a cpuacct cgroup holds the daemon and so its descendants), and
   runc's work inside the containers' cgroups.
+- ``seccomp_lifecycle``: lifecycle wall time with the default seccomp profile
+  (``oci.default_spec``) and without one (``oci.with_seccomp(None)``),
+  interleaved, with the ratio's 90 % interval (the target: <= 1.05x).
 - ``shim_groups_throughput``: lifecycles/s at concurrency 4 with no shim
   group, one group, and one group per worker (each group kept alive by a
   sleeping container), with the CPU per lifecycle of all of it.
@@ -80,7 +83,7 @@ from libcontainerd.events import EventDispatcher, decode, subscription_filter
 
 from .inprocess import _pin_to_one_core, synthetic_envelopes
 from .inprocess import lifecycle as library_lifecycle
-from .measure import summarize
+from .measure import ratio, ratio_interval, summarize
 from .runner import remove_cgroup_parents, remove_workdir
 from .systems import SLEEP, Env
 
@@ -127,6 +130,31 @@ async def delete_without_task_get(address: str, root: Path, iterations: int) -> 
     return {
         "wall": {variant: summarize(values) for variant, values in wall.items()},
         "cpu_per_lifecycle": {variant: total / iterations for variant, total in cpu.items()},
+    }
+
+
+async def seccomp_lifecycle(address: str, root: Path, iterations: int) -> dict[str, Any]:
+    """Lifecycle wall time with the default seccomp profile and unconfined, interleaved."""
+    specs = {
+        "default_profile": oci.default_spec(["/bin/true"], root),
+        "unconfined": oci.default_spec(["/bin/true"], root, oci.with_seccomp(None)),
+    }
+    wall: dict[str, list[float]] = {variant: [] for variant in specs}
+    async with AsyncClient(address, namespace="bench-exp-seccomp") as client:
+        for iteration in range(iterations + 3):
+            order = list(specs) if iteration % 2 else list(reversed(specs))
+            for variant in order:
+                started = time.perf_counter()
+                await library_lifecycle(client, f"sc-{variant}-{iteration}", specs[variant])
+                if iteration >= 3:
+                    wall[variant].append(time.perf_counter() - started)
+    pairs = list(zip(wall["default_profile"], wall["unconfined"], strict=True))
+    return {
+        "wall": {variant: summarize(values) for variant, values in wall.items()},
+        "ratio": ratio(
+            statistics.median(wall["default_profile"]), statistics.median(wall["unconfined"])
+        ),
+        "ratio_interval_90": ratio_interval(pairs),
     }
 
 
@@ -930,6 +958,10 @@ async def run(iterations: int, only: str | None = None) -> dict[str, Any]:
             results["lifecycle_cpu_split"] = await lifecycle_cpu_split(
                 env, supervisor, max(20, iterations)
             )
+        if only in (None, "seccomp_lifecycle"):
+            results["seccomp_lifecycle"] = await seccomp_lifecycle(
+                supervisor.address, root, iterations
+            )
         if only in (None, "shim_groups_throughput"):
             results["shim_groups_throughput"] = await shim_groups_throughput(
                 supervisor, root, max(20, iterations * 2), 3
@@ -949,7 +981,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ours-child", help=argparse.SUPPRESS)
     parser.add_argument(
         "--only",
-        choices=["grpc_experiments", "lifecycle_cpu_split", "shim_groups_throughput"],
+        choices=[
+            "grpc_experiments",
+            "lifecycle_cpu_split",
+            "seccomp_lifecycle",
+            "shim_groups_throughput",
+        ],
         help="run only this experiment (it needs no others' set-up); default: all of them",
     )
     options = parser.parse_args(argv)

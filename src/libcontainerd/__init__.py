@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from . import images, oci, rootfs
+    from . import images, oci, rootfs, seccomp
     from ._fifo import FifoSet
     from .client import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, AsyncClient, EventSubscription
     from .errors import (
@@ -118,6 +118,7 @@ __all__ = [
     "images",
     "oci",
     "rootfs",
+    "seccomp",
 ]
 
 
@@ -178,6 +179,7 @@ _LAZY: dict[str, str] = {
     "images": "images",
     "oci": "oci",
     "rootfs": "rootfs",
+    "seccomp": "seccomp",
 }
 
 

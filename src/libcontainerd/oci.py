@@ -17,12 +17,14 @@ name the field.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard
 
+from . import seccomp as _seccomp
 from ._identifiers import check_identifier
 from .errors import InvalidArgument
 
@@ -37,6 +39,9 @@ __all__ = [
     "NAMESPACE_TYPES",
     "OCI_VERSION",
     "RLIMIT_TYPES",
+    "SANDBOX_MEMORY",
+    "SANDBOX_PIDS",
+    "SANDBOX_TMP_SIZE",
     "Spec",
     "SpecOption",
     "apply",
@@ -68,10 +73,13 @@ __all__ = [
     "with_readonly_rootfs",
     "with_resources",
     "with_rlimit",
+    "with_sandbox",
+    "with_seccomp",
     "with_shim_group",
     "with_terminal",
     "with_tmpfs",
     "with_user",
+    "with_user_namespace",
     "with_username",
 ]
 
@@ -184,6 +192,9 @@ _CAPABILITY_SETS = ("bounding", "effective", "permitted", "inheritable", "ambien
 _DEFAULT_CAPABILITY_SETS = ("bounding", "effective", "permitted")
 
 _DEFAULT_NAMESPACES = ("pid", "ipc", "uts", "mount", "network")
+# Marks a spec whose user namespace maps the client allocates (see _userns.AUTO_ANNOTATION).
+_USERNS_ANNOTATION = "org.libcontainerd.userns"
+_USERNS_CHOWN_ANNOTATION = "org.libcontainerd.userns.chown-root"
 
 # (destination, type, source, options): containerd 1.6's default mounts.
 _DEFAULT_MOUNTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
@@ -252,7 +263,9 @@ def default_spec(args: Sequence[str], root: str | os.PathLike[str], *options: Sp
 
     ``root`` must be an absolute path (InvalidArgument otherwise): containerd
     gets no rootfs mounts from this library, so a relative path would point
-    into an empty bundle directory.
+    into an empty bundle directory. It carries the default seccomp profile
+    (Docker's in effect, :func:`libcontainerd.seccomp.default_profile`),
+    which follows later capability options; :func:`with_seccomp` replaces it.
     """
     spec: Spec = {
         "ociVersion": OCI_VERSION,
@@ -276,6 +289,7 @@ def default_spec(args: Sequence[str], root: str | os.PathLike[str], *options: Sp
             "namespaces": [{"type": kind} for kind in _DEFAULT_NAMESPACES],
             "maskedPaths": list(_MASKED_PATHS),
             "readonlyPaths": list(_READONLY_PATHS),
+            "seccomp": _default_seccomp(DEFAULT_CAPABILITIES),
         },
     }
     return apply(spec, *options)
@@ -485,9 +499,11 @@ def with_capabilities(capabilities: Iterable[str]) -> SpecOption:
     names = _capability_names(capabilities, "with_capabilities: capabilities")
 
     def option(spec: Spec) -> None:
+        before = _bounding(spec)
         caps = _section(spec, "process", "capabilities")
         for kind in _DEFAULT_CAPABILITY_SETS:
             caps[kind] = list(names)
+        _follow_capabilities(spec, before)
 
     return option
 
@@ -497,11 +513,13 @@ def with_added_capabilities(capabilities: Iterable[str]) -> SpecOption:
     names = _capability_names(capabilities, "with_added_capabilities: capabilities")
 
     def option(spec: Spec) -> None:
+        before = _bounding(spec)
         caps = _section(spec, "process", "capabilities")
         for kind in _DEFAULT_CAPABILITY_SETS:
             current = list(caps.get(kind) or [])
             current.extend(name for name in names if name not in current)
             caps[kind] = current
+        _follow_capabilities(spec, before)
 
     return option
 
@@ -511,12 +529,66 @@ def with_dropped_capabilities(capabilities: Iterable[str]) -> SpecOption:
     names = set(_capability_names(capabilities, "with_dropped_capabilities: capabilities"))
 
     def option(spec: Spec) -> None:
+        before = _bounding(spec)
         caps = _section(spec, "process", "capabilities")
         for kind in _CAPABILITY_SETS:
             if kind in caps:
                 caps[kind] = [name for name in caps[kind] or [] if name not in names]
+        _follow_capabilities(spec, before)
 
     return option
+
+
+def with_seccomp(profile: str | os.PathLike[str] | Mapping[str, Any] | None) -> SpecOption:
+    """Filter the container's syscalls with ``profile``, or not at all with ``None``.
+
+    ``profile`` is Docker's seccomp format: a path to a JSON file or a dict
+    (:func:`libcontainerd.seccomp.default_profile` gives the default one to
+    start from). It is checked now: an unknown syscall, action, operator,
+    architecture or capability raises InvalidArgument naming it. Its
+    capability conditions read the spec's bounding set when the option is
+    applied, so put it after capability options (the default profile that
+    :func:`default_spec` carries follows capability options by itself).
+    ``None`` removes ``linux.seccomp``: no filter (Docker's
+    ``seccomp=unconfined``).
+    """
+    checked = None if profile is None else _seccomp.load_profile(profile)
+
+    def option(spec: Spec) -> None:
+        linux = _section(spec, "linux")
+        if checked is None:
+            linux.pop("seccomp", None)
+        else:
+            linux["seccomp"] = _seccomp.to_oci(checked, _bounding(spec))
+
+    return option
+
+
+@functools.cache
+def _default_profile() -> _seccomp.Profile:
+    return _seccomp.load_profile(_seccomp.default_profile())
+
+
+def _default_seccomp(bounding: Iterable[str]) -> dict[str, Any]:
+    """The default profile's OCI object for a process with ``bounding`` capabilities."""
+    return _seccomp.to_oci(_default_profile(), bounding)
+
+
+def _bounding(spec: Spec) -> list[str]:
+    caps = (spec.get("process") or {}).get("capabilities") or {}
+    bounding = caps.get("bounding") if isinstance(caps, dict) else None
+    return [name for name in bounding or [] if isinstance(name, str)]
+
+
+def _follow_capabilities(spec: Spec, before: list[str]) -> None:
+    """Keep the default profile in step with the bounding set, as Docker derives it from the
+    final set: e.g. CAP_SYS_ADMIN unlocks mount and unshare. Another profile stays as it is."""
+    linux = spec.get("linux")
+    after = _bounding(spec)
+    if not isinstance(linux, dict) or "seccomp" not in linux or set(after) == set(before):
+        return
+    if linux["seccomp"] == _default_seccomp(before):
+        linux["seccomp"] = _default_seccomp(after)
 
 
 # --- container options ------------------------------------------------------
@@ -627,6 +699,140 @@ def with_host_namespace(kind: str) -> SpecOption:
             for namespace in linux.get("namespaces") or []
             if not (isinstance(namespace, dict) and namespace.get("type") == checked)
         ]
+
+    return option
+
+
+def with_user_namespace(
+    uid_map: Iterable[Sequence[int] | Mapping[str, int]] | None = None,
+    gid_map: Iterable[Sequence[int] | Mapping[str, int]] | None = None,
+    *,
+    chown_root: bool = False,
+) -> SpecOption:
+    """A private user namespace: root inside is an unprivileged uid outside.
+
+    Maps are ``(container_id, host_id, size)`` triples (or OCI
+    ``{"containerID", "hostID", "size"}`` dicts); ``gid_map`` defaults to
+    ``uid_map``. Without maps the client allocates a free range of 65536 ids
+    per container when it creates it, records it as the container's label
+    ``libcontainerd.userns.range`` and frees it on delete. An image's
+    snapshot is remapped to the range when the container is created (once
+    per image and range, then reused); a root directory is used as it is
+    (its files show as ``nobody`` inside: readable, not writable), unless
+    ``chown_root``: the directory is this container's alone, and the client
+    chowns it in place to the maps when it creates the container (see the
+    README's "User namespaces").
+    """
+    chown = _bool(chown_root, "with_user_namespace: chown_root")
+    if uid_map is None and gid_map is not None:
+        _fail("with_user_namespace: uid_map", "given with gid_map", None)
+    uids = None if uid_map is None else _id_maps(uid_map, "with_user_namespace: uid_map")
+    gids = uids if gid_map is None else _id_maps(gid_map, "with_user_namespace: gid_map")
+
+    def option(spec: Spec) -> None:
+        linux = _section(spec, "linux")
+        namespaces = linux.setdefault("namespaces", [])
+        if not any(isinstance(n, dict) and n.get("type") == "user" for n in namespaces):
+            namespaces.append({"type": "user"})
+        annotations = _section(spec, "annotations")
+        if chown:
+            annotations[_USERNS_CHOWN_ANNOTATION] = "true"
+        else:
+            annotations.pop(_USERNS_CHOWN_ANNOTATION, None)
+        if uids is None:
+            annotations[_USERNS_ANNOTATION] = "auto"
+            linux.pop("uidMappings", None)
+            linux.pop("gidMappings", None)
+        else:
+            annotations.pop(_USERNS_ANNOTATION, None)
+            linux["uidMappings"] = copy.deepcopy(uids)
+            linux["gidMappings"] = copy.deepcopy(gids)
+
+    return option
+
+
+def _id_maps(value: object, where: str) -> list[dict[str, int]]:
+    maps = []
+    for index, entry in enumerate(_iterable(value, where)):
+        at = f"{where}[{index}]"
+        if isinstance(entry, Mapping):
+            _id_mapping(entry, at)
+            triple = (entry["containerID"], entry["hostID"], entry["size"])
+        else:
+            triple = tuple(_iterable(entry, at))
+            if len(triple) != 3:
+                _fail(at, "a (container_id, host_id, size) triple", entry)
+        inside, outside, size = (_int(v, at, 0, _UINT32_MAX) for v in triple)
+        if size == 0:
+            _fail(f"{at}.size", "at least 1", size)
+        maps.append({"containerID": inside, "hostID": outside, "size": size})
+    if not maps:
+        _fail(where, "at least one mapping", value)
+    return maps
+
+
+SANDBOX_MEMORY = 256 << 20
+""":func:`with_sandbox`'s memory limit unless told: 256 MiB, no swap."""
+SANDBOX_PIDS = 256
+""":func:`with_sandbox`'s process limit unless told."""
+SANDBOX_TMP_SIZE = 64 << 20
+"""The size of :func:`with_sandbox`'s tmpfs ``/tmp`` unless told (it counts as memory)."""
+
+
+def with_sandbox(
+    *,
+    memory: int = SANDBOX_MEMORY,
+    pids: int = SANDBOX_PIDS,
+    tmp_size: int = SANDBOX_TMP_SIZE,
+    uid_map: Iterable[Sequence[int] | Mapping[str, int]] | None = None,
+) -> SpecOption:
+    """Confine a container for code you do not trust (see the README's "Sandbox").
+
+    On top of the default spec (its seccomp profile, masked and read-only
+    paths, minimal devices): a user namespace (an automatic range, or
+    ``uid_map``), no capabilities, ``noNewPrivileges``, a read-only root with
+    a ``tmp_size``-byte tmpfs ``/tmp``, its own network and cgroup namespaces
+    (runc brings ``lo`` up in a network namespace it makes, and adds no other
+    interface), no host devices, at most ``memory`` bytes (no swap) and
+    ``pids`` processes. ``create(..., network=...)`` refuses it unless ``/sys``
+    is bound instead (see :func:`with_user_namespace`'s README section).
+    """
+    memory_limit = _memory_bytes(memory, "with_sandbox: memory")
+    if memory_limit <= 0:
+        _fail("with_sandbox: memory", "a positive number of bytes", memory)
+    pids_limit = _int(pids, "with_sandbox: pids", 1, _INT64_MAX)
+    tmp = with_tmpfs("/tmp", _int(tmp_size, "with_sandbox: tmp_size", 1, _INT64_MAX), ["mode=1777"])
+    userns = with_user_namespace(uid_map)
+
+    def option(spec: Spec) -> None:
+        linux = _section(spec, "linux")
+        has_userns = any(
+            isinstance(n, dict) and n.get("type") == "user" for n in linux.get("namespaces") or []
+        )
+        if not has_userns or uid_map is not None:
+            userns(spec)
+        namespaces = [
+            n
+            for n in linux.get("namespaces") or []
+            if not (isinstance(n, dict) and n.get("type") in ("network", "cgroup"))
+        ]
+        linux["namespaces"] = [*namespaces, {"type": "network"}, {"type": "cgroup"}]
+        process = _section(spec, "process")
+        before = _bounding(spec)
+        process["capabilities"] = {kind: [] for kind in _CAPABILITY_SETS}
+        _follow_capabilities(spec, before)  # the default seccomp profile narrows with them
+        process["noNewPrivileges"] = True
+        _section(spec, "root")["readonly"] = True
+        tmp(spec)
+        linux["devices"] = []
+        resources = _section(spec, "linux", "resources")
+        resources["devices"] = [{"allow": False, "access": "rwm"}, *_default_devices()]
+        resources["memory"] = {
+            **(resources.get("memory") or {}),
+            "limit": memory_limit,
+            "swap": memory_limit,
+        }
+        resources["pids"] = {"limit": pids_limit}
 
     return option
 
@@ -794,6 +1000,9 @@ def validate_spec(spec: object, *, image: bool = False) -> None:
       ``memory.swap`` only with a ``memory.limit`` (the kernel refuses it);
     - ``linux.cgroupsPath`` a non-empty string; ``maskedPaths``/``readonlyPaths``
       lists of strings; ``uidMappings``/``gidMappings`` lists of ID mappings;
+    - ``linux.seccomp``: known actions, architectures, flags, syscall names
+      and operators, argument indexes 0..5, 64-bit values, ``errnoRet`` only
+      with ``SCMP_ACT_ERRNO``/``SCMP_ACT_TRACE``;
     - ``linux.sysctl``: non-empty string keys and string values;
       ``domainname`` as ``hostname``; ``linux.rootfsPropagation`` and
       ``linux.mountLabel`` strings (containerd 2.x reads the whole spec
@@ -851,6 +1060,8 @@ def validate_spec(spec: object, *, image: bool = False) -> None:
     for key in ("rootfsPropagation", "mountLabel"):
         if key in linux:
             _string(linux[key], f"spec.linux.{key}")
+    if "seccomp" in linux:
+        _seccomp.check_oci(linux["seccomp"], "spec.linux.seccomp")
     for key in ("maskedPaths", "readonlyPaths"):
         _string_list(linux.get(key, []), f"spec.linux.{key}")
     for key in ("uidMappings", "gidMappings"):
@@ -1044,6 +1255,8 @@ def _json_value(value: object, where: str, depth: int = 0) -> None:
             _json_value(item, f"{where}.{key}", depth + 1)
         return
     if isinstance(value, list | tuple):
+        if all(type(item) is str for item in value):
+            return  # the common case (names, args, paths), without a path string per item
         for index, item in enumerate(value):
             _json_value(item, f"{where}[{index}]", depth + 1)
         return

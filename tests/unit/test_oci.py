@@ -133,6 +133,8 @@ def test_default_spec_matches_ctr_oci_spec_except_what_a_container_sets() -> Non
         spec.pop("root")
         spec["linux"].pop("cgroupsPath", None)
         spec["linux"]["resources"]["devices"] = spec["linux"]["resources"]["devices"][:1]
+    # ctr adds a seccomp profile only when asked (ctr run --seccomp); ours is on by default.
+    assert ours["linux"].pop("seccomp")["defaultAction"] == "SCMP_ACT_ERRNO"
     assert ours == ctr
 
 
