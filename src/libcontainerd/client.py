@@ -34,6 +34,7 @@ from ._rpc import Connection, resolve_address
 from ._session import Session, wire_exec_id
 from ._signals import parse_signal
 from ._tasks import RUNC_RUNTIME, TaskLifecycle
+from ._userns import UserNamespaces
 from .errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -190,6 +191,9 @@ class AsyncClient:
         self._stdio = ProcessStdio(self._session, self.fifo_dir)
         self._execs = ExecTable(self._session, self._stdio)
         self._tasks = TaskLifecycle(self._session, self._stdio, self._execs, self.runc_root)
+        # First: the maps it resolves decide how the image room prepares the root.
+        self._user_namespaces = UserNamespaces(self._session, self.address)
+        self._tasks.hooks.append(self._user_namespaces)
         self.images = ImageService(self._session)
         """The namespace's images (import, list, tag, remove, ...): :mod:`.images`."""
         self._image_roots = ImageRoots(self._session, self.images)
@@ -278,6 +282,7 @@ class AsyncClient:
             **self._session.sizes(),
             **self._image_roots.sizes(),
             **self._network_attachments.sizes(),
+            **self._user_namespaces.sizes(),
             "event listeners": len(self._listeners),
         }
         if self._session.stream is not None:
@@ -358,7 +363,8 @@ class AsyncClient:
         runs CNI DEL and unmounts it. The default network ``lcd0`` is made on
         first use. Also raises NotFound (no such network), AlreadyExists (a
         host port taken), NetworkError (a plugin failed or is missing).
-        Without it the spec's namespaces are used as they are.
+        Without it the spec's namespaces are used as they are (runc brings
+        ``lo`` up in a network namespace it makes: Docker's ``--network none``).
 
         ``labels`` are the container's own (``docker run --label``), beside
         those an image or a network records; :meth:`list_containers` reports

@@ -461,7 +461,10 @@ class Supervisor:
     def _prepare_directories(self) -> None:
         for path in (self._state_dir, self._root_dir, self.runc_root):
             try:
-                os.makedirs(path, mode=0o700, exist_ok=True)
+                # A user-namespaced container's root passes through the state folder to
+                # its bundle (and lcd's roots live in the root folder): others may enter
+                # them, not list them, as containerd's own /run/containerd and /var/lib/containerd.
+                os.makedirs(path, mode=0o700 if path == self.runc_root else 0o711, exist_ok=True)
             except OSError as err:
                 raise InvalidArgument(
                     f"cannot use {path} as a containerd directory: {err.strerror}"

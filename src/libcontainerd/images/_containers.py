@@ -8,7 +8,9 @@ container record, which names the snapshot, keeps it; it resolves a user
 given by name from the image's own files; and it records image, snapshotter
 and snapshot key on the container, with the image's stop signal as the label
 containerd uses. Before Tasks.Create the snapshot's mounts become the task's
-root filesystem; before Containers.Delete the snapshot is removed.
+root filesystem; before Containers.Delete the snapshot is removed. A spec
+with user namespace maps gets its snapshot on the image's remapped one
+(:mod:`._remap`), made on first use.
 
 It remembers the snapshot of each container this client created (its mounts
 too), so a task's creation and a container's deletion cost no look-up; for
@@ -29,8 +31,10 @@ from .._api.containerd.api.services.tasks.v1 import tasks_pb2
 from .._api.containerd.api.types import mount_pb2
 from .._session import Session
 from .._tasks import ContainerHook, NewContainer
+from .._userns import IdMap, id_maps
 from ..errors import AlreadyExists, InvalidArgument, InvalidImage, LibcontainerdError, NotFound
 from ._content import Lease
+from ._remap import remapped_parent
 from ._service import ImageService
 from ._types import Image
 from ._unpack import Snapshots
@@ -91,7 +95,8 @@ class ImageRoots(ContainerHook):
         snapshotter = container.snapshotter or self._images.snapshotter
         lease = await Lease.create(self._session, "container", _CREATE_LEASE)
         self._leases[container.id] = lease
-        root = await self._prepare(container.id, image, snapshotter, lease)
+        maps = id_maps(container.spec)
+        root = await self._prepare(container.id, image, snapshotter, lease, maps)
         if username:
             user = await asyncio.to_thread(_user_in_snapshot, username, root.mounts, image.name)
             _set_user(container.spec, user)
@@ -101,15 +106,31 @@ class ImageRoots(ContainerHook):
         if image.config.stop_signal:
             container.labels.setdefault(STOP_SIGNAL_LABEL, image.config.stop_signal)
 
-    async def _prepare(self, key: str, image: Image, snapshotter: str, lease: Lease) -> _Root:
-        """The container's active snapshot on the image's top layer, unpacked first if missing."""
+    async def _prepare(
+        self,
+        key: str,
+        image: Image,
+        snapshotter: str,
+        lease: Lease,
+        maps: tuple[IdMap, IdMap] | None,
+    ) -> _Root:
+        """The container's active snapshot on the image's top layer, unpacked first if missing.
+
+        With a user namespace's maps, on the image's snapshot remapped to them (see _remap).
+        """
         snapshots = Snapshots(self._session, snapshotter)
+
+        async def parent() -> str:
+            if maps is None:
+                return image.chain_id
+            return await remapped_parent(self._images._store, snapshots, image, lease, *maps)
+
         try:
             try:
-                mounts = await snapshots.prepare(key, image.chain_id, lease)
+                mounts = await snapshots.prepare(key, await parent(), lease)
             except NotFound:
                 await self._images._unpack_under_lease(image, snapshotter, lease)
-                mounts = await snapshots.prepare(key, image.chain_id, lease)
+                mounts = await snapshots.prepare(key, await parent(), lease)
         except AlreadyExists:
             raise AlreadyExists(
                 f"cannot create container {key!r}: snapshotter {snapshotter!r} already has a"
