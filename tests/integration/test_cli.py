@@ -353,7 +353,7 @@ async def test_a_detached_container_through_ps_pause_resume_stop_start_and_rm(cl
     assert record["pid"] > 0
     assert record["created_at"].endswith("Z")
     table = (await cli("ps")).lines
-    assert table[0].split() == ["ID", "COMMAND", "STATUS", "PID", "CREATED", "UPTIME"]
+    assert table[0].split() == ["ID", "COMMAND", "STATUS", "PID", "CREATED", "UPTIME", "PORTS"]
     assert any(line.split()[:4] == ["web", "sleep", "300", "running"] for line in table[1:])
     assert (await cli("ps", "-q")).lines == ["web"]
 
@@ -492,8 +492,8 @@ async def test_a_detached_containers_output_goes_to_its_log(cli: Lcd) -> None:
     assert (await cli("run", "-d", "--name", "chatty", "--", "sh", "-c", script)).status == 0
     followed = await cli("logs", "-f", "chatty")  # ends when the container stops
     assert followed.status == 0, followed
-    assert followed.stdout.replace("oops\n", "", 1) == "first\nlast\n"
-    assert "oops\n" in followed.stdout
+    # Each stream to its own, as docker logs does.
+    assert (followed.stdout, followed.stderr) == ("first\nlast\n", "oops\n")
     assert (await cli("logs", "chatty")).stdout == followed.stdout
     assert (await cli("rm", "chatty")).status == 0
     assert not cli.log("chatty").exists()
@@ -640,26 +640,30 @@ async def test_checkpoint_exit_then_restore_goes_on_counting(
     cli: Lcd, criu: str, tmp_path: Path
 ) -> None:
     script = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done"
-    assert (await cli("run", "-d", "--name", "counter", "--", "sh", "-c", script)).status == 0
+    # Not on a network: CRIU's network lock (an nftables table) stays in the pinned
+    # namespace after a dump with --exit, and the restore then fails on it (left, #17).
+    run = ("run", "-d", "--network", "none", "--name", "counter", "--", "sh", "-c", script)
+    assert (await cli(*run)).status == 0
     await cli.until(lambda: _logged_at_least(cli, "counter", 5))
     images = tmp_path / "checkpoint"
     checkpointed = await cli("checkpoint", "--exit", "counter", str(images))
     assert checkpointed.lines == ["counter"], checkpointed
     assert (await cli.listing())["counter"]["status"] == "stopped"
-    at_checkpoint = len(cli.log("counter").read_text().split())
+    at_checkpoint = len((await cli("logs", "counter")).stdout.split())
 
     restored = await cli("restore", "counter", str(images))
     assert restored.lines == ["counter"], restored
     assert await cli.status("counter") is Status.RUNNING
     await cli.until(lambda: _logged_at_least(cli, "counter", at_checkpoint + 10))
     # One unbroken count: it went on from where it was, not from 1.
-    numbers = [int(word) for word in cli.log("counter").read_text().split()]
+    numbers = [int(word) for word in (await cli("logs", "counter")).stdout.split()]
     assert numbers == list(range(1, len(numbers) + 1))
 
 
 async def _logged_at_least(cli: Lcd, container_id: str, count: int) -> bool:
+    # The log holds timestamped records: one line of output each.
     log = cli.log(container_id)
-    return log.exists() and len(log.read_text().split()) >= count
+    return log.exists() and len(log.read_text().splitlines()) >= count
 
 
 async def test_checkpoint_without_exit_leaves_the_container_running(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from libcontainerd.types import Status
 
 from . import test_cli
+from .lcd import lcd
 from .test_cli import Lcd
 
 pytestmark = pytest.mark.integration
@@ -75,8 +78,7 @@ async def test_a_foreground_run_keeps_its_output_for_logs(cli: Lcd) -> None:
     run = await cli("run", "--name", "x", "--", "sh", "-c", script)
     assert (run.status, run.stdout, run.stderr) == (3, "out\n", "err\n")
     logs = await cli("logs", "x")
-    assert logs.status == 0, logs
-    assert sorted(logs.lines) == ["err", "out"]
+    assert (logs.status, logs.stdout, logs.stderr) == (0, "out\n", "err\n")
 
 
 async def test_a_foreground_run_with_rm_keeps_nothing(cli: Lcd) -> None:
@@ -118,7 +120,8 @@ async def test_inspect_prints_container_task_spec_and_labels(cli: Lcd) -> None:
     assert entry["command"] == ["sleep", "300"]
     assert entry["spec"]["process"]["args"] == ["sleep", "300"]
     assert entry["root"] == str(cli.rootfs("i"))
-    assert (entry["image"], entry["network"]) == (None, None)
+    assert entry["image"] is None
+    assert entry["network"]["network"] == "lcd0"  # lcd run's default, as docker run's bridge
 
     assert (await cli("start", "i")).status == 0
     (running,) = json.loads((await cli("inspect", "i")).stdout)
@@ -399,9 +402,146 @@ async def test_logs_tail_prints_the_last_lines(cli: Lcd) -> None:
     assert bad.status == 2
 
 
-async def test_logs_since_and_timestamps_are_refused_clearly(cli: Lcd) -> None:
+_STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z"
+
+
+async def test_logs_t_starts_each_line_with_when_it_was_written(cli: Lcd) -> None:
+    script = "echo one; echo err >&2; printf 'no newline'"
+    assert (await cli("run", "--name", "n", "--", "sh", "-c", script)).status == 0
+    logs = await cli("logs", "-t", "n")
+    assert logs.status == 0, logs
+    assert re.fullmatch(rf"{_STAMP} one\n{_STAMP} no newline", logs.stdout), logs
+    assert re.fullmatch(rf"{_STAMP} err\n", logs.stderr), logs
+    moment = datetime.fromisoformat(logs.stdout[:26] + "+00:00")
+    assert abs((datetime.now(UTC) - moment).total_seconds()) < 600
+
+
+async def test_logs_of_a_detached_container_keep_times_too(cli: Lcd) -> None:
+    assert (await cli("run", "-d", "--name", "d", "--", "sh", "-c", "echo a; echo b")).status == 0
+    await cli.until(lambda: _log_has(cli, "d", 2))
+    logs = await cli("logs", "--timestamps", "d")
+    assert re.fullmatch(rf"{_STAMP} a\n{_STAMP} b\n", logs.stdout), logs
+    assert (await cli("logs", "d")).stdout == "a\nb\n"
+    assert (await cli("logs", "--tail", "1", "-t", "d")).stdout.endswith(" b\n")
+
+
+async def _log_has(cli: Lcd, container_id: str, lines: int) -> bool:
+    log = cli.log(container_id)
+    return log.exists() and len(log.read_bytes().splitlines()) >= lines
+
+
+async def test_logs_since_skips_what_came_before(cli: Lcd) -> None:
+    script = "echo early; sleep 0.5; echo late; sleep 300"
+    assert (await cli("run", "-d", "--name", "s", "--", "sh", "-c", script)).status == 0
+    await cli.until(lambda: _log_has(cli, "s", 2))
+    early, late = (await cli("logs", "-t", "s")).lines
+    # A moment just after the first line was written (its time, to the microsecond, + 1 us).
+    moment = datetime.fromisoformat(early.split()[0][:26] + "+00:00") + timedelta(microseconds=1)
+    assert late.split()[0] > moment.strftime("%Y-%m-%dT%H:%M:%S.%f")  # the sleep put them apart
+    since = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert (await cli("logs", "--since", since, "s")).stdout == "late\n"
+    assert (await cli("logs", "--since", f"{moment.timestamp():.6f}", "s")).stdout == "late\n"
+    assert (await cli("logs", "--since", "1h", "s")).stdout == "early\nlate\n"
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert (await cli("logs", "--since", future, "s")).stdout == ""
+
+
+async def test_logs_since_refuses_what_is_not_a_moment(cli: Lcd) -> None:
     assert (await cli("run", "--name", "n", "--", "true")).status == 0
-    for args in (["-t"], ["--since", "10m"]):
-        result = await cli("logs", *args, "n")
-        assert result.status == 2
-        assert "lcd's logs keep no timestamps" in result.one_error_line()
+    for bad in ("yesterday", "-5m", "10x", ""):
+        result = await cli("logs", "--since", bad, "n")
+        assert result.status == 2, result
+        line = result.one_error_line()
+        assert line.startswith("lcd logs: Invalid value for '--since'"), line
+        assert "RFC 3339" in line, line
+
+
+# --- run --init -----------------------------------------------------------------------
+
+
+async def test_run_init_puts_an_init_at_pid_1_that_passes_the_exit_status_on(cli: Lcd) -> None:
+    ps = await cli("run", "--rm", "--init", "--", "ps", "-o", "pid,comm")
+    assert ps.status == 0, ps
+    assert ps.lines[1].split() == ["1", "docker-init"]
+    assert (await cli("run", "--rm", "--init", "--", "sh", "-c", "exit 7")).status == 7
+
+
+async def test_run_init_reaps_zombies_that_a_plain_pid_1_leaves(cli: Lcd) -> None:
+    # An orphan re-parented to PID 1: sleep (the exec'd PID 1) never reaps it; the init does.
+    script = "(sleep 0.1 &); exec sleep 300"
+    for name, init in (("reaped", ["--init"]), ("zombie", [])):
+        assert (await cli("run", "-d", *init, "--name", name, "--", "sh", "-c", script)).status == 0
+
+    async def sleeps(name: str) -> list[str]:
+        """The states of the container's sleep processes."""
+        table = await cli("exec", name, "--", "ps", "-o", "stat,comm")
+        return [line.split()[0] for line in table.lines[1:] if line.split()[1:] == ["sleep"]]
+
+    async def orphans_ended() -> bool:
+        return len(await sleeps("reaped")) == 1 and (await sleeps("zombie")).count("Z") == 1
+
+    await cli.until(orphans_ended)
+    assert "Z" not in await sleeps("reaped")
+
+
+async def test_run_init_forwards_stop_signals_to_the_command(cli: Lcd) -> None:
+    # sleep as PID 1 ignores SIGTERM (137 after the grace period); under the init it gets it.
+    assert (await cli("run", "-d", "--init", "--name", "i", "--", "sleep", "300")).status == 0
+    assert (await cli("stop", "-t", "30", "i")).lines == ["i"]
+    assert (await cli.listing())["i"]["exit_code"] == 143
+    table = await cli("ps", "-a")
+    (row,) = [line for line in table.lines if line.startswith("i ")]
+    assert "sleep 300" in row
+    assert "docker-init" not in row
+
+
+async def test_create_init_runs_the_command_under_the_init_with_a_read_only_root(
+    cli: Lcd,
+) -> None:
+    assert (await cli("create", "--init", "--read-only", "--name", "c", "--", "true")).status == 0
+    spec = json.loads((await cli("inspect", "c")).stdout)[0]["spec"]
+    assert spec["process"]["args"] == ["/sbin/docker-init", "--", "true"]
+    started = await cli("start", "-a", "c")
+    assert started.status == 0, started
+
+
+async def test_run_init_without_an_init_on_the_host_says_what_to_install(
+    cli: Lcd, tmp_path: Path
+) -> None:
+    # A PATH without tini-static or catatonit (lcd itself is run by its full path).
+    env = {**cli.env, "PATH": str(tmp_path)}
+    result = await lcd(env, *cli.prefix, "run", "--rm", "--init", "--", "true")
+    assert result.status == 125
+    line = result.one_error_line()
+    assert "--init: no static init on this host" in line
+    assert "apt-get install tini" in line
+
+
+# --- rename ---------------------------------------------------------------------------
+
+
+async def test_rename_says_that_names_are_containerd_ids(cli: Lcd) -> None:
+    assert (await cli("create", "--name", "old", "--", "true")).status == 0
+    result = await cli("rename", "old", "new")
+    assert result.status == 1
+    line = result.one_error_line()
+    assert line.startswith("lcd: cannot rename container 'old':"), line
+    assert "containerd container ids, which cannot change" in line
+    listing = await cli.listing()
+    assert "old" in listing
+    assert "new" not in listing
+
+
+async def test_rename_checks_both_names_first(cli: Lcd) -> None:
+    assert (await cli("create", "--name", "a", "--", "true")).status == 0
+    assert (await cli("create", "--name", "b", "--", "true")).status == 0
+    cases = {
+        ("ghost", "c"): "lcd: no such container: 'ghost'",
+        ("a", "b"): "lcd: the name 'b' is already in use by a container",
+        ("a", "bad name"): "lcd: container id 'bad name' is not a valid identifier",
+    }
+    for (old, new), message in cases.items():
+        result = await cli("rename", old, new)
+        assert result.status == 1, result
+        assert result.one_error_line().startswith(message), result
+    assert (await cli("rename", "a")).status == 2  # usage: NEW_NAME missing

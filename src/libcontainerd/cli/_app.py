@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -27,11 +29,13 @@ from .._paths import (
     ROOT_DIR_ENV,
     STATE_DIR_ENV,
 )
-from ..client import AsyncClient
 from ..errors import Unavailable
-from ._embedded import EmbeddedDaemon
 from ._failures import one_line
-from ._output import Output
+
+if TYPE_CHECKING:  # imported where used: a command that never connects never pays for grpc
+    from ..client import AsyncClient
+    from ._embedded import EmbeddedDaemon
+    from ._output import Output
 
 __all__ = ["CONTEXT", "Settings", "cli", "connect", "json_option", "pass_settings"]
 
@@ -48,6 +52,8 @@ class Settings:
     root_dir: str
 
     def daemon(self) -> EmbeddedDaemon:
+        from ._embedded import EmbeddedDaemon
+
         return EmbeddedDaemon(self.state_dir, self.root_dir)
 
     def rootfs_dir(self, container_id: str) -> Path:
@@ -63,10 +69,34 @@ class Settings:
 
 
 pass_settings = click.pass_obj
+
+
+class LazyGroup(click.Group):
+    """A group whose commands' modules are imported when one of their commands is asked for.
+
+    ``lazy_commands`` maps a command name to its module in this package (the
+    package's ``__init__`` fills it); the module's ``COMMANDS`` are added then.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = self.lazy_commands.get(cmd_name)
+        if cmd_name not in self.commands and module is not None:
+            for command in importlib.import_module(f"{__package__}.{module}").COMMANDS:
+                self.add_command(command)
+        return self.commands.get(cmd_name)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="print JSON, for scripts")
 
 
-@click.group(context_settings=CONTEXT, invoke_without_command=True)
+@click.group(cls=LazyGroup, context_settings=CONTEXT, invoke_without_command=True)
 @click.option(
     "--address",
     envvar="CONTAINERD_ADDRESS",
@@ -180,6 +210,8 @@ async def connect(
     they fail, saying how to start one, rather than start a daemon (on a
     mistyped ``--state-dir``, a second containerd on the same data).
     """
+    from ..client import AsyncClient
+
     if settings.address is not None:
         async with AsyncClient(settings.address, settings.namespace) as client:
             yield client

@@ -10,10 +10,10 @@ import os
 import click
 
 from .._identifiers import check_identifier
-from ..stdio import LogFile
 from ._app import CONTEXT, Settings, connect, pass_settings
 from ._containers import REAP_TIMEOUT, make_way_for_a_task
 from ._output import Output
+from ._stdio import logged_output
 
 __all__ = ["COMMANDS"]
 
@@ -68,7 +68,7 @@ def restore(settings: Settings, container_id: str, directory: str) -> None:
                 await client.start(
                     container_id,
                     checkpoint_dir=source,
-                    attach_stdio=LogFile(settings.log_path(container_id)),
+                    attach_stdio=logged_output(settings, container_id),
                 )
 
     asyncio.run(work())

@@ -7,6 +7,7 @@ A refused value names the flag it came from (``--cpus: must be ...``).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,16 +17,18 @@ import click
 
 from .. import oci
 from .._identifiers import check_identifier
-from ..errors import InvalidArgument
+from ..errors import FailedPrecondition, InvalidArgument
 from ._mounts import MountRequest, parse_mount, parse_volume
 from ._network import NetworkRequest
 from ._values import parse_env, parse_env_file, parse_labels, parse_size, parse_user
 
 __all__ = [
+    "INIT_PATH",
     "ContainerRequest",
     "check_against_host",
     "container_options",
     "definition_fields",
+    "init_options",
     "process_options",
     "size_value",
     "stdio_options",
@@ -88,6 +91,18 @@ container_options = _options(
     ),
     click.option("--read-only", is_flag=True, help="mount the root filesystem read-only"),
     click.option(
+        "--init",
+        is_flag=True,
+        help="run a small init (tini) as PID 1 that forwards signals and reaps zombies",
+    ),
+    click.option(
+        "--sandbox",
+        is_flag=True,
+        help="confine for untrusted code: user namespace, no capabilities, read-only root"
+        " with a tmpfs /tmp, no network (implies --network none), 256m memory and 256"
+        " processes unless -m/--pids-limit say otherwise",
+    ),
+    click.option(
         "--volume",
         "-v",
         multiple=True,
@@ -146,6 +161,8 @@ def definition_fields(options: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArgument(f"--label: {error}") from None
     return {
         "read_only": bool(options.get("read_only")),
+        "init": bool(options.get("init")),
+        "sandbox": bool(options.get("sandbox")),
         "mounts": tuple(mounts),
         "cap_add": tuple(options.get("cap_add", ())),
         "cap_drop": tuple(options.get("cap_drop", ())),
@@ -199,8 +216,17 @@ class ContainerRequest:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    sandbox: bool = False
+    init: bool = False
 
     def resource_options(self) -> list[oci.SpecOption]:
+        if self.sandbox:  # with_sandbox sets memory (without swap) and pids itself
+            memory = self.memory if self.memory is not None else oci.SANDBOX_MEMORY
+            pids = self.pids_limit if self.pids_limit is not None else oci.SANDBOX_PIDS
+            options = [_option("--sandbox", lambda: oci.with_sandbox(memory=memory, pids=pids))]
+            if self.cpus is not None:
+                options.append(_option("--cpus", oci.with_cpus, self.cpus))
+            return options
         options = []
         for flag, value, build in (
             ("--memory", self.memory, oci.with_memory_limit),
@@ -219,6 +245,10 @@ class ContainerRequest:
         if self.name is not None:
             check_identifier(self.name)
         check_against_host(self.cpus, self.memory)
+        if self.sandbox and self.network.network not in (None, "none"):
+            raise InvalidArgument(
+                f"--sandbox implies --network none, not --network {self.network.network}"
+            )
         self.spec_options(None)
         self.network.attach(self.hostname)
 
@@ -232,6 +262,8 @@ class ContainerRequest:
             options.append(oci.with_readonly_rootfs(True))
         options.extend(self.capability_options())
         options.extend(mount.spec_option() for mount in self.mounts)
+        if self.init:
+            options.extend(init_options())
         return options
 
     def capability_options(self) -> list[oci.SpecOption]:
@@ -263,6 +295,36 @@ class ContainerRequest:
         if self.terminal:
             options.append(oci.with_terminal(True))
         return options
+
+
+# Where Docker puts its init in a container, and the static inits that can go there: one
+# the container's own root filesystem need not provide (busybox has none that forwards
+# signals and reaps zombies). tini-static comes with Debian's tini package.
+INIT_PATH = "/sbin/docker-init"
+_INIT_PROGRAMS = ("tini-static", "catatonit")
+
+
+def init_options(programs: tuple[str, ...] = _INIT_PROGRAMS) -> list[oci.SpecOption]:
+    """--init: the host's static init mounted read-only at :data:`INIT_PATH`, run as PID 1
+    with the container's command after ``--`` (applied after the command is known).
+
+    Raises FailedPrecondition when the host has none.
+    """
+    found = next((path for name in programs if (path := shutil.which(name))), None)
+    if found is None:
+        raise FailedPrecondition(
+            "--init: no static init on this host (looked for "
+            + ", ".join(programs)
+            + " on PATH): install Debian's tini package ('apt-get install tini')"
+        )
+
+    def run_under_init(spec: oci.Spec) -> None:
+        process = spec.setdefault("process", {})
+        args = list(process.get("args") or [])
+        if args[:1] != [INIT_PATH]:
+            process["args"] = [INIT_PATH, "--", *args]
+
+    return [oci.with_bind_mount(os.path.realpath(found), INIT_PATH, readonly=True), run_under_init]
 
 
 def _numeric_user(text: str) -> bool:

@@ -16,18 +16,21 @@ import os
 import shlex
 import signal
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
 
 from .._identifiers import check_identifier
+from .._log_records import STDERR, STDOUT, parse_moment, records
 from .._procfs import process_info
 from ..client import AsyncClient
 from ..errors import NotFound
+from ..networks import Port
+from ..networks._containers import NETWORK_LABEL
 from ..types import ContainerInfo, EventInfo, EventType, Status
 from ._app import CONTEXT, Settings, connect, json_option, pass_settings
+from ._container_options import INIT_PATH
 from ._containers import ALIVE, recorded_exit, task_state
 from ._failures import Failure, fail_line
 from ._output import Output, ago, duration, iso, since
@@ -48,30 +51,31 @@ _FOLLOW_POLL = 0.2
 @json_option
 @pass_settings
 def ps(settings: Settings, show_all: bool, quiet: bool, as_json: bool) -> None:
-    """List running containers (-a: all) with command, status, pid and uptime.
+    """List running containers (-a: all) with command, status, pid, uptime and published ports.
 
     A container whose task lcd deleted after its exit (run in the foreground,
     start -a, stop) shows that exit, as one whose task stayed does.
     """
 
-    async def work() -> list[ContainerInfo]:
+    async def work() -> tuple[list[ContainerInfo], dict[str, tuple[Port, ...]]]:
         async with connect(settings, Output(), start_daemon=False) as client:
-            return await client.list_containers()
+            containers = await client.list_containers()
+            return containers, await _published_ports(client, containers)
 
-    listing = asyncio.run(work())
+    listing, ports = asyncio.run(work())
     if not show_all:
         listing = [info for info in listing if info.status in ALIVE]
     listing = [_with_recorded_exit(info) for info in listing]
     listing.sort(key=lambda info: info.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
     out = Output()
     if as_json:
-        out.json([_container_record(info) for info in listing])
+        out.json([_container_record(info, ports.get(info.id, ())) for info in listing])
     elif quiet:
         for info in listing:
             click.echo(info.id)
     else:
         out.table(
-            ("ID", "COMMAND", "STATUS", "PID", "CREATED", "UPTIME"),
+            ("ID", "COMMAND", "STATUS", "PID", "CREATED", "UPTIME", "PORTS"),
             (
                 (
                     info.id,
@@ -80,10 +84,25 @@ def ps(settings: Settings, show_all: bool, quiet: bool, as_json: bool) -> None:
                     str(info.pid) if info.pid and info.status in ALIVE else "-",
                     ago(info.created_at),
                     duration(_uptime(info)),
+                    ", ".join(str(port) for port in ports.get(info.id, ())),
                 )
                 for info in listing
             ),
         )
+
+
+async def _published_ports(
+    client: AsyncClient, listing: list[ContainerInfo]
+) -> dict[str, tuple[Port, ...]]:
+    """Each networked container's published ports (read from the host: no call to containerd)."""
+    found = {}
+    for info in listing:
+        if NETWORK_LABEL in info.labels:
+            with contextlib.suppress(NotFound):  # removed meanwhile
+                network = await client.network_info(info.id)
+                if network is not None and network.ports:
+                    found[info.id] = network.ports
+    return found
 
 
 def _with_recorded_exit(info: ContainerInfo) -> ContainerInfo:
@@ -100,6 +119,8 @@ _COMMAND_WIDTH = 30
 
 
 def _command_text(command: tuple[str, ...]) -> str:
+    if command[:2] == (INIT_PATH, "--"):  # --init's, which docker ps does not show either
+        command = command[2:]
     text = shlex.join(command) if command else "-"
     return text if len(text) <= _COMMAND_WIDTH else text[: _COMMAND_WIDTH - 1] + "…"
 
@@ -119,7 +140,7 @@ def _status_text(info: ContainerInfo) -> str:
     return str(info.status)
 
 
-def _container_record(info: ContainerInfo) -> dict[str, Any]:
+def _container_record(info: ContainerInfo, ports: tuple[Port, ...] = ()) -> dict[str, Any]:
     return {
         "id": info.id,
         "status": str(info.status) if info.status is not None else None,
@@ -131,6 +152,7 @@ def _container_record(info: ContainerInfo) -> dict[str, Any]:
         "labels": info.labels,
         "command": list(info.command),
         "image": info.image or None,
+        "ports": [dataclasses.asdict(port) for port in ports],
     }
 
 
@@ -360,6 +382,8 @@ def version(settings: Settings, as_json: bool) -> None:
             return reply.version, reply.revision, client.address
 
     containerd, revision, address = asyncio.run(work())
+    from importlib import metadata  # here: it costs ps and logs ~15 ms to import
+
     ours = metadata.version("libcontainerd")
     if as_json:
         Output().json(
@@ -387,6 +411,48 @@ def _tail_value(ctx: click.Context, param: click.Parameter, value: str) -> int |
     return int(value)
 
 
+def _since_value(ctx: click.Context, param: click.Parameter, value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return parse_moment(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
+
+
+class _LogView:
+    """Prints a log's records: each stream to lcd's own, from ``since`` on, with ``-t``'s times.
+
+    A line that is not a record (a log an older lcd wrote) has no time: --since
+    keeps it, -t prints it as it is.
+    """
+
+    def __init__(self, since: bytes | None, timestamps: bool) -> None:
+        self._since = since
+        self._timestamps = timestamps
+        self._outputs = {STDOUT: OutputFile(1), STDERR: OutputFile(2)}
+        # Whether each stream's next text starts a line (-t marks only those).
+        self._line_start = {STDOUT: True, STDERR: True}
+
+    def show(self, data: bytes) -> None:
+        """Print the records of ``data``, whole lines of the log, a stream's run in one write."""
+        stream, pieces = STDOUT, list[bytes]()
+        for record in records(data):
+            moment = record.moment
+            if self._since is not None and moment is not None and moment < self._since:
+                continue
+            if record.stream != stream and pieces:
+                self._outputs[stream].write(b"".join(pieces))
+                pieces = []
+            stream = record.stream
+            if self._timestamps and record.moment is not None and self._line_start[stream]:
+                pieces.append(record.moment + b" ")
+            pieces.append(record.text + b"\n" if record.full else record.text)
+            self._line_start[stream] = record.full
+        if pieces:
+            self._outputs[stream].write(b"".join(pieces))
+
+
 @click.command(context_settings=CONTEXT)
 @click.option(
     "--follow", "-f", is_flag=True, help="go on printing new output until the container stops"
@@ -401,10 +467,13 @@ def _tail_value(ctx: click.Context, param: click.Parameter, value: str) -> int |
     metavar="N",
     help="only the last N lines (then, with -f, what follows)",
 )
-@click.option("--since", metavar="TIME", help="not supported: lcd's logs keep no timestamps")
 @click.option(
-    "--timestamps", "-t", is_flag=True, help="not supported: lcd's logs keep no timestamps"
+    "--since",
+    metavar="TIME",
+    callback=_since_value,
+    help="only what was written since TIME: RFC 3339, Unix seconds, or a duration (10m, 1h30m)",
 )
+@click.option("--timestamps", "-t", is_flag=True, help="start each line with when it was written")
 @click.argument("container_id", metavar="ID")
 @pass_settings
 def logs(
@@ -412,21 +481,17 @@ def logs(
     container_id: str,
     follow: bool,
     lines: int | None,
-    since: str | None,
+    since: bytes | None,
     timestamps: bool,
 ) -> None:
     """Print the output of a container lcd kept (run -d, run in the foreground without
-    --rm and without -i/-t, start, restore).
+    --rm and without -i/-t, start, restore): its stdout to stdout, its stderr to stderr.
 
-    stdout and stderr share one file, each in its own order. -f goes on until
-    the container stops, or Ctrl-C. The shim writes the output as it comes,
-    without timestamps: --since and -t are refused rather than guessed.
+    Each line is kept with the moment lcd (or the log writer the shim runs
+    beside a container left running) read it: -t prints it first on the line
+    (RFC 3339, nanoseconds, UTC), --since skips what came before. -f goes on
+    until the container stops, or Ctrl-C.
     """
-    if since is not None or timestamps:
-        raise click.UsageError(
-            "--since and -t/--timestamps are not supported: lcd's logs keep no timestamps"
-            " (the shim writes the output as it comes); --tail N limits what is shown"
-        )
     check_identifier(container_id)
     path = settings.log_path(container_id)
 
@@ -439,7 +504,8 @@ def logs(
                     " containers it leaves running (lcd run -d, lcd start, lcd restore)"
                     " and of those run in the foreground without -i, -t or --rm"
                 )
-            await _print_log(client, container_id, path, follow and state in ALIVE, lines)
+            shown = _LogView(since, timestamps)
+            await _print_log(client, container_id, path, follow and state in ALIVE, lines, shown)
 
     asyncio.run(work())
 
@@ -470,22 +536,33 @@ def tail_offset(log: BinaryIO, lines: int, block: int = 64 * 1024) -> int:
 
 
 async def _print_log(
-    client: AsyncClient, container_id: str, path: Path, follow: bool, lines: int | None = None
+    client: AsyncClient,
+    container_id: str,
+    path: Path,
+    follow: bool,
+    lines: int | None,
+    shown: _LogView,
 ) -> None:
     stop = asyncio.Event()
     if follow:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-    output = OutputFile(1)
+    pending = b""
     with open(path, "rb") as log:  # noqa: ASYNC230 - a local file, read in small steps
         log.seek(tail_offset(log, lines) if lines is not None else 0)
         while True:
             chunk = log.read(64 * 1024)
             if chunk:
-                output.write(chunk)
+                # Whole records only: a writer may be between two writes of one line.
+                pending += chunk
+                end = pending.rfind(b"\n") + 1
+                shown.show(pending[:end])
+                pending = pending[end:]
                 continue
             if not follow or stop.is_set():
+                if pending:  # a last line without its newline (a log an older lcd wrote)
+                    shown.show(pending + b"\n")
                 return
             # The shim may still be writing what the container wrote last: one more pass.
             follow = await task_state(client, container_id) in ALIVE

@@ -1,4 +1,5 @@
-"""``lcd start``, ``kill``, ``stop``, ``pause``, ``resume`` (``unpause``), ``update``, ``rm``.
+"""``lcd start``, ``kill``, ``stop``, ``pause``, ``resume`` (``unpause``), ``update``, ``rm``,
+``rename`` (refused: a name is a containerd id).
 
 Each takes one or more IDs, prints each id it acted on or one line for each
 failure, and exits with 1 if one failed (``lcd start -a`` excepted: it stands
@@ -18,7 +19,14 @@ from .. import oci
 from .._identifiers import check_identifier
 from .._signals import parse_signal
 from ..client import AsyncClient
-from ..errors import FailedPrecondition, InvalidArgument, LibcontainerdError, NotFound
+from ..errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    LibcontainerdError,
+    NotFound,
+)
+from ..errors import NotImplemented as Unimplemented
 from ..types import INIT_PROCESS_ID
 from ._app import CONTEXT, Settings, connect, pass_settings
 from ._container_options import ContainerRequest, check_against_host, size_value
@@ -302,6 +310,37 @@ def rm(settings: Settings, force: bool, container_ids: tuple[str, ...]) -> None:
     _each(settings, container_ids, action)
 
 
+@click.command(context_settings=CONTEXT)
+@click.argument("old", metavar="CONTAINER")
+@click.argument("new", metavar="NEW_NAME")
+@pass_settings
+def rename(settings: Settings, old: str, new: str) -> None:
+    """Refused, saying why: a container's name is its containerd id, which cannot change.
+
+    containerd has no rename, and lcd keeps no name beside the id (--name
+    sets the id). After checking both names (no such CONTAINER, NEW_NAME
+    taken or malformed), it fails with NotImplemented; to get NEW_NAME,
+    create the container again with --name NEW_NAME.
+    """
+    check_identifier(old)
+    check_identifier(new)
+
+    async def work() -> None:
+        async with connect(settings, Output(), start_daemon=False) as client:
+            await task_state(client, old)  # NotFound: no such container
+            if new != old:
+                with contextlib.suppress(NotFound):
+                    await task_state(client, new)
+                    raise AlreadyExists(f"the name {new!r} is already in use by a container")
+        raise Unimplemented(
+            f"cannot rename container {old!r}: lcd's container names are containerd"
+            " container ids, which cannot change; create it again with"
+            f" --name {new} (then 'lcd rm {old}')"
+        )
+
+    asyncio.run(work())
+
+
 COMMANDS: tuple[click.Command, ...] = (
     start,
     kill,
@@ -312,4 +351,5 @@ COMMANDS: tuple[click.Command, ...] = (
     unpause,
     update,
     rm,
+    rename,
 )

@@ -18,11 +18,12 @@ from typing import Any
 
 import click
 
-from .. import oci, rootfs
+from .. import oci
 from .._identifiers import check_identifier
 from ..client import AsyncClient
 from ..errors import AlreadyExists, LibcontainerdError
 from ._app import CONTEXT, Settings, connect, pass_settings
+from ._busybox_roots import busybox_root
 from ._container_options import (
     ContainerRequest,
     container_options,
@@ -88,7 +89,7 @@ def _request(args: tuple[str, ...], tty: bool, options: dict[str, Any]) -> Conta
         user=options["user"],
         terminal=tty,
         network=NetworkRequest(
-            options["network"],
+            "none" if options.get("sandbox") and options["network"] is None else options["network"],
             tuple(options["publish"]),
             tuple(options["dns"]),
             tuple(options["add_host"]),
@@ -273,7 +274,7 @@ async def _create(
         root = _claim_rootfs(settings, container_id)
         try:
             with out.progress("building a busybox root filesystem"):
-                rootfs.busybox(root)
+                busybox_root(settings.root_dir, root)
             spec = oci.default_spec(list(request.args), root, *request.spec_options(root))
             await client.create(container_id, spec, network=attach, labels=request.labels)
         except BaseException:
@@ -285,7 +286,11 @@ async def _create(
 def _claim_rootfs(settings: Settings, container_id: str) -> Path:
     """Make the container's rootfs directory; refuse one that exists (it may be in use)."""
     root = settings.rootfs_dir(container_id)
-    root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    root.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+    # A user-namespaced container's root (--sandbox) must pass through to its own.
+    for folder in (root.parent, root.parent.parent):
+        if folder.stat().st_mode & 0o111 != 0o111:
+            folder.chmod(folder.stat().st_mode | 0o111)
     try:
         root.mkdir(mode=0o755)
     except FileExistsError:

@@ -2,26 +2,38 @@
 
 In the foreground lcd copies the process's output to its own stdout and
 stderr (and, with -i, its stdin to the process, with -t through a terminal);
-a container left running writes to a log file that the shim appends to
-itself (``lcd logs``).
+a container left running writes to a log file through a small program the
+shim runs beside it (:mod:`.._log_writer`). Both write timestamped records
+(:mod:`.._log_records`), which ``lcd logs`` reads.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
+from urllib.parse import urlencode
 
 import click
 
+from .._log_records import STDERR, STDOUT, format_records
 from ..client import AsyncClient, AttachStdio
 from ..stdio import AttachTerminal, CopyToFiles, LogFile
 from ._app import Settings
 from ._failures import EXIT_LCD_FAILED, Failure
 from ._output_file import output_file
 
-__all__ = ["Stdio", "check_input_terminal", "check_stdio", "logged_stdio", "stdio_for"]
+__all__ = [
+    "Stdio",
+    "WrittenLog",
+    "check_input_terminal",
+    "check_stdio",
+    "logged_output",
+    "logged_stdio",
+    "stdio_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +58,17 @@ class LogCopy:
     """The container's log file, also given the output lcd copies in the foreground.
 
     Opened on the first write (so a container that never starts leaves no log),
-    for appending, unbuffered; stdout and stderr share it, as the shim's log does.
+    for appending, unbuffered; stdout and stderr share it, each read one write
+    of timestamped records, as the log writer's.
     """
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._fd: int | None = None
 
-    def write(self, data: bytes) -> int:
+    def write(self, stream: bytes, data: bytes) -> int:
         fd = self._open()
-        view = memoryview(data)
+        view = memoryview(format_records(stream, data))
         while view:
             view = view[os.write(fd, view) :]
         return len(data)
@@ -76,13 +89,14 @@ class LogCopy:
 class _Both:
     """A copy target writing to lcd's own descriptor and to the log."""
 
-    def __init__(self, terminal: IO[bytes], log: LogCopy) -> None:
+    def __init__(self, terminal: IO[bytes], log: LogCopy, stream: bytes) -> None:
         self._terminal = terminal
         self._log = log
+        self._stream = stream
 
     def write(self, data: bytes) -> int:
         self._terminal.write(data)
-        self._log.write(data)
+        self._log.write(self._stream, data)
         return len(data)
 
     def flush(self) -> None:
@@ -127,11 +141,64 @@ def stdio_for(client: AsyncClient, interactive: bool, tty: bool, log: Path | Non
     if log is None:
         return Stdio(attach=CopyToFiles(output_file(1), output_file(2)))
     copy = LogCopy(log)
-    stdout = cast(IO[bytes], _Both(output_file(1), copy))
-    stderr = cast(IO[bytes], _Both(output_file(2), copy))
+    stdout = cast(IO[bytes], _Both(output_file(1), copy, STDOUT))
+    stderr = cast(IO[bytes], _Both(output_file(2), copy, STDERR))
     return Stdio(attach=CopyToFiles(stdout, stderr), log=copy)
 
 
 def logged_stdio(settings: Settings, container_id: str) -> Stdio:
     """The stdio of a container lcd leaves running: its output appended to its log file."""
-    return Stdio(attach=LogFile(settings.log_path(container_id)))
+    return Stdio(attach=logged_output(settings, container_id))
+
+
+def logged_output(settings: Settings, container_id: str) -> LogFile:
+    """The container's log, written by :mod:`.._log_writer`, which the shim runs beside it."""
+    return WrittenLog(settings.log_path(container_id), _log_writer(settings))
+
+
+class WrittenLog(LogFile):
+    """A :class:`LogFile` the shim hands to a logging program (``binary://``), not appends to.
+
+    Why not the shim's own appending: only the writer of a line knows when it
+    came, and ``lcd logs --since``/``-t`` need that.
+    """
+
+    __slots__ = ("program",)
+
+    def __init__(self, path: str | os.PathLike[str], program: Path) -> None:
+        super().__init__(path)
+        self.program = program
+
+    @property
+    def stdio_paths(self) -> tuple[str, str]:
+        uri = f"binary://{self.program}?{urlencode({'log': self.path})}"
+        return uri, uri
+
+
+_LOG_WRITER = """#!{python} -I
+# lcd's log writer (libcontainerd._log_writer), run by containerd's shim; written by lcd.
+from libcontainerd._log_writer import main
+
+raise SystemExit(main())
+"""
+
+
+def _log_writer(settings: Settings) -> Path:
+    """The log writer's launcher under the root directory, (re)written when it differs.
+
+    A file of its own: the shim runs a program by path, with arguments from
+    the URI's query, and with no environment to find Python's packages in.
+    """
+    program = Path(settings.root_dir, "bin", "lcd-log-writer")
+    text = _LOG_WRITER.format(python=sys.executable)
+    try:
+        if program.read_text() == text:
+            return program
+    except OSError:
+        pass
+    program.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    temporary = program.with_name(f".{program.name}.{os.getpid()}")
+    temporary.write_text(text)
+    temporary.chmod(0o755)
+    temporary.replace(program)
+    return program
