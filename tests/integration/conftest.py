@@ -12,6 +12,7 @@ does that), so running the tests writes nothing outside the checkout.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -24,7 +25,8 @@ import pytest
 
 from libcontainerd import checkpoint
 from libcontainerd.checkpoint import CRIU_ENV
-from libcontainerd.errors import CheckpointUnsupported
+from libcontainerd.errors import CheckpointUnsupported, FailedPrecondition, NotFound
+from libcontainerd.networks import DEFAULT_NETWORK, NetworkService
 from libcontainerd.supervisor import Supervisor
 
 from .. import figures
@@ -90,6 +92,20 @@ def stale_shim_sockets_removed() -> Iterator[None]:
     for path in stale:
         path.unlink(missing_ok=True)
     figures.record("host", "stale shim socket files removed", len(stale))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_network_removed() -> Iterator[None]:
+    """Remove the default network (lcd0: lcd run joins it) if this session made it.
+
+    Not while a container of anyone's is on it (remove refuses then).
+    """
+    service = NetworkService()
+    existed = asyncio.run(service.list())
+    yield
+    if not any(made.name == DEFAULT_NETWORK for made in existed):
+        with contextlib.suppress(NotFound, FailedPrecondition):
+            asyncio.run(service.remove(DEFAULT_NETWORK))
 
 
 @pytest.fixture(scope="session", params=VERSIONS, ids=[version.name for version in VERSIONS])

@@ -12,6 +12,7 @@ from libcontainerd import AsyncClient, Client
 from libcontainerd.cli._network import NetworkRequest, parse_publish
 from libcontainerd.errors import InvalidArgument, NetworkError
 from libcontainerd.networks import (
+    DEFAULT_NETWORK,
     Attach,
     BlockingNetworkService,
     Network,
@@ -19,7 +20,14 @@ from libcontainerd.networks import (
     Port,
 )
 from libcontainerd.networks._cni import PluginRunner, _plugin_config
-from libcontainerd.networks._config import conflist_of, network_of, parse_subnet, pick_subnet
+from libcontainerd.networks._config import (
+    conflist_of,
+    network_of,
+    parse_ipv6_subnet,
+    parse_subnet,
+    pick_ipv6_subnet,
+    pick_subnet,
+)
 from libcontainerd.networks._files import hosts, resolv_conf
 from libcontainerd.networks._state import cni_id
 
@@ -61,6 +69,11 @@ def test_port_protocol_and_host_ip_are_checked() -> None:
     assert str(Port(8080, 80, "udp", "127.0.0.1")) == "127.0.0.1:8080->80/udp"
 
 
+def test_a_port_reads_as_docker_ps_shows_it() -> None:
+    assert str(Port(8080, 80)) == "0.0.0.0:8080->80/tcp"
+    assert str(Port(8080, 80, host_ip="::1")) == "[::1]:8080->80/tcp"
+
+
 def test_attach_checks_its_values_when_made() -> None:
     with pytest.raises(InvalidArgument, match="published twice"):
         Attach(ports=[Port(8080, 80), Port(8080, 81)])
@@ -91,6 +104,30 @@ def test_a_conflist_reads_back_as_its_network() -> None:
     assert conflist["disableCheck"] is True  # portmap's CHECK fails on IPv4-only networks
     assert conflist["plugins"][0]["ipam"]["dataDir"] == "/run/ipam"
     assert network_of(conflist) == network
+
+
+def test_an_ipv6_network_has_a_second_range_and_a_default_route_of_its_own() -> None:
+    network = Network(
+        "n6", "10.89.8.0/24", "10.89.8.1", "lcd8", ipv6_subnet="fd6c:6364:0:8::/64",
+        ipv6_gateway="fd6c:6364:0:8::1",
+    )  # fmt: skip
+    ipam = conflist_of(network, "/run/ipam")["plugins"][0]["ipam"]
+    assert ipam["ranges"][1] == [{"subnet": "fd6c:6364:0:8::/64", "gateway": "fd6c:6364:0:8::1"}]
+    assert {"dst": "::/0"} in ipam["routes"]
+    assert network_of(conflist_of(network, "/run/ipam")) == network
+
+
+def test_ipv6_subnets_are_checked_and_picked_from_the_unique_local_pool() -> None:
+    assert parse_ipv6_subnet("fd00:1::/64") == ("fd00:1::/64", "fd00:1::1")
+    for bad, message in (
+        ("fd00:1::1/64", "not a valid CIDR"),
+        ("10.1.0.0/24", "not an IPv6 subnet"),
+        ("fd00:1::/124", "too small"),
+    ):
+        with pytest.raises(InvalidArgument, match=message):
+            parse_ipv6_subnet(bad)
+    taken = [ipaddress.IPv6Network("fd6c:6364::/63")]
+    assert pick_ipv6_subnet(taken) == ("fd6c:6364:0:2::/64", "fd6c:6364:0:2::1")
 
 
 def test_subnets_are_checked_and_picked_clear_of_what_is_taken() -> None:
@@ -165,11 +202,13 @@ def test_publish_takes_dockers_form() -> None:
             parse_publish(bad)
 
 
-def test_run_options_without_a_network_keep_the_empty_namespace() -> None:
-    assert NetworkRequest().attach(None) is None
+def test_run_options_join_the_default_network_unless_told_otherwise() -> None:
+    assert NetworkRequest().attach(None) == Attach(DEFAULT_NETWORK)
     assert NetworkRequest(publish=("8080:80",)).attach("h") == Attach(
         ports=[Port(8080, 80)], hostname="h"
     )
+    assert NetworkRequest("none").attach("h") is None
+    assert NetworkRequest("host").attach(None) is None
     with pytest.raises(InvalidArgument, match="need a network"):
         NetworkRequest("none", publish=("8080:80",)).attach(None)
     assert NetworkRequest("host").spec_options()

@@ -18,6 +18,7 @@ from .._identifiers import check_identifier
 from ..errors import InvalidArgument
 from ..networks import DEFAULT_NETWORK, Attach, NetworkService, Port
 from ._app import CONTEXT, Settings, connect, json_option, pass_settings
+from ._failures import Failure
 from ._output import Output
 
 __all__ = ["COMMANDS", "NetworkRequest", "network_options"]
@@ -41,6 +42,8 @@ def network() -> None:
 @click.option("--bridge", metavar="NAME", help="the bridge device; default: lcd<N>")
 @click.option("--no-masquerade", is_flag=True, help="no NAT for traffic leaving the subnet")
 @click.option("--mtu", type=int, help="the MTU of the bridge and the containers' interfaces")
+@click.option("--ipv6", is_flag=True, help="IPv6 too: a free /64 of fd6c:6364::/48")
+@click.option("--ipv6-subnet", metavar="CIDR", help="IPv6 too, on this subnet")
 @click.argument("name")
 @pass_settings
 def create(
@@ -51,8 +54,13 @@ def create(
     bridge: str | None,
     no_masquerade: bool,
     mtu: int | None,
+    ipv6: bool,
+    ipv6_subnet: str | None,
 ) -> None:
-    """Create network NAME; print its name."""
+    """Create network NAME; print its name.
+
+    With IPv6 the host's IPv6 forwarding is switched on (by the bridge plugin).
+    """
     made = asyncio.run(
         _service(settings).create(
             name,
@@ -61,6 +69,7 @@ def create(
             bridge=bridge,
             masquerade=not no_masquerade,
             mtu=mtu,
+            ipv6=ipv6_subnet or ipv6 or None,
         )
     )
     click.echo(made.name)
@@ -78,7 +87,15 @@ def list_networks(settings: Settings, as_json: bool) -> None:
         return
     out.table(
         ("NAME", "SUBNET", "GATEWAY", "BRIDGE"),
-        ((made.name, made.subnet, made.gateway, made.bridge) for made in networks),
+        (
+            (
+                made.name,
+                ", ".join(filter(None, (made.subnet, made.ipv6_subnet))),
+                ", ".join(filter(None, (made.gateway, made.ipv6_gateway))),
+                made.bridge,
+            )
+            for made in networks
+        ),
     )
 
 
@@ -102,27 +119,48 @@ def remove(settings: Settings, names: tuple[str, ...]) -> None:
 
 @click.command(context_settings=CONTEXT)
 @click.argument("container_id", metavar="ID")
+@click.argument("private", metavar="[PORT[/PROTO]]", required=False)
 @json_option
 @pass_settings
-def port(settings: Settings, container_id: str, as_json: bool) -> None:
-    """List the container's published ports: CONTAINER/PROTO -> HOST_IP:HOST_PORT."""
+def port(settings: Settings, container_id: str, private: str | None, as_json: bool) -> None:
+    """List the container's published ports: CONTAINER/PROTO -> HOST_IP:HOST_PORT.
+
+    With PORT[/PROTO] (tcp unless given) only where that container port is
+    published, HOST_IP:HOST_PORT, as docker port; exit 1 when it is not.
+    """
     check_identifier(container_id)
+    wanted = _private_port(private) if private is not None else None
 
     async def work() -> None:
         out = Output()
         async with connect(settings, out, start_daemon=False) as client:
             info = await client.network_info(container_id)
         ports = info.ports if info is not None else ()
+        if wanted is not None:
+            ports = tuple(p for p in ports if (p.container_port, p.protocol) == wanted)
+            if not ports:
+                raise Failure(f"no public port '{private}' published for {container_id}", 1)
         if as_json:
             out.json([dataclasses.asdict(published) for published in ports])
             return
         for published in ports:
             host = published.host_ip or "0.0.0.0"
-            click.echo(
-                f"{published.container_port}/{published.protocol} -> {host}:{published.host_port}"
-            )
+            where = f"{host}:{published.host_port}"
+            if wanted is None:
+                where = f"{published.container_port}/{published.protocol} -> {where}"
+            click.echo(where)
 
     asyncio.run(work())
+
+
+def _private_port(text: str) -> tuple[int, str]:
+    """``PORT[/PROTO]`` as (port, protocol), checked as a Port's container side is."""
+    number, _, protocol = text.partition("/")
+    try:
+        checked = Port(int(number), int(number), protocol or "tcp")
+    except (ValueError, InvalidArgument):
+        raise click.BadParameter(f"{text!r}: use PORT[/PROTO], e.g. 80/tcp") from None
+    return checked.container_port, checked.protocol
 
 
 COMMANDS: tuple[click.Command, ...] = (network, port)
@@ -138,8 +176,8 @@ def network_options(function: F) -> F:
             click.option(
                 "--network",
                 metavar="NAME|host|none",
-                help="the network to join; 'host' shares the host's, 'none' an empty one"
-                f" (the default, unless -p is given: then {DEFAULT_NETWORK})",
+                help=f"the network to join (default: {DEFAULT_NETWORK}, made on first use);"
+                " 'host' shares the host's, 'none' gives one with only lo",
             ),
             click.option(
                 "--publish",
@@ -171,8 +209,10 @@ class NetworkRequest:
     add_host: tuple[str, ...] = ()
 
     def attach(self, hostname: str | None) -> Attach | None:
-        """The ``network=`` of the container's create; None for host and none."""
-        mode = self.network or (DEFAULT_NETWORK if self.publish else "none")
+        """The ``network=`` of the container's create: the default network unless --network
+        says otherwise, as docker run; None for host (the spec shares the host's) and none
+        (the spec's own namespace, where runc brings ``lo`` up)."""
+        mode = self.network or DEFAULT_NETWORK
         if mode in ("host", "none"):
             if self.publish or self.dns or self.add_host:
                 raise InvalidArgument(

@@ -10,7 +10,8 @@ hooks), its published ports, and read-only ``/etc/resolv.conf``,
 ``/etc/hosts`` and ``/etc/hostname``; ``delete()`` runs CNI DEL with the
 namespace still mounted, then unmounts it. ``network_info(container_id)``
 says what it got. Without ``network=`` a container keeps the spec's own
-empty namespace.
+namespace: empty but for ``lo`` (runc brings it up in a namespace it makes;
+in a pinned one we do).
 
 The plugins are Debian's ``containernetworking-plugins`` (``/usr/lib/cni``,
 or ``$CNI_PATH``), run by a small CNI runner of ours; they need

@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import shutil
@@ -29,7 +30,7 @@ from ..errors import (
     NotFound,
 )
 from . import _config, _files, _netns
-from ._cni import CNI_VERSION, Invocation
+from ._cni import Invocation
 from ._service import NetworkService
 from ._state import AttachmentRecord, cni_id, iter_records, read_record
 from ._sweep import sweep_rules
@@ -40,11 +41,6 @@ __all__ = ["Attachment", "Attachments"]
 log = logging.getLogger(__name__)
 
 INTERFACE: Final = "eth0"
-_LOOPBACK: Final = {
-    "cniVersion": CNI_VERSION,
-    "name": "lcd-loopback",
-    "plugins": [{"type": "loopback"}],
-}
 
 
 @dataclass
@@ -100,7 +96,6 @@ class Attachments:
         key = self.key(container_id)
         conflist = await self._conflist_to_attach(attach.network)
         self.runner.check_chain(conflist)
-        self.runner.find("loopback")
         try:
             self.layout.make()
         except PermissionError:
@@ -146,6 +141,7 @@ class Attachments:
         try:
             await asyncio.to_thread(_pin, netns)
             result = await self._add(key, record)
+            await _gateway_settled(conflist)
             addresses = [str(ip["address"]) for ip in result.get("ips", [])]
             paths = _files.write_files(self.layout.files_of(key), attach, hostname, addresses)
         except BaseException:
@@ -165,7 +161,6 @@ class Attachments:
             record.save()
 
         async with self._lock.held():
-            await self.runner.add(_LOOPBACK, Invocation(key, data["netns"], "lo"))
             result = await self.runner.add(
                 data["conflist"],
                 Invocation(key, data["netns"], data["ifname"]),
@@ -363,6 +358,37 @@ def _pin(path: str) -> None:
         # Left by a client killed before it recorded the namespace's use: unmount, pin anew.
         _netns.unpin(path)
         _netns.pin_new(path)
+
+
+# IPv6 duplicate address detection keeps a new bridge's gateway address "tentative"
+# (unusable) for ~1.5 s here; published ports answer on it only after that.
+_IFA_F_TENTATIVE: Final = 0x40
+_SETTLE_TIMEOUT: Final = 5.0
+
+
+async def _gateway_settled(conflist: dict[str, Any]) -> None:
+    """Wait until the bridge's IPv6 gateway address (if the network has one) is usable."""
+    network = _config.network_of(conflist)
+    if not network.ipv6_gateway:
+        return
+    wanted = ipaddress.IPv6Address(network.ipv6_gateway).exploded.replace(":", "")
+    deadline = asyncio.get_running_loop().time() + _SETTLE_TIMEOUT
+    while asyncio.get_running_loop().time() < deadline:
+        flags = _address_flags(network.bridge, wanted)
+        if flags is None or not flags & _IFA_F_TENTATIVE:
+            return
+        await asyncio.sleep(0.05)
+    log.warning("the IPv6 gateway %s of %s is still tentative", network.ipv6_gateway, network.name)
+
+
+def _address_flags(interface: str, address: str) -> int | None:
+    """The flags of an IPv6 address (32 hex digits) on ``interface``; None if not there."""
+    with contextlib.suppress(OSError), open("/proc/net/if_inet6", encoding="ascii") as file:
+        for line in file:
+            fields = line.split()
+            if len(fields) >= 6 and fields[0] == address and fields[5] == interface:
+                return int(fields[4], 16)
+    return None
 
 
 def _port_json(port: Port) -> dict[str, Any]:

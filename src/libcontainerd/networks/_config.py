@@ -37,6 +37,8 @@ __all__ = [
 CONFIG_DIR: Final = "/var/lib/libcontainerd/networks"
 DEFAULT_POOL: Final = ipaddress.ip_network("10.89.0.0/16")
 """Where subnets are picked from when none is given: /24s, the first free one."""
+DEFAULT_IPV6_POOL: Final = ipaddress.ip_network("fd6c:6364::/48")
+"""Where ``ipv6=True`` picks a /64 (a unique local prefix: never routed on the internet)."""
 _SUFFIX: Final = ".conflist"
 
 
@@ -55,6 +57,10 @@ def conflist_of(network: Network, ipam_dir: str) -> dict[str, Any]:
             "dataDir": ipam_dir,
         },
     }
+    if network.ipv6_subnet:
+        ipam = bridge["ipam"]
+        ipam["ranges"].append([{"subnet": network.ipv6_subnet, "gateway": network.ipv6_gateway}])
+        ipam["routes"].append({"dst": "::/0"})
     if network.mtu is not None:
         bridge["mtu"] = network.mtu
     return {
@@ -75,7 +81,9 @@ def network_of(conflist: dict[str, Any], path: str = "") -> Network:
     bridge = conflist["plugins"][0]
     if bridge.get("type") != "bridge":
         raise ValueError("the first plugin is not a bridge")
-    range_ = bridge["ipam"]["ranges"][0][0]
+    ranges = bridge["ipam"]["ranges"]
+    range_ = ranges[0][0]
+    range6 = ranges[1][0] if len(ranges) > 1 else {}
     mtu = bridge.get("mtu")
     return Network(
         name=str(conflist["name"]),
@@ -85,6 +93,8 @@ def network_of(conflist: dict[str, Any], path: str = "") -> Network:
         masquerade=bool(bridge.get("ipMasq", False)),
         mtu=int(mtu) if mtu is not None else None,
         config_file=path,
+        ipv6_subnet=str(range6.get("subnet", "")),
+        ipv6_gateway=str(range6.get("gateway", "")),
     )
 
 
@@ -158,6 +168,48 @@ def host_networks() -> list[ipaddress.IPv4Network]:
         with contextlib.suppress(ValueError):
             found.append(ipaddress.IPv4Network(f"{destination}/{mask}", strict=False))
     return found
+
+
+def host_ipv6_networks() -> list[ipaddress.IPv6Network]:
+    """The host's IPv6 routes other than default, link-local and multicast ones."""
+    found: list[ipaddress.IPv6Network] = []
+    try:
+        with open("/proc/net/ipv6_route", encoding="ascii") as file:
+            lines = file.read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 2:
+            continue
+        with contextlib.suppress(ValueError):
+            address = ipaddress.IPv6Address(int(fields[0], 16))
+            route = ipaddress.IPv6Network(f"{address}/{int(fields[1], 16)}", strict=False)
+            if route.prefixlen and not (route.is_link_local or route.is_multicast):
+                found.append(route)
+    return found
+
+
+def parse_ipv6_subnet(subnet: str) -> tuple[str, str]:
+    """A given IPv6 subnet, checked: (subnet, gateway: its first address); InvalidArgument."""
+    try:
+        network = ipaddress.ip_network(subnet, strict=True)
+    except ValueError as error:
+        raise InvalidArgument(f"ipv6 subnet {subnet!r} is not a valid CIDR: {error}") from None
+    if not isinstance(network, ipaddress.IPv6Network):
+        raise InvalidArgument(f"ipv6 subnet {subnet} is not an IPv6 subnet")
+    if network.prefixlen > 120:
+        raise InvalidArgument(f"ipv6 subnet {subnet} is too small: at most /120")
+    return str(network), str(network.network_address + 1)
+
+
+def pick_ipv6_subnet(taken: Iterable[ipaddress.IPv6Network]) -> tuple[str, str]:
+    """The first /64 of :data:`DEFAULT_IPV6_POOL` that collides with nothing: (subnet, gateway)."""
+    used = list(taken)
+    for candidate in DEFAULT_IPV6_POOL.subnets(new_prefix=64):
+        if not any(candidate.overlaps(other) for other in used):
+            return str(candidate), str(candidate.network_address + 1)
+    raise InvalidArgument(f"no free /64 is left in {DEFAULT_IPV6_POOL}: pass ipv6='CIDR'")
 
 
 def parse_subnet(subnet: str, gateway: str | None) -> tuple[str, str]:

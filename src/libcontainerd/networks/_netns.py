@@ -1,8 +1,10 @@
 """Network namespaces made and pinned by a bind mount, as containerd's CRI does (blocking calls).
 
 A namespace is made on a thread of its own (``unshare(CLONE_NEWNET)``
-changes only the calling thread) and bind-mounted onto a file; the thread
-then ends, so no thread of this process is ever left in it. The file keeps
+changes only the calling thread), its ``lo`` brought up (a socket made on
+that thread belongs to the new namespace: one ioctl, no plugin to run) and
+bind-mounted onto a file; the thread then ends, so no thread of this process
+is ever left in it. The file keeps
 the namespace alive without a process, across task restarts, until
 :func:`unpin` detaches the mount.
 """
@@ -12,7 +14,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
+import socket
+import struct
 import threading
 from typing import Final
 
@@ -22,12 +27,17 @@ _CLONE_NEWNET: Final = 0x40000000
 _MS_BIND: Final = 4096
 _MNT_DETACH: Final = 2
 _NSFS_MAGIC: Final = 0x6E736673
+_SIOCGIFFLAGS: Final = 0x8913
+_SIOCSIFFLAGS: Final = 0x8914
+_IFF_UP: Final = 0x1
+_IFREQ: Final = "16sH22x"  # struct ifreq: the name, then ifr_flags (40 bytes in all)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def pin_new(path: str) -> None:
-    """A new, empty network namespace, bind-mounted at ``path`` (which must not exist)."""
+    """A new network namespace with only ``lo``, up, bind-mounted at ``path`` (which must not
+    exist)."""
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     os.close(fd)
     failure: list[OSError] = []
@@ -36,6 +46,11 @@ def pin_new(path: str) -> None:
         if _libc.unshare(_CLONE_NEWNET) != 0:
             number = ctypes.get_errno()
             failure.append(OSError(number, f"unshare(CLONE_NEWNET): {os.strerror(number)}"))
+            return
+        try:
+            _loopback_up()
+        except OSError as error:
+            failure.append(OSError(error.errno, f"bring lo up in a new namespace: {error}"))
             return
         source = f"/proc/self/task/{threading.get_native_id()}/ns/net".encode()
         if _libc.mount(source, path.encode(), None, _MS_BIND, None) != 0:
@@ -51,6 +66,14 @@ def pin_new(path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         raise failure[0]
+
+
+def _loopback_up() -> None:
+    """Set IFF_UP on ``lo`` of the calling thread's network namespace."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack(_IFREQ, b"lo", 0)
+        (_, flags) = struct.unpack(_IFREQ, fcntl.ioctl(probe.fileno(), _SIOCGIFFLAGS, request))
+        fcntl.ioctl(probe.fileno(), _SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | _IFF_UP))
 
 
 def is_pinned(path: str) -> bool:

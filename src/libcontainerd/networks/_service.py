@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import ipaddress
 import os
 import re
@@ -50,13 +51,20 @@ class NetworkService:
         bridge: str | None = None,
         masquerade: bool = True,
         mtu: int | None = None,
+        ipv6: str | bool | None = None,
     ) -> Network:
         """Write a network's conflist (its bridge appears with its first container).
 
         Without ``subnet`` the first free /24 of 10.89.0.0/16 is used, one that
-        collides with no host route or other network of ours. Raises
-        InvalidArgument (bad name, CIDR, gateway or bridge name; a subnet that
-        overlaps the host's routes or another network), AlreadyExists.
+        collides with no host route or other network of ours. With ``ipv6``
+        (an IPv6 CIDR, or True: the first free /64 of fd6c:6364::/48, a unique
+        local prefix) containers get an IPv6 address too, its first address
+        the bridge's; the bridge plugin then switches the host's IPv6
+        forwarding on (``net.ipv6.conf.all.forwarding``), which makes
+        interfaces stop accepting router advertisements unless their
+        ``accept_ra`` is 2. Raises InvalidArgument (bad name, CIDR, gateway or
+        bridge name; a subnet that overlaps the host's routes or another
+        network), AlreadyExists.
         """
         check_network_name(name)
         if name in RESERVED_NAMES:
@@ -71,8 +79,12 @@ class NetworkService:
             subnet, gateway = _config.parse_subnet(subnet, gateway)
         elif gateway is not None:
             raise InvalidArgument("gateway= needs subnet=")
+        if isinstance(ipv6, str):
+            ipv6 = _config.parse_ipv6_subnet(ipv6)[0]
+        elif ipv6 not in (None, True, False):
+            raise InvalidArgument(f"ipv6 must be an IPv6 CIDR, True or None, not {ipv6!r}")
         async with self.host_lock.held():
-            return self._create_locked(name, subnet, gateway, bridge, masquerade, mtu)
+            return self._create_locked(name, subnet, gateway, bridge, masquerade, mtu, ipv6)
 
     def _create_locked(
         self,
@@ -82,6 +94,7 @@ class NetworkService:
         bridge: str | None,
         masquerade: bool,
         mtu: int | None,
+        ipv6: str | bool | None,
     ) -> Network:
         existing = _config.read_networks(self.config_dir)
         if any(network.name == name for network, _ in existing):
@@ -103,11 +116,35 @@ class NetworkService:
         elif bridge in bridges:
             raise InvalidArgument(f"bridge {bridge!r} already belongs to another network of ours")
         assert gateway is not None
-        network = Network(name, subnet, gateway, bridge, masquerade, mtu)
+        subnet6 = gateway6 = ""
+        if ipv6:
+            subnet6, gateway6 = self._ipv6_subnet(name, ipv6, existing)
+        network = Network(name, subnet, gateway, bridge, masquerade, mtu, "", subnet6, gateway6)
         path = _config.write_conflist(
             self.config_dir, _config.conflist_of(network, self.layout.ipam)
         )
-        return Network(name, subnet, gateway, bridge, masquerade, mtu, path)
+        return dataclasses.replace(network, config_file=path)
+
+    @staticmethod
+    def _ipv6_subnet(
+        name: str, ipv6: str | bool, existing: builtins.list[tuple[Network, dict[str, Any]]]
+    ) -> tuple[str, str]:
+        """The network's IPv6 (subnet, gateway): the given one if nothing else has it."""
+        taken = [
+            (f"network {network.name!r}", ipaddress.IPv6Network(network.ipv6_subnet))
+            for network, _ in existing
+            if network.ipv6_subnet
+        ]
+        taken += [("a host route", route) for route in _config.host_ipv6_networks()]
+        if ipv6 is True:
+            return _config.pick_ipv6_subnet(other for _, other in taken)
+        assert isinstance(ipv6, str)
+        for what, other in taken:
+            if ipaddress.IPv6Network(ipv6).overlaps(other):
+                raise InvalidArgument(
+                    f"ipv6 subnet {ipv6} of network {name!r} overlaps {what} ({other})"
+                )
+        return _config.parse_ipv6_subnet(ipv6)
 
     async def list(self) -> builtins.list[Network]:
         """Every network of ours, by name."""

@@ -32,10 +32,17 @@ class BlockingNetworkService:
         bridge: str | None = None,
         masquerade: bool = True,
         mtu: int | None = None,
+        ipv6: str | bool | None = None,
     ) -> Network:
         return self._call(
             self._service.create(
-                name, subnet=subnet, gateway=gateway, bridge=bridge, masquerade=masquerade, mtu=mtu
+                name,
+                subnet=subnet,
+                gateway=gateway,
+                bridge=bridge,
+                masquerade=masquerade,
+                mtu=mtu,
+                ipv6=ipv6,
             )
         )
 

@@ -67,8 +67,9 @@ class Port:
                 raise InvalidArgument(f"host_ip {self.host_ip!r} is not an IP address") from None
 
     def __str__(self) -> str:
-        host = f"{self.host_ip}:" if self.host_ip else ""
-        return f"{host}{self.host_port}->{self.container_port}/{self.protocol}"
+        """Docker's PORTS form: ``0.0.0.0:8080->80/tcp`` (no ``host_ip``: every address)."""
+        host = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip or "0.0.0.0"
+        return f"{host}:{self.host_port}->{self.container_port}/{self.protocol}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,8 @@ class Attach:
         if network in RESERVED_NAMES:
             raise InvalidArgument(
                 f"network {network!r} is a mode, not a network: use the spec's namespaces"
-                " (oci.with_host_network()) or leave network= out for an empty namespace"
+                " (oci.with_host_namespace('network')), or leave network= out for the"
+                " spec's own namespace (only lo, up)"
             )
         port_list = tuple(ports)
         for port in port_list:
@@ -146,7 +148,8 @@ def _check_address(value: object, what: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Network:
-    """A network of ours: a bridge, its subnet and gateway, and the conflist that makes it."""
+    """A network of ours: a bridge, its subnet and gateway (and IPv6 ones, when it has them),
+    and the conflist that makes it."""
 
     name: str
     subnet: str
@@ -155,6 +158,8 @@ class Network:
     masquerade: bool = True
     mtu: int | None = None
     config_file: str = ""
+    ipv6_subnet: str = ""
+    ipv6_gateway: str = ""
 
 
 @dataclass(frozen=True, slots=True)
