@@ -30,7 +30,7 @@ from typing import Any
 
 from libcontainerd import Supervisor, rootfs
 
-from . import provision
+from . import images, provision
 from .inprocess import import_times
 from .measure import format_seconds, ratio, ratio_interval, rotate, summarize
 from .systems import (
@@ -469,6 +469,8 @@ def print_report(results: dict[str, Any], labels: dict[str, str]) -> None:
             f" grpc {format_seconds(imports['median']['grpc'])} = {imports['ratio']:.2f}x",
             file=out,
         )
+    if "images" in bench:
+        print(images.report(bench["images"]), file=out)
     if "levers" in bench:
         print("\ncontainerd levers (lifecycle median; throughput):", file=out)
         levels = bench["levers"]["throughput"]["concurrency"]
@@ -547,6 +549,8 @@ CGROUP_PARENTS = (
     "bench-go-g",
     "bench-go-l",
     "bench-ctr",
+    "bench-img-lcd",
+    "bench-img-go",
     "bench-runc",
     "bench-docker",
     "bench-mem",
@@ -810,6 +814,16 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         imports = import_times(2 if options.quick else 15)
         imports["ratio"] = imports["median"]["libcontainerd"] / imports["median"]["grpc"]
         bench["import"] = imports
+        if not options.quick:
+            log("bench: images (Debian minbase: import vs ctr, lifecycle vs Go, import RSS)")
+            bench["images"] = await images.run_all(
+                env,
+                go_binary,
+                Path(shutil.which("ctr") or "ctr"),
+                options.iterations,
+                options.warmup,
+                options.rounds,
+            )
     finally:
         for system in systems:
             with contextlib.suppress(Exception):

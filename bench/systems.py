@@ -608,6 +608,11 @@ class GoClient(System):
         reply = await self._request("lifecycle", id=self.next_id("lc"), args=TRUE)
         return float(reply["seconds"])
 
+    async def image_lifecycle(self, container_id: str, image: str) -> dict[str, Any]:
+        """A lifecycle of /bin/true from an unpacked image (WithNewSnapshot,
+        WithSnapshotCleanup); the reply, with its seconds and gRPC calls."""
+        return await self._request("image_lifecycle", id=container_id, image=image, args=TRUE)
+
     async def exec(self) -> float:
         reply = await self._request(
             "exec", id=self.long_id, exec_id=f"x{next(self._exec_ids)}", args=TRUE

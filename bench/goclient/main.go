@@ -43,6 +43,7 @@ type request struct {
 	Concurrency int      `json:"concurrency"`
 	Group       string   `json:"group"`
 	Lease       bool     `json:"lease"`
+	Image       string   `json:"image"`
 }
 
 type reply struct {
@@ -134,6 +135,46 @@ func (b *bench) lifecycle(ctx context.Context, id, rootfs string, args []string,
 	}
 	defer func() {
 		if derr := container.Delete(ctx); derr != nil && err == nil {
+			err = fmt.Errorf("delete %s: %w", id, derr)
+		}
+	}()
+	task, err := container.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		return fmt.Errorf("new task %s: %w", id, err)
+	}
+	exited, err := task.Wait(ctx)
+	if err != nil {
+		task.Delete(ctx, containerd.WithProcessKill)
+		return fmt.Errorf("wait %s: %w", id, err)
+	}
+	if err := task.Start(ctx); err != nil {
+		task.Delete(ctx, containerd.WithProcessKill)
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	<-exited
+	if _, err := task.Delete(ctx); err != nil {
+		return fmt.Errorf("delete task %s: %w", id, err)
+	}
+	return nil
+}
+
+// imageLifecycle is lifecycle from an image, as a Go caller writes it: the image's
+// config for the spec, a new writable snapshot on its top layer, and the
+// snapshot removed with the container.
+func (b *bench) imageLifecycle(ctx context.Context, id, ref string, args []string) (err error) {
+	image, err := b.client.GetImage(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("get image %s: %w", ref, err)
+	}
+	container, err := b.client.NewContainer(ctx, id,
+		containerd.WithImage(image),
+		containerd.WithNewSnapshot(id, image),
+		containerd.WithNewSpec(oci.WithImageConfig(image), oci.WithProcessArgs(args...)))
+	if err != nil {
+		return fmt.Errorf("create %s: %w", id, err)
+	}
+	defer func() {
+		if derr := container.Delete(ctx, containerd.WithSnapshotCleanup); derr != nil && err == nil {
 			err = fmt.Errorf("delete %s: %w", id, derr)
 		}
 	}()
@@ -288,6 +329,8 @@ func (b *bench) handle(req request) reply {
 			err = b.lifecycle(ctx, fmt.Sprintf("%s-%d", req.ID, i), req.Rootfs, req.Args, req.Group)
 			latencies = append(latencies, time.Since(one).Seconds())
 		}
+	case "image_lifecycle":
+		err = b.imageLifecycle(ctx, req.ID, req.Image, req.Args)
 	case "throughput":
 		latencies, err = b.throughput(ctx, req)
 	case "start_long":

@@ -186,3 +186,53 @@ def rewritten_oci(
         index_entry(entry)
     files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [entry]}).encode()
     return write_tar(path, list(files.items()))
+
+
+def two_platforms(layout: Path, path: Path, other: str, name: str = OCI_NAME) -> Path:
+    """An OCI archive whose index names the layout's image for this machine and for ``other``.
+
+    ``other`` (``os/arch``) gets its own config (same layers, its own
+    ``architecture``) and manifest, as a multi-platform build writes them.
+    """
+    files = layout_entries(layout)
+    document, _ = manifest_of(files)
+    config_path = "blobs/sha256/" + document["config"]["digest"].split(":", 1)[1]
+    config = json.loads(files[config_path])
+    entries = []
+    for os_name, architecture in ((config["os"], config["architecture"]), other.split("/")):
+        changed = {**config, "os": os_name, "architecture": architecture}
+        config_data = json.dumps(changed).encode()
+        config_digest, config_blob = _blob_name(config_data)
+        files[config_blob] = config_data
+        manifest = {**document, "config": {**document["config"], "digest": config_digest,
+                                           "size": len(config_data)}}  # fmt: skip
+        data = json.dumps(manifest).encode()
+        digest, blob = _blob_name(data)
+        files[blob] = data
+        entries.append(
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": len(data),
+                "platform": {"os": os_name, "architecture": architecture},
+            }
+        )
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": entries}  # fmt: skip
+    index_data = json.dumps(index).encode()
+    digest, blob = _blob_name(index_data)
+    files[blob] = index_data
+    files["index.json"] = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "digest": digest,
+                    "size": len(index_data),
+                    "annotations": {"org.opencontainers.image.ref.name": name},
+                }
+            ],
+        }
+    ).encode()
+    return write_tar(path, list(files.items()))

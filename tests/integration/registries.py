@@ -22,6 +22,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,7 +210,8 @@ class Faults:
     stall: float = 0.0  # wait this long before answering
     reply: tuple[int, dict[str, str], bytes] | None = None  # answer this instead
     drop_after: int = 0  # the first matching GET: send this many bytes, then hang up
-    stall_after: int = 0  # the first matching GET: send this many bytes, then stall 60 s
+    stall_after: int = 0  # the first matching GET: send this many bytes, then stall
+    stall_for: float = 60.0  # how long that stall lasts before the connection is closed
     seen: list[str] = field(default_factory=list)  # "METHOD path" of every request
     headers: list[dict[str, str]] = field(default_factory=list)
 
@@ -301,7 +303,7 @@ class Proxy:
             request.wfile.write(data[:drop])
             request.wfile.flush()
             if stall:
-                time.sleep(60)
+                time.sleep(faults.stall_for)
             request.close_connection = True
             request.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -352,6 +354,7 @@ class TokenService:
 
     def __init__(self, answer: Callable[[int], tuple[int, dict[str, Any]]] | None = None) -> None:
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.forms: list[dict[str, str]] = []  # the bodies of POSTs (OAuth2 refresh tokens)
         self._answer = answer or (lambda n: (200, {"token": f"token-{n}", "expires_in": 300}))
         service = self
 
@@ -370,6 +373,12 @@ class TokenService:
                     {"Content-Type": "application/json"},
                     json.dumps(document).encode(),
                 )
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                service.forms.append({key: values[0] for key, values in form.items()})
+                self.do_GET()
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

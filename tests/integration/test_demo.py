@@ -23,6 +23,12 @@ STEPS = [
     *("create", "start", "status", "exec", "wait (exec)", "pause", "status", "resume"),
     *("stats", "update_resources", "stats"),
     *("signal_process", "wait", "delete_task", "delete"),
+    # The image path: built here, imported, run, exported, removed.
+    *("images.import_archive", "create (image)", "start (image)", "wait (image)"),
+    *("delete_task (image)", "delete (image)", "images.export", "images.remove"),
+    # The network walk: a page served on a published port, fetched by the host on 127.0.0.1.
+    *("create (web)", "start (web)", "fetch (host)", "signal_process (web)"),
+    *("delete_task (web)", "delete (web)"),
 ]
 CHECKPOINT_STEPS = ["create_checkpoint", "delete_task", "start (restore)"]
 
@@ -103,6 +109,27 @@ async def test_the_demo_walks_every_step_printing_events_and_leaves_nothing_runn
     assert index_of(lines, r"^✓ signal_process") < index_of(lines, r"exit code 3$")
     assert "demo-exec wrote: an exec beside it, as uid 0 in /" in result.stdout
 
+    # The image's container ran as its config says: entrypoint, user, workdir, env, layers.
+    image_output = re.findall(r"output lcd-demo-\w+-image  (.*)", result.stdout)
+    assert image_output == [
+        "uid=1000(demo) gid=1000(demo) groups=1000(demo)",
+        "/home/demo",
+        "hello from the image's environment",
+        "and from a file of its second layer",
+    ]
+    assert any(re.search(r"event  exit .*-image  pid \d+, exit code 0", line) for line in lines)
+    assert re.search(r"images.import_archive .* 2 layers unpacked", result.stdout)
+
+    # The web container's page, fetched from the host over 127.0.0.1 through its published port.
+    assert re.search(
+        r"create \(web\) .* on lcd0 \(gateway [\d.]+\), 127\.0\.0\.1:\d+->80/tcp", result.stdout
+    )
+    assert re.search(
+        r"fetch \(host\) .* GET http://127\.0\.0\.1:\d+/ from the host: 200 OK,"
+        r" 'hello from a container, over a published port'",
+        result.stdout,
+    )
+
     # The container's output as it came, and the new limits in the second sample.
     assert re.search(r"output lcd-demo-\w+  hello, I am pid 1 in here", result.stdout)
     assert re.search(r"output lcd-demo-\w+  goodbye after \d+ ticks", result.stdout)
@@ -149,3 +176,7 @@ async def test_the_demo_uses_a_running_containerd_and_leaves_it_running(
     assert not (workdir / "state").exists()
     async with AsyncClient(supervisor.address, "lcddemo") as client:
         assert await client.list_containers() == []
+        # The image went with its content and snapshots (containerd's synchronous GC).
+        assert await client.images.list() == []
+        usage = await client.images.usage()
+        assert (usage.content, usage.snapshots) == (0, 0)

@@ -34,6 +34,7 @@ from libcontainerd.errors import (
     InvalidArgument,
     InvalidImage,
     LibcontainerdError,
+    NotFound,
     UnsafeArchive,
     UnsupportedMediaType,
 )
@@ -791,6 +792,41 @@ async def test_an_export_to_a_file_object_and_of_a_missing_image(
     with pytest.raises(ImageNotFound):
         await service.export(tmp_path / "missing.tar", ["lcdtest/missing"])
     assert not (tmp_path / "missing.tar").exists()
+
+
+async def test_an_export_of_a_multi_platform_image_carries_the_platform_imported(
+    client: AsyncClient, archives: Archives, tmp_path: Path
+) -> None:
+    # As containerd's importer does, an import keeps one platform's content: this
+    # machine's, or the one asked for; an export writes that platform's manifest.
+    service = images(client)
+    archive = image_archives.two_platforms(archives.layout, tmp_path / "two.tar", "linux/s390x")
+    for platform in (None, "linux/s390x"):
+        (image,) = await service.import_archive(archive, platform=platform, unpack=False)
+        assert image.media_type == "application/vnd.oci.image.index.v1+json"
+        assert image.platform == (platform or str(host_platform()))
+        target = tmp_path / f"{image.platform.replace('/', '-')}.tar"
+        await service.export(target, OCI_NAME, platform=platform)
+        exported = image_archives.layout_entries(await asyncio.to_thread(_untar, target))
+        manifest, _ = image_archives.manifest_of(exported)
+        assert image.config_descriptor is not None
+        assert manifest["config"]["digest"] == image.config_descriptor.digest
+        config_path = "blobs/sha256/" + manifest["config"]["digest"].split(":", 1)[1]
+        config = json.loads(exported[config_path])
+        assert f"{config['os']}/{config['architecture']}" == image.platform
+        await service.remove(OCI_NAME)
+    await service.import_archive(archive, unpack=False)
+    with pytest.raises(NotFound, match="linux/arm"):
+        await service.export(tmp_path / "none.tar", OCI_NAME, platform="linux/arm")
+
+
+def _untar(archive: Path) -> Path:
+    import tarfile
+
+    folder = archive.with_suffix("")
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
 
 
 # --- lcd -----------------------------------------------------------------------------

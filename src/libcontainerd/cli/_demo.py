@@ -39,7 +39,10 @@ from ..errors import CheckpointUnsupported, LibcontainerdError, Unavailable
 from ..stdio import CollectOutput, DirectIO, LogFile
 from ..supervisor import Supervisor
 from ..types import INIT_PROCESS_ID, EventInfo, EventType, Stats
+from . import _demo_image as demo_image
 from ._app import CONTEXT, Settings, pass_settings
+from ._demo_image import build_demo_image
+from ._demo_network import network_walk
 
 __all__ = ["COMMANDS"]
 
@@ -94,13 +97,13 @@ class _Steps:
         elapsed = (time.perf_counter() - started) * 1000
         shown = show.format(result=result) if show else ""
         timing = f"[dim]{elapsed:7.1f} ms[/dim]"
-        line = f"[green]✓[/green] [bold]{name:<18}[/bold] {timing}  {escape(shown)}"
+        line = f"[green]✓[/green] [bold]{name:<21}[/bold] {timing}  {escape(shown)}"
         self.console.print(line.rstrip())
         return result
 
     def skipped(self, name: str, reason: str) -> None:
         self.console.print(
-            f"[yellow]-[/yellow] [bold]{name:<18}[/bold] {'':>10}  skipped: {escape(reason)}"
+            f"[yellow]-[/yellow] [bold]{name:<21}[/bold] {'':>10}  skipped: {escape(reason)}"
         )
 
     def note(self, text: str) -> None:
@@ -108,18 +111,18 @@ class _Steps:
 
 
 class _EventPrinter:
-    """Prints every task event of the demo's container as it arrives; steps wait for theirs."""
+    """Prints every task event of the demo's containers as it arrives; steps wait for theirs."""
 
-    def __init__(self, console: Console, subscription: EventSubscription, container_id: str):
+    def __init__(self, console: Console, subscription: EventSubscription, *container_ids: str):
         self._console = console
         self._subscription = subscription
-        self._container_id = container_id
+        self._container_ids = container_ids
         self._seen: list[tuple[EventType, EventInfo]] = []
         self._arrived = asyncio.Condition()
 
     async def run(self) -> None:
         async for container_id, event, info in self._subscription:
-            if container_id != self._container_id:
+            if container_id not in self._container_ids:
                 continue
             details = _event_details(event, info)
             line = f"  [cyan]event[/cyan]  {event!s:<13} {container_id}  {details}"
@@ -128,23 +131,31 @@ class _EventPrinter:
                 self._seen.append((event, info))
                 self._arrived.notify_all()
 
-    async def wait_for(self, event: EventType, exec_id: str | None = None) -> EventInfo:
+    async def wait_for(
+        self, event: EventType, exec_id: str | None = None, container_id: str | None = None
+    ) -> EventInfo:
         """The first event of that type (of that exec, or else of the task) not waited for yet.
 
-        Raises TimeoutError naming it when it has not come within EVENT_TIMEOUT.
+        ``container_id`` defaults to the first container watched. Raises
+        TimeoutError naming it when it has not come within EVENT_TIMEOUT.
         """
+        container_id = container_id or self._container_ids[0]
         # The main process's events name it by the container id; paused and resumed name none.
-        wanted = (exec_id,) if exec_id is not None else (self._container_id, "")
+        wanted = (exec_id,) if exec_id is not None else (container_id, "")
         try:
             async with asyncio.timeout(EVENT_TIMEOUT), self._arrived:
                 while True:
                     for index, (seen, info) in enumerate(self._seen):
-                        if seen is event and info.process_id in wanted:
+                        if (
+                            seen is event
+                            and info.container_id == container_id
+                            and info.process_id in wanted
+                        ):
                             del self._seen[index]
                             return info
                     await self._arrived.wait()
         except TimeoutError:
-            of = f"exec {exec_id}" if exec_id is not None else self._container_id
+            of = f"exec {exec_id}" if exec_id is not None else container_id
             raise TimeoutError(
                 f"no {event} event of {of} arrived within {EVENT_TIMEOUT:g} s"
             ) from None
@@ -245,32 +256,51 @@ async def _containerd(console: Console, settings: Settings) -> AsyncIterator[str
 
 
 async def run_demo(console: Console, settings: Settings) -> int:
-    """Walk a container through the contract; returns the process exit status."""
-    container_id = f"lcd-demo-{secrets.token_hex(3)}"
+    """Walk a container through the contract, then one from an image; the exit status."""
+    token = secrets.token_hex(3)
+    container_id = f"lcd-demo-{token}"
+    image_container_id = f"{container_id}-image"
+    web_container_id = f"{container_id}-web"
+    image_name = f"localhost/lcd-demo:{token}"
     workdir = Path(settings.root_dir, "demo", container_id)
     async with (
         _containerd(console, settings) as address,
         AsyncClient(address, settings.namespace) as client,
     ):
-        events = _EventPrinter(console, client.events(), container_id)
+        events = _EventPrinter(
+            console, client.events(), container_id, image_container_id, web_container_id
+        )
         printing = asyncio.get_running_loop().create_task(events.run())
         finished = False
         try:
             exit_code = await _walk(console, client, events, container_id, workdir)
+            image_exit_code = await _image_walk(
+                console, client, events, image_container_id, image_name, workdir
+            )
+            steps = _Steps(console)
+            skipped = await network_walk(steps, client, events, web_container_id, workdir)
+            if skipped is not None:
+                steps.skipped("network", skipped)
             finished = True
-        except (LibcontainerdError, TimeoutError) as error:
+        except (LibcontainerdError, TimeoutError, OSError) as error:
             console.print(f"[red]error:[/red] {escape(str(error))}")
             return 1
         finally:
             if not finished:
                 await _remove_quietly(client, container_id)
+                await _remove_quietly(client, image_container_id)
+                await _remove_quietly(client, web_container_id)
+                with contextlib.suppress(LibcontainerdError):
+                    await client.images.remove(image_name)
             printing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await printing
             shutil.rmtree(workdir, ignore_errors=True)
         console.print(
             f"[bold]done[/bold]: the container said goodbye with exit code {exit_code};"
-            " its task, container, root filesystem and checkpoint are gone"
+            " its task, container, root filesystem and checkpoint are gone;"
+            f" the image's container exited with {image_exit_code}, and it, its snapshot"
+            " and the image are gone"
         )
     return 0
 
@@ -354,6 +384,69 @@ async def _walk(
     )
     await steps.run("delete", client.delete(container_id), container_id)
     return exit_code
+
+
+async def _image_walk(
+    console: Console,
+    client: AsyncClient,
+    events: _EventPrinter,
+    container_id: str,
+    name: str,
+    workdir: Path,
+) -> int:
+    """The image path: build, import (unpacked), run, export, remove; the container's exit code."""
+    steps = _Steps(console)
+    built = await asyncio.to_thread(build_demo_image, workdir / "image", name)
+    steps.note(
+        f"an image built here, no network: {built.layers} layers (busybox-static's root;"
+        f" a user {demo_image.USER} and its home), its config sets entrypoint, env, user"
+        f" and workdir; {_size(built.size)} at {built.archive}"
+    )
+    (image,) = await steps.run(
+        "images.import_archive",
+        client.images.import_archive(built.archive),
+        f"{{result[0].name}}: {built.layers} layers unpacked into snapshots,"
+        " top {result[0].chain_id:.19}…",
+    )
+    await steps.run(
+        "create (image)",
+        client.create(container_id, oci.image_spec(image), image=image),
+        f"{container_id}: root a snapshot of the image; runs as {image.config.user}"
+        f" in {image.config.working_dir}: {' '.join(image.config.entrypoint)}"
+        f" '{' '.join(image.config.cmd)}'",
+    )
+    output = _PrintOutput(console, container_id)
+    await steps.run(
+        "start (image)", client.start(container_id, attach_stdio=output), "pid {result}"
+    )
+    await events.wait_for(EventType.START, container_id=container_id)
+    await events.wait_for(EventType.EXIT, container_id=container_id)
+    exit_code, _ = await steps.run(
+        "wait (image)", client.wait(container_id), "exit code {result[0]}"
+    )
+    await output.finished()
+    await steps.run(
+        "delete_task (image)", client.delete_task(container_id), "exit code {result[0]}"
+    )
+    await steps.run("delete (image)", client.delete(container_id), "the container and its snapshot")
+    exported = workdir / "exported.tar"
+    await steps.run(
+        "images.export",
+        _export(client, exported, name),
+        "{result}: OCI layout + manifest.json (ctr, skopeo, docker load read it)",
+    )
+    await steps.run(
+        "images.remove",
+        client.images.remove(name),
+        f"{name}: its content and snapshots are gone (no container uses them)",
+    )
+    return exit_code
+
+
+async def _export(client: AsyncClient, path: Path, name: str) -> str:
+    await client.images.export(path, name)
+    size = (await asyncio.to_thread(path.stat)).st_size
+    return f"{_size(size)} at {path}"
 
 
 async def _exec(

@@ -127,8 +127,8 @@ class Lease:
                 f"delete lease {self.id!r}",
             )
 
-    async def release(self, *, failed: bool) -> None:
-        """End the lease after the work done under it; never raises (logged instead).
+    async def release(self, *, failed: bool) -> bool:
+        """End the lease after the work done under it; whether it ended (never raises: logged).
 
         After a failure containerd collects at once what the lease held, so
         nothing half made outlives the call.
@@ -137,6 +137,8 @@ class Lease:
             await self.delete(sync=failed)
         except LibcontainerdError as error:
             log.warning("could not delete lease %s (it expires on its own): %s", self.id, error)
+            return False
+        return True
 
 
 class ContentStore:
@@ -287,10 +289,11 @@ class ContentStore:
         sent = False
         resumed = False
         try:
-            await call.write(
+            await _send(
+                call,
                 content_pb2.WriteContentRequest(
                     action=Action.STAT, ref=ref, total=total, expected=expected
-                )
+                ),
             )
             status = await _answer(call)
             if resume is not None and expected and 0 < status.offset < total:
@@ -302,10 +305,11 @@ class ContentStore:
                 if not data:
                     break
                 hasher.update(data)
-                await call.write(
+                await _send(
+                    call,
                     content_pb2.WriteContentRequest(
                         action=Action.WRITE, ref=ref, offset=offset, data=data
-                    )
+                    ),
                 )
                 sent = True
                 offset += len(data)
@@ -323,7 +327,8 @@ class ContentStore:
                 )
             if expected and digest != expected:
                 raise DigestMismatch(f"{what} is not {expected}: its content's digest is {digest}")
-            await call.write(
+            await _send(
+                call,
                 content_pb2.WriteContentRequest(
                     action=Action.COMMIT,
                     ref=ref,
@@ -331,7 +336,7 @@ class ContentStore:
                     offset=offset,
                     expected=digest,
                     labels=dict(labels or {}),
-                )
+                ),
             )
             pending += 1
             try:
@@ -377,6 +382,21 @@ class _Exists(Exception):
 
 class _Locked(Exception):
     """Another writer holds the ingest's ref (Write answered Unavailable)."""
+
+
+async def _send(call: Any, request: content_pb2.WriteContentRequest) -> None:
+    """Write one request on the stream; a stream that has ended (containerd died or
+    answered an error) raises its status as our error, not grpc's InvalidStateError."""
+    try:
+        await call.write(request)
+    except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+        code, details = await call.code(), await call.details()
+        error = grpc.aio.AioRpcError(
+            code, grpc.aio.Metadata(), grpc.aio.Metadata(), details or "the stream ended"
+        )
+        if code == grpc.StatusCode.ALREADY_EXISTS:
+            raise _Exists from None
+        raise from_grpc(error, "write a blob into the content store") from None
 
 
 async def _answer(call: Any) -> content_pb2.WriteContentResponse:

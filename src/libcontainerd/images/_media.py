@@ -88,6 +88,11 @@ _SCHEMA1: Final = (
 )
 
 
+def is_foreign(media_type: str) -> bool:
+    """Whether a layer is foreign (non-distributable): fetched from its own URLs first."""
+    return ".foreign." in media_type or ".nondistributable." in media_type
+
+
 def kind_of(media_type: str, what: str) -> Kind:
     """The kind of blob ``media_type`` names; UnsupportedMediaType for what cannot run.
 

@@ -17,6 +17,7 @@ gets three things right for every one of them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import os
 import random
@@ -241,6 +242,12 @@ class Repository:
         if offset:
             headers["Range"] = f"bytes={offset}-"
         return self.send(endpoint, "GET", url, headers=headers)
+
+    def foreign(
+        self, url: str, headers: dict[str, str]
+    ) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+        """GET a foreign layer from a URL of its own: no credentials, redirects followed."""
+        return self._plain.stream("GET", url, headers=headers, follow_redirects=True)
 
     async def upload(
         self,

@@ -52,6 +52,11 @@ class ImageService:
         self._session = session
         self._store = ContentStore(session)
         self.snapshotter = snapshotter
+        # Leases of this client's pulls that were cut off (kept so that the next
+        # pull resumes their blobs), by image name: ended once a pull of it completes.
+        self._kept_pulls: dict[str, builtins.list[Lease]] = {}
+        # Leases of imports and unpacks that containerd's death left unended (see _end).
+        self._unended: builtins.list[Lease] = []
 
     # -- reading ----------------------------------------------------------------------
 
@@ -295,7 +300,7 @@ class ImageService:
             failed = False
             return images
         finally:
-            await lease.release(failed=failed)
+            await self._end(lease, failed=failed)
 
     async def pull(
         self,
@@ -365,10 +370,13 @@ class ImageService:
                 await all_or_none(work)
             record = await self._put(parsed.name, _wire(target))
             failed = False
+            for kept in self._kept_pulls.pop(parsed.name, []):
+                await kept.release(failed=False)  # the image's records hold what it held
             return _image(record, resolved)
         except BaseException as error:
             if downloading and interrupted(error):
                 # Kept (it expires on its own): the next pull resumes the partial blobs.
+                self._kept_pulls.setdefault(parsed.name, []).append(lease)
                 lease = None
             raise
         finally:
@@ -450,7 +458,22 @@ class ImageService:
             )
             failed = False
         finally:
-            await lease.release(failed=failed)
+            await self._end(lease, failed=failed)
+
+    async def _end(self, lease: Lease, *, failed: bool) -> None:
+        """End an import's or unpack's lease, and after a success those that could not be ended.
+
+        A lease containerd could not be asked to end (it had died during the
+        work) is kept until this service's next success: meanwhile what it
+        holds (committed layers, written blobs) is reused; then what no image
+        holds is collected at once.
+        """
+        if not await lease.release(failed=failed):
+            self._unended.append(lease)
+        elif not failed:
+            for left in list(self._unended):
+                if await left.release(failed=True):
+                    self._unended.remove(left)
 
     async def _unpack_under_lease(
         self,

@@ -15,15 +15,27 @@ __all__ = ["Descriptor", "DiskUsage", "Image", "ImageConfig", "Progress", "Progr
 
 @dataclass(frozen=True, slots=True)
 class Descriptor:
-    """A blob of the content store: its media type, digest and size."""
+    """A blob of the content store: its media type, digest and size.
+
+    ``urls`` are where a foreign (non-distributable) layer may be fetched from
+    instead of its registry, as its manifest says.
+    """
 
     media_type: str
     digest: str
     size: int
+    urls: tuple[str, ...] = ()
 
     def wire(self) -> dict[str, Any]:
         """As an OCI descriptor in JSON."""
-        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        wired: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
+        if self.urls:
+            wired["urls"] = list(self.urls)
+        return wired
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,10 @@ for the moment of reading, as containerd's client does.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import stat
-import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -160,22 +160,46 @@ def mounted_read_only(mounts: Sequence[mount_pb2.Mount]) -> Iterator[Path]:
             f"lowerdir={upper}:{o[len('lowerdir=') :]}" if o.startswith("lowerdir=") else o
             for o in options
         ]
-    options = [o for o in options if o != "rw"] + ["ro"]
     target = tempfile.mkdtemp(prefix="libcontainerd-root-")
     try:
-        _run(["mount", "-t", mount.type, "-o", ",".join(options), mount.source, target])
+        _mount_read_only(mount.type, mount.source, options, target)
         try:
             yield Path(target)
         finally:
-            _run(["umount", "-l", target])
+            _unmount(target)
     finally:
         with contextlib.suppress(OSError):
             os.rmdir(target)
 
 
-def _run(argv: list[str]) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-    if done.returncode != 0:
+# mount(2)'s flags for the generic options a snapshot's mount may carry; the
+# others (lowerdir=, index=off, userxattr, ...) are the filesystem's own data.
+_MS_RDONLY: Final = 0x1
+_FLAGS: Final = {"ro": _MS_RDONLY, "nosuid": 0x2, "nodev": 0x4, "noexec": 0x8, "rw": 0}
+_MNT_DETACH: Final = 0x2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _mount_read_only(kind: str, source: str, options: Sequence[str], target: str) -> None:
+    """mount(2) directly: a mount(8) and umount(8) process each cost a lookup ~5 ms."""
+    flags = _MS_RDONLY
+    data = []
+    for option in options:
+        if option in _FLAGS:
+            flags |= _FLAGS[option]
+        else:
+            data.append(option)
+    done = _libc.mount(
+        source.encode(), target.encode(), kind.encode(), flags, ",".join(data).encode()
+    )
+    if done != 0:
+        number = ctypes.get_errno()
         raise LibcontainerdError(
-            f"{argv[0]} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}"
+            f"cannot mount the image's root ({kind}) read-only on {target}: {os.strerror(number)}"
         )
+
+
+def _unmount(target: str) -> None:
+    if _libc.umount2(target.encode(), _MNT_DETACH) != 0:
+        number = ctypes.get_errno()
+        raise LibcontainerdError(f"cannot unmount {target}: {os.strerror(number)}")

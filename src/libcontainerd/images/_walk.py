@@ -38,7 +38,10 @@ def descriptor_of(document: object, what: str) -> Descriptor:
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise InvalidImage(f"{what} has no valid size")
     digest = _media.check_digest(document.get("digest"), f"{what}'s digest")
-    return Descriptor(media_type, digest, size)
+    urls = document.get("urls") or []
+    if not isinstance(urls, list) or not all(isinstance(url, str) for url in urls):
+        raise InvalidImage(f"{what} has urls that are not a list of strings")
+    return Descriptor(media_type, digest, size, tuple(urls))
 
 
 @dataclass
