@@ -120,7 +120,9 @@ async def import_vs_ctr(address: str, ctr: Path, archive: Path, rounds: int) -> 
 async def _lifecycle_ours(client: AsyncClient, name: str, container_id: str) -> float:
     started = time.perf_counter()
     image = await client.images.get(name)
-    await client.create(container_id, oci.image_spec(image, args=TRUE), image=image)
+    # No seccomp profile, as the Go client's WithImageConfig spec (systems.comparable_spec).
+    spec = oci.image_spec(image, oci.with_seccomp(None), args=TRUE)
+    await client.create(container_id, spec, image=image)
     await client.start(container_id)
     await client.wait(container_id)
     await client.delete_task(container_id)

@@ -39,6 +39,13 @@ SLEEP = ["/bin/sleep", "1000000"]
 GROUP_ANNOTATION = "io.containerd.runc.v2.group"
 
 
+def comparable_spec(args: list[str], root: Path | str, *options: oci.SpecOption) -> oci.Spec:
+    """``oci.default_spec`` without its seccomp profile: containerd's default spec, which
+    the Go client (``oci.WithDefaultSpec``) and ``ctr run`` build, so every system runs the
+    same spec; the profile's own cost is ``experiments.seccomp_lifecycle``'s figure."""
+    return oci.default_spec(args, root, oci.with_seccomp(None), *options)
+
+
 class Unsupported(Exception):
     """This system cannot run this benchmark here; the message says why."""
 
@@ -187,10 +194,10 @@ class Ours(System):
 
     def _spec(self, args: list[str]) -> dict[str, Any]:
         if self.group:
-            return oci.default_spec(
+            return comparable_spec(
                 args, self.env.rootfs, oci.with_annotations({GROUP_ANNOTATION: self.group})
             )
-        return oci.default_spec(args, self.env.rootfs)
+        return comparable_spec(args, self.env.rootfs)
 
     async def _one_lifecycle(self, client: AsyncClient, container_id: str) -> None:
         # Building the spec is part of the caller's work, as it is for the Go client.
@@ -390,7 +397,7 @@ class Runc(System):
     def _bundle(self, container_id: str, args: list[str]) -> Path:
         bundle = self.bundles / container_id
         bundle.mkdir(parents=True, exist_ok=True)
-        spec = oci.default_spec(args, self.env.rootfs)
+        spec = comparable_spec(args, self.env.rootfs)
         spec["linux"]["cgroupsPath"] = f"/bench-runc/{container_id}"
         (bundle / "config.json").write_text(json.dumps(spec))
         return bundle
