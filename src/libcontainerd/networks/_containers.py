@@ -10,13 +10,18 @@ restarts. Before Containers.Delete it runs CNI DEL, then unmounts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Final
 
+from .. import _typeurl
 from .._api.containerd.api.services.containers.v1 import containers_pb2
+from .._api.containerd.api.services.tasks.v1 import tasks_pb2
+from .._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
 from .._session import Session
 from .._tasks import ContainerHook, NewContainer
 from ..errors import AlreadyExists, InvalidArgument, LibcontainerdError
+from . import _netns
 from ._attachments import Attachment, Attachments
 from ._types import Attach, NetworkInfo
 
@@ -28,6 +33,12 @@ NETWORK_LABEL: Final = "libcontainerd.network"
 NETNS_LABEL: Final = "libcontainerd.network.netns"
 CNI_ID_LABEL: Final = "libcontainerd.network.cni-id"
 _NETWORK_FILES: Final = frozenset({"/etc/resolv.conf", "/etc/hosts", "/etc/hostname"})
+
+
+def _restoring(request: tasks_pb2.CreateTaskRequest) -> bool:
+    """Whether the task is created from a checkpoint (runc's ``criu_image_path``)."""
+    options = _typeurl.unpack(request.options, runc_pb2.Options)
+    return options is not None and bool(options.criu_image_path)
 
 
 def attach_argument(value: object) -> Attach | None:
@@ -125,6 +136,18 @@ class NetworkAttachments(ContainerHook):
 
     def info(self, container_id: str) -> NetworkInfo | None:
         return self._networks.info(container_id)
+
+    async def before_task_create(
+        self, container_id: str, request: tasks_pb2.CreateTaskRequest
+    ) -> None:
+        """Before a restore into the container's pinned namespace, drop the network lock
+        a dump with ``exit`` left there (see :func:`._netns.drop_criu_locks`)."""
+        info = self._networks.info(container_id)
+        if info is None or not info.netns or not _restoring(request):
+            return
+        dropped = await asyncio.to_thread(_netns.drop_criu_locks, info.netns)
+        if dropped:
+            log.info("container %s: dropped %d CRIU network lock(s)", container_id, dropped)
 
     def needs_record(self, container_id: str) -> bool:
         return False  # the attachment's record is found by the container's id

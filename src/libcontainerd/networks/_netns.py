@@ -15,13 +15,16 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import logging
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import threading
 from typing import Final
 
-__all__ = ["is_pinned", "pin_new", "unpin"]
+__all__ = ["drop_criu_locks", "is_pinned", "pin_new", "unpin"]
 
 _CLONE_NEWNET: Final = 0x40000000
 _MS_BIND: Final = 4096
@@ -33,6 +36,9 @@ _IFF_UP: Final = 0x1
 _IFREQ: Final = "16sH22x"  # struct ifreq: the name, then ifr_flags (40 bytes in all)
 
 _libc = ctypes.CDLL(None, use_errno=True)
+log = logging.getLogger(__name__)
+# CRIU's network lock: an nftables table named after the dumped root task's pid.
+_CRIU_LOCK_PREFIX: Final = "table inet CRIU-"
 
 
 def pin_new(path: str) -> None:
@@ -92,3 +98,43 @@ def unpin(path: str) -> None:
             raise OSError(number, f"unmount the namespace at {path}: {os.strerror(number)}")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def drop_criu_locks(path: str) -> int:
+    """Delete the nftables tables CRIU's network lock left in the pinned namespace at ``path``.
+
+    A dump that stops the container (checkpoint with ``exit``) keeps the
+    network locked for the restore, which locks it again under the same
+    name and fails ("Locking network failed using nftables") when the
+    namespace outlived the task, as a pinned one does. Run before such a
+    restore; the count of tables deleted. Without ``nft`` (Debian's
+    ``nftables``) nothing is done and the reason is logged.
+    """
+    nft = shutil.which("nft")
+    if nft is None:
+        log.warning(
+            "cannot look for CRIU's network lock in %s: nft is missing (apt-get install nftables)",
+            path,
+        )
+        return 0
+    enter = ["nsenter", f"--net={path}", nft]
+    listed = subprocess.run(
+        [*enter, "list", "tables"], capture_output=True, text=True, timeout=30, check=False
+    )
+    if listed.returncode != 0:
+        log.warning("cannot list nftables tables in %s: %s", path, listed.stderr.strip())
+        return 0
+    locks = [
+        line.split()[-1]
+        for line in listed.stdout.splitlines()
+        if line.startswith(_CRIU_LOCK_PREFIX)
+    ]
+    for table in locks:
+        subprocess.run(
+            [*enter, "delete", "table", "inet", table],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    return len(locks)
