@@ -233,9 +233,15 @@ class UserNamespaces(ContainerHook):
         self.table = table or RangeTable()
         # Creates in flight, by the identity of their NewContainer: the range taken.
         self._pending: dict[int, int] = {}
+        # Containers this client made without an automatic range: their delete skips the
+        # host's table (a locked read); others' (made elsewhere or before) are looked up.
+        self._without_range: set[str] = set()
 
     def sizes(self) -> dict[str, int]:
-        return {"user namespace ranges in flight": len(self._pending)}
+        return {
+            "user namespace ranges in flight": len(self._pending),
+            "containers made without a range": len(self._without_range),
+        }
 
     def _owner(self, container_id: str) -> dict[str, str]:
         return {
@@ -304,7 +310,9 @@ class UserNamespaces(ContainerHook):
 
     async def after_create(self, container: NewContainer) -> None:
         base = self._pending.pop(id(container), None)
-        if base is not None:
+        if base is None:
+            self._without_range.add(container.id)
+        else:
             await asyncio.to_thread(self.table.settle, base)
 
     async def undo_create(self, container: NewContainer) -> None:
@@ -316,6 +324,9 @@ class UserNamespaces(ContainerHook):
         return False  # the table is keyed by the container's id
 
     async def after_delete(self, container_id: str) -> None:
+        if container_id in self._without_range:
+            self._without_range.discard(container_id)
+            return
         try:
             await asyncio.to_thread(self.table.release, self._owner(container_id))
         except (LibcontainerdError, OSError) as error:
