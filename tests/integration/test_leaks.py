@@ -424,8 +424,8 @@ async def run_cycles(
         tracemalloc.start()
         tracing = True
         start = measure()
-        middle = start
-        exits_at_middle = exits_before
+        middle = quarter = start
+        exits_at_middle = exits_at_quarter = exits_before
         began = time.monotonic()
         for index in range(WARM_UP, WARM_UP + cycles):
             current = f"{prefix}{index}"
@@ -433,10 +433,16 @@ async def run_cycles(
             if index == WARM_UP + cycles // 2 - 1:
                 middle = measure()
                 exits_at_middle = client_tables(tables_of)["stream: exits remembered"]
+            if index == WARM_UP + cycles * 3 // 4 - 1:
+                quarter = measure()
+                exits_at_quarter = client_tables(tables_of)["stream: exits remembered"]
         seconds = time.monotonic() - began
         current = ""
         await eventually(lambda: not client_tables(tables_of)["background tasks"], "releases")
         end = measure()
+        # Where a step came from (one site often holds it all), for the run's figures.
+        stepped = max(quarter.traced - middle.traced, end.traced - quarter.traced) > TRACED_SLACK
+        largest = tracemalloc.take_snapshot().statistics("lineno")[:5] if stepped else []
         tracemalloc.stop()
         tracing = False
         # Readers close their pipes at EOF, and the last release may still be on its way.
@@ -494,9 +500,22 @@ async def run_cycles(
         }
         assert per_container == dict.fromkeys(per_container, 0)
         assert tables["FIFO sets kept"] <= 2  # the last cycle's, closed, until the next start
-        exits_added = tables["stream: exits remembered"] - exits_at_middle
-        traced_bound = exits_added * BYTES_PER_REMEMBERED_EXIT + TRACED_SLACK
-        assert end.traced - middle.traced < traced_bound, (start, middle, end)
+        # A leak grows with the cycles, so in both quarters of the second half; one step
+        # (1.9 MB in the 1.7 pass of two whole-suite runs, RSS flat, every table
+        # empty, not in a run of this file alone) lands in one quarter only. Both
+        # quarters' growth is recorded; the smaller must stay within the allowance.
+        third = (quarter.traced - middle.traced, exits_at_quarter - exits_at_middle)
+        fourth = (
+            end.traced - quarter.traced,
+            tables["stream: exits remembered"] - exits_at_quarter,
+        )
+        record(topic, "traced growth in the 3rd / 4th quarter (KiB)",
+               f"{third[0] / 1024:.0f} / {fourth[0] / 1024:.0f}")  # fmt: skip
+        steady = min((third, fourth), key=lambda part: part[0])
+        traced_bound = steady[1] * BYTES_PER_REMEMBERED_EXIT + TRACED_SLACK // 2
+        for number, site in enumerate(largest):
+            record(topic, f"largest allocation site {number + 1}", str(site))
+        assert steady[0] < traced_bound, (start, middle, quarter, end)
         assert end.rss - start.rss < RSS_GROWTH_BOUND, (start, middle, end)
     finally:
         if tracing:
