@@ -1,9 +1,11 @@
 """What /proc says about a host process: parent, state, user, start time, CPU time, command.
 
 Used by the ``lcd`` command to show processes (``lcd top``) and uptimes
-(``lcd ps``, ``lcd daemon status``), which containerd reports neither; and by
+(``lcd ps``, ``lcd daemon status``), which containerd reports neither; by
 the :class:`Supervisor` to tell its containerd from a process that reuses its
-pid. ``/proc/<pid>/stat`` is parsed in one place, :func:`parse_stat`.
+pid; and by the event stream to find a container's OOM count on this host
+(:func:`oom_count_file`). ``/proc/<pid>/stat`` is parsed in one place,
+:func:`parse_stat`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 __all__ = [
     "ProcessInfo",
     "ProcessStat",
+    "oom_count_file",
     "parse_stat",
     "process_alive",
     "process_info",
@@ -26,6 +29,7 @@ __all__ = [
 ]
 
 _PID = re.compile(r"[0-9]+")
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,3 +168,34 @@ def read_pid_file(path: str) -> int | None:
         return None
     pid = int(text)
     return pid if pid > 0 else None
+
+
+def oom_count_file(pid: int, container_id: str) -> Path | None:
+    """The file of the memory cgroup of ``pid`` that counts its OOM kills, or None.
+
+    cgroup v1: ``memory.oom_control`` of the memory hierarchy; v2:
+    ``memory.events`` (each has an ``oom_kill`` line). Only a cgroup whose
+    last component names ``container_id`` is taken (containerd's default path
+    ends in the id, systemd's scope names it), so a pid this process sees in
+    another pid namespace than the runtime's, or a cgroup tree mounted
+    elsewhere, gives None, and the caller asks containerd instead.
+    """
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    candidate = None
+    for line in lines:
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if "memory" in controllers.split(","):  # v1 (or hybrid): the memory hierarchy
+            candidate = _CGROUP_ROOT / "memory" / path.lstrip("/") / "memory.oom_control"
+            break
+        if controllers == "":  # v2's unified hierarchy, unless a v1 memory line follows
+            candidate = _CGROUP_ROOT / path.lstrip("/") / "memory.events"
+    if candidate is None:
+        return None
+    name = candidate.parent.name
+    if name != container_id and not name.endswith(f"-{container_id}.scope"):
+        return None
+    return candidate if candidate.is_file() else None

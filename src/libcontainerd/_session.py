@@ -131,6 +131,11 @@ class Session:
         if self.stream is not None:
             self.stream.discard(container_id, process_id, pid)
 
+    def find_oom_count(self, container_id: str, pid: int) -> None:
+        """The task was created with init ``pid`` (alive until started): see EventStream."""
+        if self.stream is not None:
+            self.stream.find_oom_count(container_id, pid)
+
     async def oom_killed(self, container_id: str, process_id: str | None = None) -> bool:
         """Whether a process of the container was OOM-killed (its cgroup's count, read now).
 

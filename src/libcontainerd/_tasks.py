@@ -291,6 +291,7 @@ class TaskLifecycle:
             raise
         if fifos is not None:
             fifos.attach(created.pid)  # the shim opens the init process's stdio in Create
+        self._session.find_oom_count(container_id, created.pid)
         try:
             started = await self._start_task(container_id, f"start container {container_id!r}")
         except CUT as error:
@@ -464,6 +465,7 @@ class TaskLifecycle:
         if fifos is not None:
             fifos.attach(started.pid)  # the shim opened its ends in Start, after runc restore
         self._session.track(container_id, container_id, started.pid)
+        self._session.find_oom_count(container_id, started.pid)
         return started.pid
 
     async def _terminal_of(self, container_id: str) -> bool:
@@ -588,6 +590,7 @@ class TaskLifecycle:
             await self._stdio.reattach(container_id, process, attach_stdio)
         if alive:
             session.track(container_id, container_id, process.pid)
+            session.find_oom_count(container_id, process.pid)
         return alive, process.pid
 
     # -- delete -----------------------------------------------------------------------
@@ -626,7 +629,7 @@ class TaskLifecycle:
         self._cut_creates.discard(container_id)
         self._execs.forget(container_id)
         if self._session.stream is not None:
-            self._session.stream.forget_exits(container_id)
+            self._session.stream.forget_task(container_id)
         self._stdio.forget(container_id)
 
     async def set_labels(self, container_id: str, labels: Mapping[str, str]) -> dict[str, str]:

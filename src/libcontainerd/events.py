@@ -19,8 +19,9 @@ one (Docker's did, whenever containerd restarted). Three pieces:
   itself publishes a duplicate (a dead shim's synthetic 137).
 
 OOM: an exit's ``oom_killed`` is the container cgroup's own count of OOM
-kills (Tasks.Metrics, read when the exit arrives, before anyone can delete
-the task and its cgroup); containerd's ``oom`` events are only a hint (one
+kills (read when the exit arrives, before anyone can delete the task and its
+cgroup: from the cgroup's file when this host shows it, else with one
+Tasks.Metrics); containerd's ``oom`` events are only a hint (one
 can come after the exit, or never, or by the thousand). A backend gets at
 most one ``oom`` event per container between two of its exits, none after
 its init process's exit, and one made up just before an exit whose count
@@ -36,6 +37,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import grpc
@@ -47,10 +49,11 @@ from ._api.containerd.api.services.events.v1 import events_pb2 as service_pb2
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
 from ._api.containerd.api.types.task import task_pb2
 from ._dispatch import EventDispatcher
+from ._procfs import oom_count_file
 from ._rpc import Connection
 from ._typeurl import to_datetime, type_name
 from .errors import FailedPrecondition, Unavailable
-from .metrics import oom_kills_in
+from .metrics import oom_kills_in, oom_kills_in_file
 from .types import EventInfo, EventType
 
 __all__ = ["EventDispatcher", "EventStream", "decode", "subscription_filter"]
@@ -233,6 +236,9 @@ class EventStream:
         self._init_exited: set[str] = set()
         # Containers whose count, just read, shows a kill that no exit reported yet.
         self._fresh_oom: set[str] = set()
+        # Where this host keeps a task's OOM count (its memory cgroup's file), read
+        # directly instead of a Tasks.Metrics call; until the task is deleted.
+        self._oom_files: dict[str, Path] = {}
         # Callers of exit_of() waiting for a tracked process's exit, by the key of _alive.
         self._waiters: dict[tuple[str, str], list[asyncio.Future[EventInfo | None]]] = {}
         # Exits reported on this subscription whose process containerd still holds (not
@@ -292,6 +298,14 @@ class EventStream:
         """The container's task is deleted (or a new one is made): its kept exits are stale."""
         self._exited.pop(container_id, None)
         self._forget_oom(container_id)
+
+    def forget_task(self, container_id: str) -> None:
+        """The container's task is deleted: its exits and its OOM count's file are stale.
+
+        (Not on a create event: that one may come after the new task's file is found.)
+        """
+        self.forget_exits(container_id)
+        self._oom_files.pop(container_id, None)
 
     def _forget_exit(self, container_id: str, process_id: str) -> None:
         exits = self._exited.get(container_id)
@@ -362,6 +376,7 @@ class EventStream:
             "stream: processes alive": len(self._alive),
             "stream: OOM flags": len(self._oom),
             "stream: OOM counts": len(self._oom_kills),
+            "stream: OOM count files": len(self._oom_files),
             "stream: OOM reported": len(self._oom_reported),
             "stream: init exits": len(self._init_exited),
             "stream: exits remembered": len(self._exits),
@@ -385,11 +400,31 @@ class EventStream:
         count = await self.read_oom_kills(container_id)
         return self.oom_killed(container_id) if count is None else count > 0
 
-    async def read_oom_kills(self, container_id: str) -> int | None:
-        """The container cgroup's OOM kill count (one Tasks.Metrics); None when unreadable.
+    def find_oom_count(self, container_id: str, pid: int) -> None:
+        """The task's init process ``pid`` exists (created, not started): note its count's file.
 
-        The task's cgroup, and so its count, lasts until the task is deleted.
+        Read then, the file saves a Tasks.Metrics call at each exit (a
+        millisecond of a lifecycle); a task whose cgroup this host does not
+        show is asked about as before.
         """
+        path = oom_count_file(pid, container_id)
+        if path is None:
+            self._oom_files.pop(container_id, None)
+        else:
+            self._oom_files[container_id] = path
+
+    async def read_oom_kills(self, container_id: str) -> int | None:
+        """The container cgroup's OOM kill count; None when unreadable.
+
+        From the cgroup's own file when :meth:`find_oom_count` found it, else
+        one Tasks.Metrics. The task's cgroup, and so its count, lasts until the
+        task is deleted.
+        """
+        path = self._oom_files.get(container_id)
+        if path is not None:
+            count = oom_kills_in_file(path)
+            if count is not None:
+                return count
         request = tasks_pb2.MetricsRequest(filters=[f'id=="{container_id}"'])
         try:
             reply = await self._metrics(request, metadata=self._metadata, timeout=5)
@@ -509,7 +544,7 @@ class EventStream:
         if deleted.id not in ("", deleted.container_id):
             self._forget_exit(deleted.container_id, deleted.id)  # an exec deleted
             return
-        self.forget_exits(deleted.container_id)
+        self.forget_task(deleted.container_id)
         for key in [key for key in self._alive if key[0] == deleted.container_id]:
             del self._alive[key]
             self._wake(key, None)

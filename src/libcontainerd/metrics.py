@@ -33,6 +33,7 @@ numbers stay in ``Stats.metrics``. A counter the runtime did not report is
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Final
 
 from google.protobuf.message import DecodeError
@@ -51,6 +52,7 @@ __all__ = [
     "from_v1",
     "from_v2",
     "oom_kills_in",
+    "oom_kills_in_file",
 ]
 
 CGROUPS_V1_METRICS: Final = cgroups_v1.Metrics.DESCRIPTOR.full_name
@@ -142,6 +144,24 @@ def oom_kills_in(reply: tasks_pb2.MetricsResponse, container_id: str) -> int | N
                 return decode(metric).oom_kills
             except errors.LibcontainerdError:
                 return None
+    return None
+
+
+def oom_kills_in_file(path: Path) -> int | None:
+    """The ``oom_kill`` count in a cgroup's memory.oom_control (v1) or memory.events (v2).
+
+    The same figure as Tasks.Metrics reports, read on this host without a
+    call; None when the file is gone (the task was deleted) or has no such
+    line (kernels before 4.13).
+    """
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
     return None
 
 

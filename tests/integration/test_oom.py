@@ -17,6 +17,7 @@ import collections
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,6 +168,44 @@ async def test_a_client_that_did_not_see_the_exit_reads_the_count(
 
     assert (status.exit_code, status.oom_killed) == (137, True)
     assert (deleted.exit_code, deleted.oom_killed) == (137, True)
+
+
+def _count_metrics_calls(client: AsyncClient) -> list[str]:
+    """The Tasks.Metrics calls the client's event stream makes from now on (by container)."""
+    stream = client._session.stream
+    assert stream is not None
+    calls: list[str] = []
+    metrics = stream._metrics
+
+    def counted(request: Any, **kw: Any) -> Any:
+        calls.append(str(request.filters[0]))
+        return metrics(request, **kw)
+
+    stream._metrics = counted  # type: ignore[assignment]
+    return calls
+
+
+@pytest.mark.async_only(reason="counts the calls of the AsyncClient's own event stream")
+@pytest.mark.parametrize("found", [True, False], ids=["cgroup file", "no cgroup file"])
+async def test_an_exit_reads_its_count_from_the_cgroup_file_on_this_host_else_asks(
+    containers: ContainerFactory, monkeypatch: pytest.MonkeyPatch, found: bool
+) -> None:
+    client = containers.client
+    if not found:  # as for a client in another pid namespace or cgroup view than the runtime
+        monkeypatch.setattr("libcontainerd.events.oom_count_file", lambda *_: None)
+    calls = _count_metrics_calls(client)
+    hog = await containers.run(HOG, MEMORY)
+    clean = await containers.run(("/bin/sh", "-c", "exit 0"), MEMORY)
+
+    statuses = [await client.wait(hog), await client.wait(clean)]
+    deleted = [await client.delete_task(hog), await client.delete_task(clean)]
+
+    assert [(s.exit_code, s.oom_killed) for s in statuses] == [(137, True), (0, False)]
+    assert [(s.exit_code, s.oom_killed) for s in deleted] == [(137, True), (0, False)]
+    if found:
+        assert calls == []  # no Tasks.Metrics: a millisecond less per exit
+    else:
+        assert sorted(calls) == sorted([f'id=="{hog}"', f'id=="{clean}"'])
 
 
 async def test_hundreds_of_oom_kills_and_clean_exits_are_each_flagged_exactly(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from google.protobuf import any_pb2, timestamp_pb2
@@ -165,3 +166,24 @@ def test_a_payload_that_does_not_decode_raises_a_library_error() -> None:
     )
     with pytest.raises(LibcontainerdError, match="do not decode"):
         metrics.decode(garbage)
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        ("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", 3),  # v1 memory.oom_control
+        ("low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n", 2),  # v2 memory.events
+        ("oom_kill_disable 0\nunder_oom 0\n", None),  # a kernel before 4.13
+        ("oom_kill x\n", None),
+    ],
+)
+def test_the_oom_count_is_read_from_a_cgroup_file(
+    tmp_path: Path, text: str, count: int | None
+) -> None:
+    path = tmp_path / "memory.events"
+    path.write_text(text)
+    assert metrics.oom_kills_in_file(path) == count
+
+
+def test_a_cgroup_file_that_is_gone_gives_no_count(tmp_path: Path) -> None:
+    assert metrics.oom_kills_in_file(tmp_path / "deleted" / "memory.oom_control") is None

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from libcontainerd._procfs import (
+    oom_count_file,
     parse_stat,
     process_alive,
     process_info,
@@ -180,3 +181,9 @@ def test_read_pid_file_of_undecodable_bytes_is_none(tmp_path: Path) -> None:
     path = tmp_path / "daemon.pid"
     path.write_bytes(b"\xff\xfe12")
     assert read_pid_file(str(path)) is None
+
+
+def test_the_oom_count_file_of_a_process_whose_cgroup_does_not_name_the_container() -> None:
+    # This test's own process: its cgroup is not named after a container id.
+    assert oom_count_file(os.getpid(), "not-this-process-cgroup") is None
+    assert oom_count_file(NOT_A_PID, "x") is None
