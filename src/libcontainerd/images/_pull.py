@@ -86,14 +86,24 @@ class Fetcher:
         await self.children(target, data, what)
         return target
 
-    async def layers(self, layers: list[Descriptor], arrived: list[asyncio.Event]) -> None:
-        """Fetch the layers concurrently (bounded); ``arrived[i]`` is set once layer i is in."""
+    async def layers(
+        self, layers: list[Descriptor], arrived: list[asyncio.Event], *, bottom_first: bool
+    ) -> None:
+        """Fetch the layers concurrently (bounded); ``arrived[i]`` is set once layer i is in.
+
+        With ``bottom_first`` (an unpack takes them in order), the bottom layer
+        comes alone first: with the whole bandwidth it is in sooner, and so is
+        the unpack's start; the others download while it is applied.
+        """
 
         async def one(index: int, layer: Descriptor) -> None:
             await self.blob(layer, f"layer {index} ({layer.digest[:19]})")
             arrived[index].set()
 
-        await all_or_none([one(index, layer) for index, layer in enumerate(layers)])
+        numbered = list(enumerate(layers))
+        if bottom_first and numbered:
+            await one(*numbered.pop(0))
+        await all_or_none([one(index, layer) for index, layer in numbered])
 
     async def document(self, descriptor: Descriptor, data: bytes, what: str) -> None:
         await self.store.write(
@@ -249,27 +259,41 @@ class Fetcher:
 
 
 def _reader(response: httpx.Response, remaining: int, skip: int) -> Reader:
-    """The answer's body as a Reader: chunks as they arrive, at most ``remaining`` + 1 bytes
-    (more is refused by the write as too long), the first ``skip`` bytes dropped."""
+    """The answer's body as a Reader of up to ``size`` bytes a call, at most ``remaining`` + 1
+    bytes in all (more is refused by the write as too long), the first ``skip`` bytes dropped.
+
+    The network's chunks (tens of KiB) are gathered into one WRITE message of
+    up to ``size``: containerd's per-message cost, not the bytes, was what
+    bounded a pull's download rate.
+    """
     stream = response.aiter_bytes()
     received = 0
+    broken: httpx.TransportError | None = None
 
     async def read(size: int) -> bytes:
-        nonlocal received, skip
-        while received <= remaining:
+        nonlocal received, skip, broken
+        if broken is not None:
+            raise _Dropped(broken) from broken
+        parts: list[bytes] = []
+        gathered = 0
+        while gathered < size and received <= remaining:
             try:
                 chunk = await anext(stream)
             except StopAsyncIteration:
-                return b""
+                break
             except httpx.TransportError as error:
-                raise _Dropped(error) from error
+                if not parts:
+                    raise _Dropped(error) from error
+                broken = error  # what came is written first: a resumed pull skips it
+                break
             if skip:
                 dropped = min(skip, len(chunk))
                 chunk, skip = chunk[dropped:], skip - dropped
             if chunk:
                 received += len(chunk)
-                return chunk
-        return b""
+                gathered += len(chunk)
+                parts.append(chunk)
+        return b"".join(parts)
 
     return read
 

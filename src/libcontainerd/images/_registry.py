@@ -41,7 +41,7 @@ from ..errors import (
 )
 from . import _media
 from ._auth import Authorizer, Credentials, credentials_from_docker_config
-from ._hosts import Endpoint, endpoints_for
+from ._hosts import Endpoint, endpoints_for, system_tls
 from ._names import normalize_name
 from ._types import Descriptor
 
@@ -121,7 +121,9 @@ class Repository:
         self._credentials = credentials
         self._authorizer: Authorizer | None = None
         self._clients: dict[int, httpx.AsyncClient] = {}
-        self._plain = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+        self._plain = httpx.AsyncClient(
+            verify=system_tls(), timeout=TIMEOUT, follow_redirects=False
+        )
 
     async def __aenter__(self) -> Repository:
         credentials = self._credentials
@@ -142,9 +144,8 @@ class Repository:
         key = id(endpoint.verify) if not isinstance(endpoint.verify, bool) else int(endpoint.verify)
         client = self._clients.get(key)
         if client is None:
-            client = httpx.AsyncClient(
-                verify=endpoint.verify, timeout=TIMEOUT, follow_redirects=False
-            )
+            verify = system_tls() if endpoint.verify is True else endpoint.verify
+            client = httpx.AsyncClient(verify=verify, timeout=TIMEOUT, follow_redirects=False)
             self._clients[key] = client
         return client
 

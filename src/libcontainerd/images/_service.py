@@ -353,7 +353,7 @@ class ImageService:
                 for digest, labels in walker.labels.items():
                     await self._store.set_labels(digest, labels, metadata=lease.metadata)
                 arrived = [asyncio.Event() for _ in resolved.layers]
-                work = [fetcher.layers(resolved.layers, arrived)]
+                work = [fetcher.layers(resolved.layers, arrived, bottom_first=unpack)]
                 if unpack:  # each layer as soon as it and those below it are in
                     snapshots = Snapshots(session, snapshotter or self.snapshotter)
                     work.append(
