@@ -36,7 +36,7 @@ from libcontainerd import oci, rootfs
 from libcontainerd.client import AsyncClient
 
 from . import provision
-from .measure import format_seconds, ratio, summarize
+from .measure import format_seconds, ratio, ratio_interval, summarize
 from .systems import TRUE, Env, GoClient, _CallCounter, _channels_with
 
 OURS_NAMESPACE = "bench-img-lcd"
@@ -172,6 +172,8 @@ async def image_lifecycle(
         result["systems"]["go"] = summarize(theirs)
         result["grpc_calls"]["go"] = go_calls
         result["ratio"] = ratio(summarize(ours)["median"], summarize(theirs)["median"])
+        # Interleaved turn by turn: each pair shares the machine's moment.
+        result["ratio_interval_90"] = ratio_interval(list(zip(ours, theirs, strict=True)))
     return result
 
 
@@ -321,6 +323,9 @@ def report(results: dict[str, Any]) -> str:
             f" Go {format_seconds(lifecycle['systems']['go']['median'])} ({calls['go']} calls)"
             f" = {lifecycle['ratio']:.2f}x"
         )
+        if lifecycle.get("ratio_interval_90"):
+            low, high = lifecycle["ratio_interval_90"]
+            lines[-1] += f" [90 % interval {low:.2f}-{high:.2f}]"
     rss = results["import_rss"]
     lines.append(
         f"  client RSS growth importing a {rss['layer_mib']} MiB layer: {rss['growth_mib']:.1f} MiB"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -29,6 +30,21 @@ def summarize(samples: Sequence[float]) -> dict[str, Any]:
         "min": values[0] if values else float("nan"),
         "max": values[-1] if values else float("nan"),
     }
+
+
+def medians_ms(times: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """Each step's median in milliseconds, from its samples in seconds."""
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}
+
+
+def print_medians(medians: Mapping[str, float], *, as_json: bool, width: int) -> None:
+    """A run's figures as JSON, or a line each: a name with "/" in it is a ratio (no unit)."""
+    if as_json:
+        print(json.dumps(medians, indent=2))
+        return
+    for name, value in medians.items():
+        unit = "" if "/" in name else " ms"
+        print(f"{name:{width}} {value:8.2f}{unit}")
 
 
 def ratio(ours: float | None, anchor: float | None) -> float | None:

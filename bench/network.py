@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +34,7 @@ from libcontainerd.networks._attachments import INTERFACE, Attachments
 from libcontainerd.networks._cni import Invocation
 from libcontainerd.networks._config import read_conflist
 
+from .measure import medians_ms, print_medians
 from .runner import remove_workdir
 
 NAMESPACE = "bench-network"
@@ -164,7 +163,7 @@ async def _measure(rounds: int, workdir: Path) -> dict[str, float]:
         await service.remove(network.name)
         if podman is not None and not podman_bridge_existed:
             await _run("ip", "link", "delete", PODMAN_BRIDGE)
-    medians = {name: 1000 * statistics.median(values) for name, values in times.items()}
+    medians = medians_ms(times)
     medians["library / floor"] = medians["library"] / medians["floor"]
     if "podman run --rm -p" in medians:
         anchor = medians["podman run --rm -p"]
@@ -188,12 +187,7 @@ def main() -> None:
         medians = asyncio.run(_measure(arguments.rounds, workdir))
     finally:
         remove_workdir(workdir)
-    if arguments.json:
-        print(json.dumps(medians, indent=2))
-        return
-    for name, value in medians.items():
-        unit = "" if "/" in name else " ms"
-        print(f"{name:40} {value:8.2f}{unit}")
+    print_medians(medians, as_json=arguments.json, width=40)
 
 
 if __name__ == "__main__":

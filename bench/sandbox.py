@@ -19,7 +19,6 @@ import asyncio
 import hashlib
 import io
 import json
-import statistics
 import tarfile
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 from libcontainerd import AsyncClient, Supervisor, oci, rootfs
 from libcontainerd.images import Image
 
+from .measure import medians_ms, print_medians
 from .runner import remove_workdir
 
 NAMESPACE = "bench-sandbox"
@@ -131,7 +131,7 @@ async def _measure(rounds: int, workdir: Path, layer_tar: Path | None) -> dict[s
                     times[name].append(time.perf_counter() - began)
         finally:
             await client.images.remove(image.name)
-    medians = {name: 1000 * statistics.median(values) for name, values in times.items()}
+    medians = medians_ms(times)
     medians["first user-namespaced lifecycle (image, remap)"] = 1000 * first
     medians["sandbox / default (busybox dir)"] = (
         medians["lifecycle sandbox (busybox dir)"] / medians["lifecycle default (busybox dir)"]
@@ -159,12 +159,7 @@ def main() -> None:
         medians = asyncio.run(_measure(arguments.rounds, workdir, arguments.layer))
     finally:
         remove_workdir(workdir)
-    if arguments.json:
-        print(json.dumps(medians, indent=2))
-        return
-    for name, value in medians.items():
-        unit = "" if "/" in name else " ms"
-        print(f"{name:58} {value:8.2f}{unit}")
+    print_medians(medians, as_json=arguments.json, width=58)
 
 
 if __name__ == "__main__":

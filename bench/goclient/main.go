@@ -128,53 +128,34 @@ func specOpts(rootfs string, args []string, group string) containerd.NewContaine
 }
 
 // lifecycle is create, start, wait for exit, delete: what a caller of the client writes.
-func (b *bench) lifecycle(ctx context.Context, id, rootfs string, args []string, group string) (err error) {
-	container, err := b.client.NewContainer(ctx, id, specOpts(rootfs, args, group))
-	if err != nil {
-		return fmt.Errorf("create %s: %w", id, err)
-	}
-	defer func() {
-		if derr := container.Delete(ctx); derr != nil && err == nil {
-			err = fmt.Errorf("delete %s: %w", id, derr)
-		}
-	}()
-	task, err := container.NewTask(ctx, cio.NullIO)
-	if err != nil {
-		return fmt.Errorf("new task %s: %w", id, err)
-	}
-	exited, err := task.Wait(ctx)
-	if err != nil {
-		task.Delete(ctx, containerd.WithProcessKill)
-		return fmt.Errorf("wait %s: %w", id, err)
-	}
-	if err := task.Start(ctx); err != nil {
-		task.Delete(ctx, containerd.WithProcessKill)
-		return fmt.Errorf("start %s: %w", id, err)
-	}
-	<-exited
-	if _, err := task.Delete(ctx); err != nil {
-		return fmt.Errorf("delete task %s: %w", id, err)
-	}
-	return nil
+func (b *bench) lifecycle(ctx context.Context, id, rootfs string, args []string, group string) error {
+	return b.runOnce(ctx, id, nil, specOpts(rootfs, args, group))
 }
 
 // imageLifecycle is lifecycle from an image, as a Go caller writes it: the image's
 // config for the spec, a new writable snapshot on its top layer, and the
 // snapshot removed with the container.
-func (b *bench) imageLifecycle(ctx context.Context, id, ref string, args []string) (err error) {
+func (b *bench) imageLifecycle(ctx context.Context, id, ref string, args []string) error {
 	image, err := b.client.GetImage(ctx, ref)
 	if err != nil {
 		return fmt.Errorf("get image %s: %w", ref, err)
 	}
-	container, err := b.client.NewContainer(ctx, id,
+	return b.runOnce(ctx, id, []containerd.DeleteOpts{containerd.WithSnapshotCleanup},
 		containerd.WithImage(image),
 		containerd.WithNewSnapshot(id, image),
 		containerd.WithNewSpec(oci.WithImageConfig(image), oci.WithProcessArgs(args...)))
+}
+
+// runOnce creates the container, runs its task to its exit, and deletes the task and
+// then the container (with deleteOpts): the body both lifecycles share.
+func (b *bench) runOnce(ctx context.Context, id string, deleteOpts []containerd.DeleteOpts,
+	opts ...containerd.NewContainerOpts) (err error) {
+	container, err := b.client.NewContainer(ctx, id, opts...)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", id, err)
 	}
 	defer func() {
-		if derr := container.Delete(ctx, containerd.WithSnapshotCleanup); derr != nil && err == nil {
+		if derr := container.Delete(ctx, deleteOpts...); derr != nil && err == nil {
 			err = fmt.Errorf("delete %s: %w", id, derr)
 		}
 	}()

@@ -16,6 +16,7 @@ from . import _typeurl, checkpoint, errors, metrics
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
 from ._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
 from ._session import Session
+from ._userns import open_checkpoint
 from .errors import FailedPrecondition, InvalidArgument, LibcontainerdError, NotFound
 from .types import ExitStatus, Stats, Status
 
@@ -132,3 +133,10 @@ async def checkpoint_task(
                     f"cannot checkpoint container {container_id!r}: its task has stopped"
                 ) from None
             raise checkpoint.checkpoint_failure(container_id, error) from None
+        try:
+            spec = _typeurl.unpack_json(container.spec) if container.spec.value else {}
+        except ValueError:
+            spec = {}
+        if isinstance(spec, dict):
+            # CRIU restores a user-namespaced task as the namespace's root: let it read.
+            await asyncio.to_thread(open_checkpoint, partial, spec)

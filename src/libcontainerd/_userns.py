@@ -21,6 +21,12 @@ only its own daemon and namespace: elsewhere the container may exist).
 
 :func:`shift_ownership` chowns a tree by the maps (for remapped snapshots,
 see :mod:`.images._containers`).
+
+Checkpoints: CRIU reads a restore's images as the namespace's root and
+restores the namespace the images record, whatever the spec says; so a
+checkpoint is opened to that root's group (:func:`open_checkpoint`), and
+before a restored task is created the hook refuses images of other maps, or
+that root may not read (:func:`check_restorable`; see :mod:`._criu_images`).
 """
 
 from __future__ import annotations
@@ -34,9 +40,19 @@ import os
 import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
+from . import _typeurl
 from ._api.containerd.api.services.containers.v1 import containers_pb2
+from ._api.containerd.api.services.tasks.v1 import tasks_pb2
+from ._api.containerd.runtime.v2.runc.options import oci_pb2 as runc_pb2
+from ._criu_images import (
+    ImageError,
+    open_to_namespace_root,
+    refused_to_namespace_root,
+    user_namespace_maps,
+)
 from ._paths import DEFAULT_ROOT_DIR
 from ._session import Session
 from ._tasks import ContainerHook, NewContainer
@@ -51,8 +67,10 @@ __all__ = [
     "RANGE_SIZE",
     "IdMap",
     "UserNamespaces",
+    "check_restorable",
     "host_id",
     "id_maps",
+    "open_checkpoint",
     "shift_ownership",
 ]
 
@@ -320,6 +338,19 @@ class UserNamespaces(ContainerHook):
         if base is not None:
             await asyncio.to_thread(self.table.release, self._owner(container.id))
 
+    async def before_task_create(
+        self, container_id: str, request: tasks_pb2.CreateTaskRequest
+    ) -> None:
+        """A task restored from a checkpoint: refuse one CRIU would run in other ids."""
+        if not request.HasField("options"):
+            return
+        options = _typeurl.unpack(request.options, runc_pb2.Options)
+        if options is None or not options.criu_image_path:
+            return
+        maps = id_maps(await self._session.spec(container_id, "read the spec of"))
+        source = Path(options.criu_image_path)
+        await asyncio.to_thread(check_restorable, container_id, source, maps)
+
     def needs_record(self, container_id: str) -> bool:
         return False  # the table is keyed by the container's id
 
@@ -363,6 +394,79 @@ def _has_user_namespace(spec: Mapping[str, Any]) -> bool:
 
 def _mounts_sysfs(spec: Mapping[str, Any]) -> bool:
     return any(mount.get("type") == "sysfs" for mount in spec.get("mounts") or [])
+
+
+# -- checkpoints -------------------------------------------------------------------------
+
+
+def open_checkpoint(directory: Path, spec: Mapping[str, Any]) -> None:
+    """Let the user namespace's root read its container's checkpoint: CRIU restores as it.
+
+    Without a user namespace nothing changes (blocking; see :mod:`._criu_images`).
+    """
+    maps = id_maps(spec)
+    gid = None if maps is None else host_id(maps[1], 0)
+    if gid is not None:
+        open_to_namespace_root(directory, gid)
+
+
+def check_restorable(container_id: str, source: Path, maps: tuple[IdMap, IdMap] | None) -> None:
+    """Refuse a restore that CRIU would run in other ids than the container's, or cannot read.
+
+    CRIU restores the checkpoint's user namespace whatever the spec says: a
+    checkpoint of another range would run as ids that another container may
+    own now, and one of an unconfined container as the host's root. Raises
+    InvalidArgument (blocking).
+    """
+    try:
+        recorded = user_namespace_maps(source)
+    except ImageError as error:
+        if maps is None:
+            return  # CRIU says what is wrong with the images
+        raise InvalidArgument(
+            f"cannot restore container {container_id!r} from {source}: the user namespace"
+            f" of its checkpoint cannot be read ({error}), so it cannot be matched to the"
+            " container's"
+        ) from None
+    if _sorted(recorded) != _sorted(maps):
+        if recorded is None:
+            hint = "restore it into a container without a user namespace"
+        else:
+            uids, gids = ([list(triple) for triple in entries] for entries in recorded)
+            hint = f"restore it into a container made with oci.with_user_namespace({uids}, {gids})"
+        raise InvalidArgument(
+            f"cannot restore container {container_id!r} from {source}: the checkpoint's"
+            f" user namespace maps {_describe(recorded)}, the container's {_describe(maps)};"
+            " CRIU restores the checkpoint's, so its processes would run as ids the"
+            f" container does not own ({hint})"
+        )
+    if maps is None:
+        return
+    uid, gid = host_id(maps[0], 0), host_id(maps[1], 0)
+    if uid is None or gid is None:
+        return
+    refused = refused_to_namespace_root(source, uid, gid)
+    if refused:
+        raise InvalidArgument(
+            f"cannot restore container {container_id!r} from {source}: CRIU reads the"
+            f" images as the container's root, host uid {uid} and gid {gid}, which may not"
+            f" read {refused} (create_checkpoint makes them so; else: chgrp -R {gid}"
+            f" {source} && chmod -R g+rX {source})"
+        )
+
+
+def _sorted(maps: tuple[IdMap, IdMap] | None) -> tuple[IdMap, IdMap] | None:
+    return None if maps is None else (tuple(sorted(maps[0])), tuple(sorted(maps[1])))
+
+
+def _describe(maps: tuple[IdMap, IdMap] | None) -> str:
+    if maps is None:
+        return "none (the host's ids)"
+
+    def triples(entries: IdMap) -> str:
+        return ",".join(f"{inside}:{outside}:{size}" for inside, outside, size in entries)
+
+    return f"uids {triples(maps[0])} and gids {triples(maps[1])}"
 
 
 # -- ownership ---------------------------------------------------------------------------

@@ -420,8 +420,10 @@ class AsyncClient:
         works as for a new task (a callback, a :class:`LogFile`, stdin, a new
         terminal for a terminal container). That also raises InvalidArgument for a directory that
         is missing or holds no checkpoint (before anything is sent) or whose
-        images CRIU refuses (with CRIU's reasons; no task is left behind), and
-        CheckpointUnsupported when no working CRIU is found.
+        images CRIU refuses (with CRIU's reasons; no task is left behind), or
+        whose user namespace is not the container's (CRIU would restore the
+        checkpoint's maps) or whose images that namespace's root may not read,
+        and CheckpointUnsupported when no working CRIU is found.
         """
         check_identifier(container_id)
         return await self._tasks.start(container_id, checkpoint_dir, with_stdin, attach_stdio)
@@ -842,7 +844,9 @@ class AsyncClient:
         The directory must not exist yet or be empty; the images are written
         beside it and renamed into place when complete, so a failure leaves
         nothing behind. With ``exit`` the container stops once checkpointed
-        (its task ends as if killed, status 137). Raises, before the container
+        (its task ends as if killed, status 137). A user-namespaced container's
+        images are given to the group of its root's host gid (CRIU restores them
+        as that root), and stay closed to others. Raises, before the container
         is touched: InvalidArgument (a path that cannot be a directory),
         AlreadyExists (a directory with files in it), NotFound,
         CheckpointUnsupported (no working CRIU, with ``criu check``'s reasons);

@@ -22,10 +22,16 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 from . import seccomp as _seccomp
 from ._identifiers import check_identifier
+from ._validate import as_int as _int
+from ._validate import as_list as _list
+from ._validate import as_object as _object
+from ._validate import fail as _fail
+from ._validate import is_int as _is_int
+from ._validate import required as _required
 from .errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -1264,31 +1270,7 @@ def _json_value(value: object, where: str, depth: int = 0) -> None:
 
 
 # --- value rules, shared by the options (parameter names) and validation (field paths) ---
-
-
-def _fail(where: str, expected: str, value: object) -> NoReturn:
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    raise InvalidArgument(f"{where} must be {expected}, got {shown}")
-
-
-def _required(obj: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in obj:
-        raise InvalidArgument(f"{where}.{key} is required")
-    return obj[key]
-
-
-def _object(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        _fail(where, "an object (dict)", value)
-    return value
-
-
-def _list(value: object, where: str) -> list[Any]:
-    if not isinstance(value, list | tuple):
-        _fail(where, "a list", value)
-    return list(value)
+# (the ones seccomp uses too, _fail, _object, _list, _int, ..., are in _validate)
 
 
 def _iterable(value: object, where: str) -> list[Any]:
@@ -1315,17 +1297,6 @@ def _string_list(value: object, where: str) -> list[str]:
     for index, item in enumerate(items):
         _string(item, f"{where}[{index}]")
     return items
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    # bool is an int subclass, but True is no JSON integer.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int(value: object, where: str, low: int, high: int) -> int:
-    if not _is_int(value) or not low <= value <= high:
-        _fail(where, f"an integer between {low} and {high}", value)
-    return value
 
 
 def _args(value: object, where: str) -> list[str]:

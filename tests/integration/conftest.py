@@ -56,6 +56,8 @@ SUITE_NAMESPACES = (
     "lcdfuzz",
     "lcdimages",
     "lcdcli",
+    "lcdclisandbox",
+    "lcdsandboxcr",
     "lcddemo",
     "libcontainerd",
     "test",
@@ -153,6 +155,13 @@ def workdir() -> Iterator[Path]:
         yield path
     finally:
         remove_workdir(path)
+
+
+@pytest.fixture
+def place(workdir: Path) -> Path:
+    """The test's folder, which a mapped uid may pass through (mkdtemp makes it 0700)."""
+    workdir.chmod(0o755)
+    return workdir
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
  *
  * Built static at test time (the busybox root has no libc). Each attempt is
  * one syscall with harmless arguments; the probe prints one line per
- * attempt, "NAME ERRNO", where ERRNO is 0 when the call succeeded. Each
+ * attempt, "NAME ERRNO", where ERRNO is 0 when the call succeeded, or
+ * "NAME -SIGNAL" when the attempt was killed by that signal. Each
  * attempt runs in a child process of its own, which then exits.
  */
 #define _GNU_SOURCE
@@ -84,6 +85,20 @@ static long attempt(const char *name) {
     if (!strcmp(name, "settimeofday")) return syscall(SYS_settimeofday, NULL, NULL);
     if (!strcmp(name, "acct")) return syscall(SYS_acct, NULL);
     if (!strcmp(name, "iopl")) return syscall(SYS_iopl, 3L);
+#ifdef __x86_64__
+    /* 32-bit programs' calls: i386's getpid (20) through int 0x80, and x32's
+     * getpid (x86_64's 39 with the x32 bit). */
+    if (!strcmp(name, "ia32_getpid")) {
+        long result;
+        __asm__ volatile("int $0x80" : "=a"(result) : "a"(20L) : "memory");
+        if (result < 0) {
+            errno = (int)-result;
+            return -1;
+        }
+        return result;
+    }
+    if (!strcmp(name, "x32_getpid")) return syscall(0x40000000L | 39L);
+#endif
     errno = EINVAL;
     return -2;
 }
@@ -110,7 +125,13 @@ int main(int argc, char **argv) {
             fflush(stdout);
             _exit(0);
         }
-        if (child < 0 || waitpid(child, &status, 0) < 0 || status != 0) return 2;
+        if (child < 0 || waitpid(child, &status, 0) < 0) return 2;
+        if (WIFSIGNALED(status)) {
+            printf("%s -%d\n", argv[i], WTERMSIG(status)); /* killed, e.g. by SIGSYS */
+            fflush(stdout);
+        } else if (status != 0) {
+            return 2;
+        }
     }
     return 0;
 }

@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,7 @@ from libcontainerd.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from libcontainerd.images import _media
+from libcontainerd.images import Image, ImageService, _media
 from libcontainerd.supervisor import Supervisor
 
 from .. import figures
@@ -58,6 +59,38 @@ def _hosts_toml(folder: Path, registry_host: str, text: str) -> Path:
     return folder
 
 
+async def _pushed(
+    service: ImageService,
+    archives: Archives,
+    registry: Registry,
+    repository: str,
+    auth: tuple[str, str] | None = None,
+) -> tuple[Image, str]:
+    """The suite's image imported, pushed as ``<registry>/<repository>/app:1`` and removed
+    here (a pull must fetch all of it): the image as imported, and the name pushed."""
+    (imported,) = await service.import_archive(archives.oci)
+    assert imported.manifest is not None
+    name = f"{registry.host}/{repository}/app:1"
+    await service.push(OCI_NAME, name, hosts_dir=registry.hosts_dir(), auth=auth)
+    await service.remove(OCI_NAME)
+    return imported, name
+
+
+async def _runs(client: AsyncClient, image: Image) -> None:
+    """A container of the pulled image prints what the suite's image prints (then goes)."""
+    code, output, container_id = await run_image(client, image)
+    assert (code, output) == (0, EXPECTED_OUTPUT), f"a container of {image.name}"
+    await delete_container(client, container_id)
+
+
+def _gets(faults: Faults, digests: Iterable[str]) -> list[str]:
+    """The GET requests the proxy saw for any of the digests (blobs, by their digest)."""
+    wanted = tuple(digests)
+    return [
+        seen for seen in faults.seen if seen.startswith("GET") and any(d in seen for d in wanted)
+    ]
+
+
 # --- credentials -----------------------------------------------------------------------
 
 
@@ -71,10 +104,7 @@ async def test_a_token_that_expires_during_a_pull_is_fetched_again(
         Registry(tmp_path / "bearer", token_realm=tokens.realm) as registry,
     ):
         service = images(client)
-        (imported,) = await service.import_archive(archives.oci)
-        name = f"{registry.host}/expiring/app:1"
-        await service.push(OCI_NAME, name, hosts_dir=registry.hosts_dir(), auth=("bob", "pw"))
-        await service.remove(OCI_NAME)
+        imported, name = await _pushed(service, archives, registry, "expiring", ("bob", "pw"))
         assert imported.config_descriptor is not None
         # The config's answer comes 1.5 s late: the layers are asked for after the expiry.
         faults = Faults(match=f"/blobs/{imported.config_descriptor.digest}", stall=1.5)
@@ -128,18 +158,15 @@ async def test_credentials_come_from_dockers_credential_helpers(
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     with Registry(tmp_path / "auth", users={"alice": "s3cret"}) as registry:
         service = images(client)
-        await service.import_archive(archives.oci)
         hosts = registry.hosts_dir()
-        name = f"{registry.host}/helped/app:1"
         good = json.dumps({"ServerURL": registry.host, "Username": "alice", "Secret": "s3cret"})
         _credential_helper(bin_dir, log, good)
         # credHelpers: a helper for this registry only.
         (docker_config / "config.json").write_text(
             json.dumps({"credHelpers": {registry.host: "lcdtest"}})
         )
-        await service.push(OCI_NAME, name, hosts_dir=hosts)
+        _, name = await _pushed(service, archives, registry, "helped")
         assert log.read_text().splitlines() == [f"get {registry.host}"]
-        await service.remove(OCI_NAME)
         # credsStore: the helper for every registry.
         (docker_config / "config.json").write_text(json.dumps({"credsStore": "lcdtest"}))
         pulled = await service.pull(name, hosts_dir=hosts)
@@ -180,17 +207,13 @@ async def test_an_identity_token_is_exchanged_at_the_realm_as_an_oauth2_refresh_
         (docker_config / "config.json").write_text(
             json.dumps({"auths": {registry.host: {"identitytoken": "refresh-me"}}})
         )
-        service = images(client)
-        await service.import_archive(archives.oci)
-        name = f"{registry.host}/identity/app:1"
-        await service.push(OCI_NAME, name, hosts_dir=registry.hosts_dir())
+        await _pushed(images(client), archives, registry, "identity")
         assert tokens.forms, "no POST reached the token service"
         form = tokens.forms[0]
         assert form["grant_type"] == "refresh_token"
         assert form["refresh_token"] == "refresh-me"
         assert form["service"] == "lcdtest"
         assert form["scope"] == "repository:identity/app:pull,push"
-        await service.remove(OCI_NAME)
 
 
 # --- mirrors ---------------------------------------------------------------------------
@@ -231,9 +254,7 @@ async def test_a_mirror_from_hosts_toml_is_tried_first_and_passed_over_when_down
             gets = [seen for seen in mirror_faults.seen if seen.startswith("GET")]
             assert gets
             assert all(f"ns={upstream.host}" in seen for seen in gets)
-            code, output, container_id = await run_image(client, pulled)
-            assert (code, output) == (0, EXPECTED_OUTPUT)
-            await delete_container(client, container_id)
+            await _runs(client, pulled)
             await service.remove(name)
             # The mirror down (nothing listens there): the registry itself serves the pull.
             hosts = _hosts_toml(
@@ -287,10 +308,7 @@ async def test_a_foreign_layer_comes_from_its_own_url_without_credentials(
     url_serves: bool,
 ) -> None:
     service = images(client)
-    (imported,) = await service.import_archive(archives.oci)
-    name = f"{registry.host}/foreign/app:1"
-    await service.push(OCI_NAME, name, hosts_dir=registry.hosts_dir())
-    assert imported.manifest is not None
+    imported, name = await _pushed(service, archives, registry, "foreign")
     manifest = await _registry_get(registry, "foreign/app/manifests/1")
     big = max(imported.layers, key=lambda layer: layer.size)
     storage = tmp_path / "storage"
@@ -298,7 +316,6 @@ async def test_a_foreign_layer_comes_from_its_own_url_without_credentials(
     if url_serves:
         blob = await _registry_get(registry, f"foreign/app/blobs/{big.digest}")
         (storage / "layers" / big.digest.removeprefix("sha256:")).write_bytes(blob)
-    await service.remove(OCI_NAME)
     with StaticFiles(storage) as files:
         url = f"{files.url}/layers/{big.digest.removeprefix('sha256:')}"
         changed = _foreign_manifest(manifest, big.digest, url)
@@ -314,11 +331,8 @@ async def test_a_foreign_layer_comes_from_its_own_url_without_credentials(
     assert foreign[0].urls == (url,)
     assert [path for path, _ in files.requests] == [f"/layers/{big.digest.removeprefix('sha256:')}"]
     assert all("Authorization" not in headers for _, headers in files.requests)
-    from_registry = [seen for seen in faults.seen if seen.startswith("GET") and big.digest in seen]
-    assert len(from_registry) == (0 if url_serves else 1)
-    code, output, container_id = await run_image(client, pulled)
-    assert (code, output) == (0, EXPECTED_OUTPUT)
-    await delete_container(client, container_id)
+    assert len(_gets(faults, [big.digest])) == (0 if url_serves else 1)
+    await _runs(client, pulled)
     await service.remove(name)
     assert await asyncio.to_thread(ctr.leftovers) == CLEAN
 
@@ -344,12 +358,8 @@ async def test_what_cannot_run_is_refused_by_type_before_any_layer_is_fetched(
     kind: str,
 ) -> None:
     service = images(client)
-    (imported,) = await service.import_archive(archives.oci)
-    name = f"{registry.host}/refused/app:1"
-    await service.push(OCI_NAME, name, hosts_dir=registry.hosts_dir())
-    assert imported.manifest is not None
+    imported, name = await _pushed(service, archives, registry, "refused")
     manifest = json.loads(await _registry_get(registry, "refused/app/manifests/1"))
-    await service.remove(OCI_NAME)
     if kind == "schema1":
         reply = (
             200,
@@ -368,12 +378,7 @@ async def test_what_cannot_run_is_refused_by_type_before_any_layer_is_fetched(
     with Proxy(registry.port, faults) as proxy, pytest.raises(UnsupportedMediaType) as refused:
         await service.pull(name, hosts_dir=registry.hosts_dir(port=proxy.port))
     assert says in str(refused.value)
-    layer_gets = [
-        seen
-        for seen in faults.seen
-        if seen.startswith("GET") and any(layer.digest in seen for layer in imported.layers)
-    ]
-    assert layer_gets == []
+    assert _gets(faults, (layer.digest for layer in imported.layers)) == []
     assert await asyncio.to_thread(ctr.leftovers) == CLEAN
 
 
@@ -392,10 +397,7 @@ async def test_a_pull_cut_off_by_containerd_dying_completes_on_the_next_one_leav
     async with daemon, AsyncClient(daemon.address, NAMESPACE) as own:
         own_ctr = Ctr(Path(containerd).with_name("ctr"), daemon.address)
         service = own.images
-        (imported,) = await service.import_archive(archives.oci)
-        name = f"{registry.host}/crashed/app:1"
-        await service.push(OCI_NAME, name, hosts_dir=registry.hosts_dir())
-        await service.remove(OCI_NAME)
+        imported, name = await _pushed(service, archives, registry, "crashed")
         big = max(imported.layers, key=lambda layer: layer.size)
         # The layer stalls at 40 % for 5 s, then its connection drops: containerd is
         # killed during the stall, with the layer's ingest open.
@@ -431,12 +433,9 @@ async def test_a_pull_cut_off_by_containerd_dying_completes_on_the_next_one_leav
                     )
                     pulled = first
         assert pulled.complete
-        layer_gets = [seen for seen in faults.seen if seen.startswith("GET") and big.digest in seen]
-        assert len(layer_gets) == 2  # the cut-off answer, then the rest
+        assert len(_gets(faults, [big.digest])) == 2  # the cut-off answer, then the rest
         assert own_ctr.rows("content", "active") == []
-        code, output, container_id = await run_image(own, pulled)
-        assert (code, output) == (0, EXPECTED_OUTPUT)
-        await delete_container(own, container_id)
+        await _runs(own, pulled)
         await service.remove(name)
         # The cut-off pull's lease was ended by the pull that completed: nothing is left.
         assert await asyncio.to_thread(own_ctr.leftovers) == CLEAN

@@ -11,12 +11,14 @@ bystander container that must not notice. Figures go to the run's summary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -33,9 +35,10 @@ from libcontainerd.types import Status
 
 from .. import figures
 from . import image_archives
-from .containers import make_client, remove_container
+from .containers import remove_container
 from .image_archives import EXPECTED_OUTPUT, Archives
 from .lcd import environment, lcd
+from .sandboxes import ranges, sandbox_client
 
 pytestmark = pytest.mark.integration
 
@@ -46,27 +49,8 @@ NAMESPACE = "lcdsandbox"
 @pytest.fixture
 async def client(supervisor: Supervisor) -> AsyncIterator[AsyncClient]:
     """An AsyncClient in the sandbox tests' namespace, emptied afterwards."""
-    # The suite's daemon lives in a 0700 folder (mkdtemp); a mapped root passes through
-    # it to its bundle, as through /run/containerd (0711) on a host.
-    state = Path(supervisor.state_dir)
-    for folder in (state, state.parent):
-        folder.chmod(folder.stat().st_mode | 0o111)
-    async with make_client("async", supervisor.address, NAMESPACE) as opened:
-        try:
-            yield opened
-        finally:
-            for info in await opened.list_containers():
-                await remove_container(opened, info.id)
-            for image in await opened.images.list():
-                await opened.images.remove(image.name)
-            assert table_of(opened) == {}, "automatic ranges left behind"
-
-
-@pytest.fixture
-def place(workdir: Path) -> Path:
-    """The test's folder, which a mapped uid may pass through (mkdtemp makes it 0700)."""
-    workdir.chmod(0o755)
-    return workdir
+    async with sandbox_client(supervisor, NAMESPACE) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")
@@ -89,29 +73,47 @@ def busybox_spec(
     return oci.default_spec(args, root, *options)
 
 
-async def run(
-    client: AsyncClient, container_id: str, spec: oci.Spec, image: Image | None = None
-) -> tuple[int, str, bool]:
-    """Create, run to its end and delete a container: exit code, output, OOM-killed."""
-    await client.create(container_id, spec, image=image)
+class Ran(NamedTuple):
+    """What a container's process did: its exit code, its output, whether it was OOM-killed."""
+
+    code: int
+    stdout: bytes
+    stderr: bytes
+    oom_killed: bool
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + self.stderr).decode(errors="replace")
+
+
+@contextlib.asynccontextmanager
+async def finished(client: AsyncClient, container_id: str) -> AsyncIterator[Ran]:
+    """Start a created container and wait for its end; it is deleted when the block ends
+    (its cgroup and labels are still there inside it), or on any failure."""
     try:
         output = CollectOutput()
         await client.start(container_id, attach_stdio=output)
         async with asyncio.timeout(120):
             result = await client.wait(container_id)
             stdout, stderr = await output
-        return result[0], (stdout + stderr).decode(errors="replace"), result.oom_killed
+        yield Ran(result[0], stdout, stderr, result.oom_killed)
     finally:
         await remove_container(client, container_id)
 
 
-def table_of(client: AsyncClient) -> dict[int, str]:
-    """This namespace's entries in the host's range table: base -> container id."""
-    return {
-        base: entry["container_id"]
-        for base, entry in RangeTable().entries().items()
-        if entry["namespace"] == NAMESPACE and entry["address"] == client.address
-    }
+async def finish(client: AsyncClient, container_id: str) -> Ran:
+    """Run a created container to its end and delete it."""
+    async with finished(client, container_id) as ran:
+        return ran
+
+
+async def run(
+    client: AsyncClient, container_id: str, spec: oci.Spec, image: Image | None = None
+) -> tuple[int, str, bool]:
+    """Create, run to its end and delete a container: exit code, output, OOM-killed."""
+    await client.create(container_id, spec, image=image)
+    ran = await finish(client, container_id)
+    return ran.code, ran.output, ran.oom_killed
 
 
 def pids_file(container_id: str, name: str) -> Path:
@@ -149,19 +151,14 @@ async def test_root_inside_an_automatic_range_is_an_unprivileged_uid_outside(
     label = (await client.set_labels(container_id, {}))[RANGE_LABEL]
     base, size = map(int, label.split(":"))
     assert size == RANGE_SIZE
-    assert table_of(client)[base] == container_id
-    output = CollectOutput()
-    await client.start(container_id, attach_stdio=output)
-    async with asyncio.timeout(60):
-        code, _ = await client.wait(container_id)
-        stdout, stderr = await output
-    await remove_container(client, container_id)
-    assert code == 0, stderr
-    lines = [line.split() for line in stdout.decode().splitlines()]
+    assert ranges(client)[base] == container_id
+    ran = await finish(client, container_id)
+    assert ran.code == 0, ran.stderr
+    lines = [line.split() for line in ran.stdout.decode().splitlines()]
     assert lines == [["0", str(base), str(RANGE_SIZE)], ["0", str(base), str(RANGE_SIZE)], ["0"]]
     created = (shared / "f").stat()
     assert (created.st_uid, created.st_gid) == (base, base)
-    assert base not in table_of(client)  # freed with the container
+    assert base not in ranges(client)  # freed with the container
 
 
 async def test_a_root_directory_of_its_own_is_chowned_to_the_range_and_writable(
@@ -176,14 +173,9 @@ async def test_a_root_directory_of_its_own_is_chowned_to_the_range_and_writable(
     )
     await client.create(container_id, spec)
     base = await range_of(client, container_id)
-    output = CollectOutput()
-    await client.start(container_id, attach_stdio=output)
-    async with asyncio.timeout(60):
-        code, _ = await client.wait(container_id)
-        stdout, stderr = await output
-    await remove_container(client, container_id)
-    assert code == 0, stderr
-    assert stdout.split() == [b"0:0", b"0:0"]  # root's, inside
+    ran = await finish(client, container_id)
+    assert ran.code == 0, ran.stderr
+    assert ran.stdout.split() == [b"0:0", b"0:0"]  # root's, inside
     made = (place / container_id / "made").stat()
     assert (made.st_uid, made.st_gid) == (base, base)
 
@@ -215,13 +207,13 @@ async def test_concurrent_containers_get_disjoint_ranges_freed_and_reused_after_
     await asyncio.gather(*(client.create(cid, spec) for cid, spec in zip(ids, specs, strict=True)))
     bases = sorted([await range_of(client, cid) for cid in ids])
     assert all(b - a >= RANGE_SIZE for a, b in itertools.pairwise(bases))
-    assert sorted(table_of(client)) == bases
+    assert sorted(ranges(client)) == bases
     for cid in ids:
         await client.delete(cid)
-    assert table_of(client) == {}
+    assert ranges(client) == {}
     again = new_id()
     await client.create(again, busybox_spec(place, again, ["true"], oci.with_user_namespace()))
-    reused = int((await client.set_labels(again, {}))[RANGE_LABEL].split(":")[0])
+    reused = await range_of(client, again)
     await client.delete(again)
     assert reused == bases[0]  # the lowest free range again
     figures.record("user namespaces", "automatic ranges of 3 concurrent creates", bases)
@@ -233,18 +225,18 @@ async def test_a_range_whose_container_is_gone_is_reused(client: AsyncClient, pl
     table = RangeTable()
     first = new_id()
     await client.create(first, busybox_spec(place, first, ["true"], oci.with_user_namespace()))
-    base = int((await client.set_labels(first, {}))[RANGE_LABEL].split(":")[0])
+    base = await range_of(client, first)
     # Deleted without the hook, as `ctr containers rm` would.
     await client._session.call(
         client._session.methods.containers.delete,
         containers_pb2.DeleteContainerRequest(id=first),
         "delete behind the client's back",
     )
-    assert table_of(client)[base] == first
+    assert ranges(client)[base] == first
     second = new_id()
     await asyncio.sleep(0.01)  # the entry settled before the next listing
     await client.create(second, busybox_spec(place, second, ["true"], oci.with_user_namespace()))
-    assert int((await client.set_labels(second, {}))[RANGE_LABEL].split(":")[0]) == base
+    assert await range_of(client, second) == base
     await client.delete(second)
     assert table.entries().get(base) is None
 
@@ -264,14 +256,9 @@ async def test_an_image_with_a_named_user_runs_on_a_remapped_snapshot(
         spec = oci.image_spec(image, oci.with_user_namespace())
         await client.create(container_id, spec, image=image)
         timings.append(time.monotonic() - started)
-        bases.append(int((await client.set_labels(container_id, {}))[RANGE_LABEL].split(":")[0]))
-        output = CollectOutput()
-        await client.start(container_id, attach_stdio=output)
-        async with asyncio.timeout(60):
-            code, _ = await client.wait(container_id)
-            stdout, stderr = await output
-        await remove_container(client, container_id)
-        assert (code, stdout) == (0, EXPECTED_OUTPUT), stderr
+        bases.append(await range_of(client, container_id))
+        ran = await finish(client, container_id)
+        assert (ran.code, ran.stdout) == (0, EXPECTED_OUTPUT), ran.stderr
     assert bases[0] == bases[1]  # the range freed and taken again: its snapshot reused
     # A collection now: the image's label keeps the remapped snapshot.
     lease = await Lease.create(client._session, "sandbox-gc")
@@ -371,6 +358,14 @@ async def bystander_fine(client: AsyncClient, container_id: str) -> bool:
     return code == 0
 
 
+async def record_beside(
+    client: AsyncClient, bystander: str, supervisor: Supervisor, what: str, outcome: str
+) -> None:
+    """Record a sandbox figure of this containerd's, then check the bystander noticed nothing."""
+    figures.record("sandbox", f"containerd {supervisor.version}: {what}", outcome)
+    assert await bystander_fine(client, bystander), f"the bystander suffered from the {what}"
+
+
 async def test_the_sandbox_refuses_each_escape_and_leaves_the_bystander_alone(
     client: AsyncClient, place: Path, bystander: str, supervisor: Supervisor
 ) -> None:
@@ -398,12 +393,13 @@ async def test_the_sandbox_refuses_each_escape_and_leaves_the_bystander_alone(
         assert "lo up" in outputs[name], outputs[name]
         assert "Seccomp:\t2" in outputs[name], outputs[name]  # the default profile kept
         assert "interfaces lo \n" in outputs[name], outputs[name]
-    figures.record(
-        "sandbox",
-        f"containerd {supervisor.version}: escape battery ({ATTEMPTS} attempts)",
+    await record_beside(
+        client,
+        bystander,
+        supervisor,
+        f"escape battery ({ATTEMPTS} attempts)",
         f"sandbox refused all, as root and as a user; default allowed {sorted(DEFAULT_ALLOWS)}",
     )
-    assert await bystander_fine(client, bystander)
 
 
 async def test_a_fork_bomb_is_held_by_the_pids_limit(
@@ -415,26 +411,20 @@ async def test_a_fork_bomb_is_held_by_the_pids_limit(
     spec = busybox_spec(place, container_id, ["/bin/sh", "-c", bomb], oci.with_sandbox(pids=64))
     started = time.monotonic()
     await client.create(container_id, spec)
-    try:
-        output = CollectOutput()
-        await client.start(container_id, attach_stdio=output)
-        async with asyncio.timeout(60):
-            code, _ = await client.wait(container_id)
-            stdout, stderr = await output
+    async with finished(client, container_id) as ran:
         refused = int(pids_file(container_id, "pids.events").read_text().split()[1])
-        peak = int(stdout.split()[-1])  # the shell and its sleeps
-    finally:
-        await remove_container(client, container_id)
-    assert code != 0, stderr
-    assert b"fork" in stderr, stderr
+    assert ran.code != 0, ran.stderr
+    assert b"fork" in ran.stderr, ran.stderr
+    peak = int(ran.stdout.split()[-1])  # the shell and its sleeps
     assert peak <= 64
     assert refused >= 1
-    figures.record(
-        "sandbox",
-        f"containerd {supervisor.version}: fork bomb under pids=64",
+    await record_beside(
+        client,
+        bystander,
+        supervisor,
+        "fork bomb under pids=64",
         f"{peak} processes at most, {refused} forks refused, {time.monotonic() - started:.1f} s",
     )
-    assert await bystander_fine(client, bystander)
 
 
 async def test_a_memory_bomb_is_oom_killed(
@@ -449,12 +439,13 @@ async def test_a_memory_bomb_is_oom_killed(
     code, output, oom = await run(client, container_id, spec)
     assert "survived" not in output
     assert (code, oom) == (137, True), output
-    figures.record(
-        "sandbox",
-        f"containerd {supervisor.version}: 200 MB memory bomb under memory=32 MiB",
+    await record_beside(
+        client,
+        bystander,
+        supervisor,
+        "200 MB memory bomb under memory=32 MiB",
         f"exit {code}, OOM-killed, {time.monotonic() - started:.1f} s",
     )
-    assert await bystander_fine(client, bystander)
 
 
 # -- lcd run --sandbox --------------------------------------------------------------------
@@ -491,7 +482,7 @@ async def test_a_user_namespaced_container_on_a_network_must_bind_sys(
     spec = busybox_spec(place, container_id, ["true"], oci.with_user_namespace())
     with pytest.raises(InvalidArgument, match="with_bind_mount\\('/sys'"):
         await client.create(container_id, spec, network="lcd-no-such-network")
-    assert table_of(client) == {}  # refused before a range was taken
+    assert ranges(client) == {}  # refused before a range was taken
 
 
 async def test_a_root_below_a_folder_the_range_cannot_enter_is_refused_clearly(
@@ -503,4 +494,4 @@ async def test_a_root_below_a_folder_the_range_cannot_enter_is_refused_clearly(
     spec = busybox_spec(closed, container_id, ["true"], oci.with_user_namespace())
     with pytest.raises(InvalidArgument, match=f"below {closed}, which its user namespace"):
         await client.create(container_id, spec)
-    assert table_of(client) == {}  # the range taken is given back
+    assert ranges(client) == {}  # the range taken is given back

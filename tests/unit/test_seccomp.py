@@ -58,8 +58,26 @@ def test_default_spec_filters_with_eperm_for_this_machine_and_its_compat_abis() 
     assert filtered["defaultAction"] == "SCMP_ACT_ERRNO"
     assert filtered["defaultErrnoRet"] == 1  # EPERM
     if os.uname().machine == "x86_64":
-        assert filtered["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+        # x32 only where this kernel runs x32 calls (Debian's does not, at boot).
+        x32 = ["SCMP_ARCH_X32"] if seccomp._x32_abi() else []
+        assert filtered["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", *x32]
     oci.validate_spec(oci.default_spec(["/bin/sh"], ROOT))
+
+
+def test_a_profile_for_a_named_machine_keeps_every_compat_abi_of_its_arch_map() -> None:
+    rendered = seccomp.to_oci(seccomp.default_profile(), [], machine="x86_64", kernel="6.1")
+    assert rendered["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+
+
+def test_x32_is_left_out_for_this_host_only_when_its_kernel_refuses_x32_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if os.uname().machine != "x86_64":
+        pytest.skip("x32 is an x86_64 ABI")
+    for runs_x32, expected in ((True, ["SCMP_ARCH_X32"]), (False, [])):
+        monkeypatch.setattr(seccomp, "_x32_abi", lambda runs=runs_x32: runs)
+        rendered = seccomp.to_oci(seccomp.default_profile(), [])
+        assert rendered["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", *expected]
 
 
 def test_default_profile_refuses_the_escape_calls() -> None:
