@@ -47,6 +47,7 @@ from libcontainerd.types import Status
 from . import image_archives
 from .containers import NewClient, ThreadedClient, remove_container
 from .image_archives import DOCKER_NAME, EXPECTED_OUTPUT, OCI_NAME, STOP_SIGNAL, Archives, run
+from .recorder import record_calls
 
 pytestmark = pytest.mark.integration
 
@@ -404,6 +405,31 @@ async def test_tag_list_get_prune_and_usage(
     await client.delete(container_id)
     assert await service.prune() == [OCI_NAME]
     assert await service.usage() == type(usage)(0, 0)
+    assert ctr.leftovers() == CLEAN
+
+
+@pytest.mark.async_only(reason="counts containerd calls by patching AsyncClient's method table")
+async def test_get_reads_a_targets_manifest_and_config_once_and_follows_a_retag(
+    client: AsyncClient, archives: Archives, ctr: Ctr
+) -> None:
+    service = images(client)
+    (first,) = await service.import_archive(archives.oci)
+    (other,) = await service.import_archive(archives.docker)
+    assert other.digest != first.digest
+    calls = record_calls(client)
+    assert await service.get(OCI_NAME) == first
+    assert calls == ["images.get", "content.read", "content.read"]  # manifest, config
+    calls.clear()
+    assert await service.get(OCI_NAME) == first
+    assert calls == ["images.get"]  # a digest's manifest and config never change
+    await service.tag(other.name, OCI_NAME)  # the name now points at another target
+    calls.clear()
+    retagged = await service.get(OCI_NAME)
+    assert (retagged.digest, retagged.config) == (other.digest, other.config)
+    for image in await service.list():
+        await service.remove(image.name)
+    with pytest.raises(ImageNotFound):
+        await service.get(OCI_NAME)
     assert ctr.leftovers() == CLEAN
 
 

@@ -12,6 +12,7 @@ import asyncio
 import builtins
 import contextlib
 import os
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import IO, TYPE_CHECKING, Final
 
@@ -39,6 +40,7 @@ __all__ = ["DEFAULT_SNAPSHOTTER", "ImageService"]
 
 DEFAULT_SNAPSHOTTER: Final = "overlayfs"
 """containerd's default snapshotter on Linux."""
+_RESOLVED_KEPT: Final = 32  # targets whose manifest and config get() keeps
 
 
 class ImageService:
@@ -57,6 +59,9 @@ class ImageService:
         self._kept_pulls: dict[str, builtins.list[Lease]] = {}
         # Leases of imports and unpacks that containerd's death left unended (see _end).
         self._unended: builtins.list[Lease] = []
+        # What get() read of the latest targets: a digest's manifest and config never
+        # change, so a container made from an image again costs one call, not three.
+        self._resolved: OrderedDict[tuple[str, Platform, bool], Resolved] = OrderedDict()
 
     # -- reading ----------------------------------------------------------------------
 
@@ -82,9 +87,17 @@ class ImageService:
         """
         record = await self._record(normalize_name(name))
         wanted = parse_platform(platform) if platform is not None else host_platform()
-        resolved = await self._walker(wanted, platform is not None).resolve(
-            _descriptor(record.target), f"image {record.name}"
-        )
+        key = (record.target.digest, wanted, platform is not None)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = await self._walker(wanted, platform is not None).resolve(
+                _descriptor(record.target), f"image {record.name}"
+            )
+            self._resolved[key] = resolved
+            if len(self._resolved) > _RESOLVED_KEPT:
+                self._resolved.popitem(last=False)
+        else:
+            self._resolved.move_to_end(key)
         return _image(record, resolved)
 
     async def resolve(self, image: str | Image) -> Image:
