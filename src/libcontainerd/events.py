@@ -69,6 +69,8 @@ MARKER_TYPE: Final = "libcontainerd.v1.SubscriptionMarker"
 _TASK_DELETE: Final = events_pb2.TaskDelete.DESCRIPTOR.full_name
 _TASK_EXIT: Final = events_pb2.TaskExit.DESCRIPTOR.full_name
 _REMEMBERED_EXITS: Final = 65536
+# The pid in the remembered key that says "this container's init exit was reported".
+_INIT_GONE: Final = -1
 # The pid containerd's shim puts in the exit of a process whose start failed (-1 as uint32).
 NO_PID: Final = 0xFFFFFFFF
 
@@ -554,6 +556,11 @@ class EventStream:
         if event is EventType.CREATE:
             self._forget_oom(container_id)  # a new task
         if event is EventType.OOM:
+            if self._init_gone(container_id):
+                # Late (containerd can send one after the exit, even after the task's
+                # deletion, which resets the rest of the OOM state): stale.
+                log.debug("oom event of %s after its exit dropped", container_id)
+                return
             self._oom.add(container_id)
             if container_id in self._oom_reported or container_id in self._init_exited:
                 log.debug("oom event of %s coalesced", container_id)
@@ -585,6 +592,8 @@ class EventStream:
                 log.info("duplicate exit of %s/%s (pid %d) dropped", *key)
                 return
             self._remember_exit(key)
+            if info.process_id == container_id:
+                self._remember_exit((container_id, container_id, _INIT_GONE))
             self._alive.pop((container_id, info.process_id), None)
             self._announce_oom(container_id, info)
         if event is not EventType.EXIT and self.oom_killed(container_id):
@@ -597,6 +606,14 @@ class EventStream:
         elif event is EventType.CREATE:
             self.forget_exits(container_id)  # a new task
         self._on_event(container_id, event, info)
+
+    def _init_gone(self, container_id: str) -> bool:
+        """Whether the container's init exit was reported and no init has run since."""
+        return (container_id, container_id) not in self._alive and (
+            container_id,
+            container_id,
+            _INIT_GONE,
+        ) in self._exits
 
     def _announce_oom(self, container_id: str, info: EventInfo) -> None:
         """Before an OOM-killed exit that no oom event announced, report one; then reset."""

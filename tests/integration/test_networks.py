@@ -86,9 +86,17 @@ async def network(supervisor: Supervisor, containers: ContainerFactory) -> Async
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different free ports: each probe stays bound until all are picked (one
+    released at once can be handed out again: a burst once got the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 def web_spec(containers: ContainerFactory, container_id: str) -> dict[str, object]:
@@ -419,7 +427,7 @@ async def test_containers_created_at_once_all_get_addresses_and_leave_nothing(
 ) -> None:
     before = Traces.of([], network.bridge)
     ids = [containers.new_id("burst") for _ in range(BURST)]
-    ports = [free_port() for _ in ids]
+    ports = free_ports(len(ids))
     specs = [web_spec(containers, container_id) for container_id in ids]
     containers.created.extend(ids)
     await asyncio.gather(
@@ -494,6 +502,47 @@ async def test_a_client_killed_during_del_is_cleaned_up_by_the_next(
         pass  # opening finishes the DEL
     assert Traces.of(key, network.bridge) == Traces(0, 0, before.mounts, 0, before.veths)
     await client.delete(container_id)  # the container itself is still there: deleting it works
+
+
+def network_rules(network: Network) -> list[str]:
+    """The network's own rules in iptables-save's words (nat and filter, IPv4)."""
+    listing = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True)
+    comment = f'"libcontainerd network {network.name}"'
+    return sorted(line for line in listing.stdout.splitlines() if comment in line)
+
+
+def forward_chain() -> list[str]:
+    """The FORWARD chain, its policy first (``iptables -S``)."""
+    listing = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True)
+    return listing.stdout.splitlines()
+
+
+async def test_a_network_writes_its_masquerade_and_forward_rules_once_and_takes_them_away(
+    client: AsyncClient, containers: ContainerFactory
+) -> None:
+    service = NetworkService()
+    network = await service.create(f"lcdtest-{os.getpid()}-{next(_serial)}")
+    try:
+        assert network_rules(network) == []  # made with the first container, not before
+        first = await create_networked(client, containers, Attach(network.name))
+        rules = network_rules(network)
+        assert len(rules) == 3, rules
+        assert [rule for rule in rules if "MASQUERADE" in rule] == [
+            f"-A POSTROUTING -s {network.subnet} ! -o {network.bridge} -m comment --comment"
+            f' "libcontainerd network {network.name}" -j MASQUERADE'
+        ]
+        assert f"-A FORWARD -i {network.bridge}" in " ".join(forward_chain()[1:3])  # first
+        second = await create_networked(client, containers, Attach(network.name))
+        keys = keys_of(client, [first, second])
+        assert network_rules(network) == rules  # once per network
+        assert Traces.of(keys, None).rules == 0  # no per-container chain or firewall rule
+        await client.delete(first)
+        await client.delete(second)
+        assert network_rules(network) == rules  # they are the network's
+    finally:
+        await containers.cleanup()
+        await service.remove(network.name)
+    assert network_rules(network) == []
 
 
 @pytest.mark.async_only(reason="the twin's delete delegates to the async client's")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from libcontainerd.networks._config import (
     pick_subnet,
 )
 from libcontainerd.networks._files import hosts, resolv_conf
+from libcontainerd.networks._rules import rules_of
 from libcontainerd.networks._state import cni_id
 
 
@@ -95,15 +97,44 @@ def test_attach_checks_its_values_when_made() -> None:
 def test_a_conflist_reads_back_as_its_network() -> None:
     network = Network("n1", "10.89.7.0/24", "10.89.7.1", "lcd7", masquerade=False, mtu=1400)
     conflist = conflist_of(network, "/run/ipam")
-    assert [plugin["type"] for plugin in conflist["plugins"]] == [
-        "bridge",
-        "portmap",
-        "firewall",
-        "tuning",
-    ]
+    assert [plugin["type"] for plugin in conflist["plugins"]] == ["bridge", "portmap", "tuning"]
     assert conflist["disableCheck"] is True  # portmap's CHECK fails on IPv4-only networks
     assert conflist["plugins"][0]["ipam"]["dataDir"] == "/run/ipam"
+    # Masquerade and forwarding are the network's own rules, not per container.
+    assert conflist["plugins"][0]["ipMasq"] is False
+    assert conflist["libcontainerd"] == {"rules": "network", "masquerade": False}
     assert network_of(conflist) == network
+    assert network_of(conflist_of(replace(network, masquerade=True), "/run/ipam")).masquerade
+
+
+def test_an_older_conflist_with_per_container_rules_reads_back_the_same() -> None:
+    network = Network("n2", "10.89.9.0/24", "10.89.9.1", "lcd9")
+    older = conflist_of(network, "/run/ipam")
+    del older["libcontainerd"]
+    older["plugins"][0]["ipMasq"] = True
+    older["plugins"].insert(2, {"type": "firewall"})
+    assert network_of(older) == network
+
+
+def test_a_networks_own_rules_name_its_subnet_bridge_and_itself() -> None:
+    network = Network(
+        "web", "10.89.3.0/24", "10.89.3.1", "lcd3", ipv6_subnet="fd6c:6364:0:3::/64",
+        ipv6_gateway="fd6c:6364:0:3::1",
+    )  # fmt: skip
+    rules = rules_of(network)
+    comment = ("-m", "comment", "--comment", "libcontainerd network web")
+    assert rules[:3] == [
+        ("iptables", "nat", "POSTROUTING",
+         ("-s", "10.89.3.0/24", "!", "-o", "lcd3", *comment, "-j", "MASQUERADE")),
+        ("iptables", "filter", "FORWARD", ("-i", "lcd3", *comment, "-j", "ACCEPT")),
+        ("iptables", "filter", "FORWARD",
+         ("-o", "lcd3", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", *comment,
+          "-j", "ACCEPT")),
+    ]  # fmt: skip
+    assert [rule[0] for rule in rules] == ["iptables"] * 3 + ["ip6tables"] * 3
+    assert rules[3][3][:2] == ("-s", "fd6c:6364:0:3::/64")
+    unmasqueraded = rules_of(replace(network, masquerade=False, ipv6_subnet=""))
+    assert [rule[2] for rule in unmasqueraded] == ["FORWARD", "FORWARD"]
 
 
 def test_an_ipv6_network_has_a_second_range_and_a_default_route_of_its_own() -> None:

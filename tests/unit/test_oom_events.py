@@ -153,3 +153,18 @@ async def test_a_new_task_starts_with_no_oom_state(
     await events._receive(envelope(events_pb2.TaskCreate(container_id="c", pid=43)))
     await events._receive(exit_of(pid=43, code=0))
     assert kinds(reported) == ["oom*", "exit*", "create", "exit"]
+
+
+async def test_an_oom_event_after_the_task_is_deleted_is_dropped_until_a_new_init_runs(
+    stream: tuple[EventStream, Reported, Counts],
+) -> None:
+    events, reported, counts = stream
+    counts.kills["c"] = 1
+    await events._receive(exit_of())
+    await events._receive(envelope(events_pb2.TaskDelete(container_id="c", id="c", pid=42)))
+    await events._receive(oom())  # containerd's late one: the task is gone
+    await events._receive(envelope(events_pb2.TaskCreate(container_id="c", pid=43)))
+    await events._receive(oom())  # still stale: the new init has not started
+    await events._receive(envelope(events_pb2.TaskStart(container_id="c", pid=43)))
+    await events._receive(oom())  # the new task's own
+    assert kinds(reported) == ["oom*", "exit*", "create", "start", "oom*"]

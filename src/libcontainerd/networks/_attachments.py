@@ -140,6 +140,8 @@ class Attachments:
             raise
         try:
             await asyncio.to_thread(_pin, netns)
+            path = _config.config_path(self._networks.config_dir, attach.network)
+            await self._networks.rules.ensure(_config.network_of(conflist, path), conflist)
             result = await self._add(key, record)
             await _gateway_settled(conflist)
             addresses = [str(ip["address"]) for ip in result.get("ips", [])]

@@ -76,8 +76,10 @@ class PluginRunner:
         kinds = [str(plugin["type"]) for plugin in conflist["plugins"]]
         for kind in kinds:
             self.find(kind)
-        needs_iptables = {"portmap", "firewall"} & set(kinds) or any(
-            plugin.get("ipMasq") for plugin in conflist["plugins"]
+        needs_iptables = (
+            {"portmap", "firewall"} & set(kinds)
+            or any(plugin.get("ipMasq") for plugin in conflist["plugins"])
+            or bool(conflist.get("libcontainerd"))  # the network's own rules (_rules)
         )
         if needs_iptables and shutil.which("iptables", path=_TOOL_PATH) is None:
             raise NetworkError(

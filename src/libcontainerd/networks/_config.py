@@ -2,12 +2,14 @@
 
 A network is one conflist file, ``<name>.conflist`` in :data:`CONFIG_DIR`
 (it outlives a reboot, as a Docker network does): the ``bridge`` plugin
-(the gateway on the bridge, masquerade, hairpin) with ``host-local`` IPAM
-whose leases live under ``/run`` (a reboot leaves none), then ``portmap``
-(published ports), ``firewall`` (lets the bridge's traffic through the
-FORWARD chain) and ``tuning``. The bridge plugin turns the host's IPv4
-forwarding on when it makes the gateway: routing the containers' traffic
-out needs it.
+(the gateway on the bridge, hairpin) with ``host-local`` IPAM whose leases
+live under ``/run`` (a reboot leaves none), then ``portmap`` (published
+ports) and ``tuning``. Masquerade and the FORWARD chain's rules are the
+network's own, once per network (:mod:`._rules`; the conflist's
+``libcontainerd`` key says so), not the bridge plugin's ``ipMasq`` and the
+``firewall`` plugin's per container, which older conflists of ours still
+use. The bridge plugin turns the host's IPv4 forwarding on when it makes
+the gateway: routing the containers' traffic out needs it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Final
 
 from ..errors import InvalidArgument
 from ._cni import CNI_VERSION
+from ._rules import OWN_RULES_KEY
 from ._types import Network, check_network_name
 
 __all__ = [
@@ -48,7 +51,7 @@ def conflist_of(network: Network, ipam_dir: str) -> dict[str, Any]:
         "type": "bridge",
         "bridge": network.bridge,
         "isGateway": True,
-        "ipMasq": network.masquerade,
+        "ipMasq": False,  # the network's own rule (_rules), not one per container
         "hairpinMode": True,
         "ipam": {
             "type": "host-local",
@@ -67,10 +70,10 @@ def conflist_of(network: Network, ipam_dir: str) -> dict[str, Any]:
         "cniVersion": CNI_VERSION,
         "name": network.name,
         "disableCheck": True,
+        OWN_RULES_KEY: {"rules": "network", "masquerade": network.masquerade},
         "plugins": [
             bridge,
             {"type": "portmap", "capabilities": {"portMappings": True}},
-            {"type": "firewall"},
             {"type": "tuning"},
         ],
     }
@@ -85,12 +88,13 @@ def network_of(conflist: dict[str, Any], path: str = "") -> Network:
     range_ = ranges[0][0]
     range6 = ranges[1][0] if len(ranges) > 1 else {}
     mtu = bridge.get("mtu")
+    own = conflist.get(OWN_RULES_KEY) or {}
     return Network(
         name=str(conflist["name"]),
         subnet=str(range_["subnet"]),
         gateway=str(range_["gateway"]),
         bridge=str(bridge["bridge"]),
-        masquerade=bool(bridge.get("ipMasq", False)),
+        masquerade=bool(own.get("masquerade", bridge.get("ipMasq", False))),
         mtu=int(mtu) if mtu is not None else None,
         config_file=path,
         ipv6_subnet=str(range6.get("subnet", "")),

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NetworkError, NotFound
 from . import _config
 from ._cni import PluginRunner
+from ._rules import OWN_RULES_KEY, NetworkRules
 from ._state import HostLock, Layout, iter_records
 from ._types import DEFAULT_NETWORK, RESERVED_NAMES, Network, check_network_name
 
@@ -39,6 +40,8 @@ class NetworkService:
         self.runner = PluginRunner()
         """Runs the plugins; its ``path`` is where they are looked for."""
         self.host_lock = HostLock(self.layout.lock)
+        self.rules = NetworkRules()
+        """The networks' own masquerade and forwarding rules (see :mod:`._rules`)."""
 
     # -- networks ---------------------------------------------------------------------
 
@@ -171,11 +174,13 @@ class NetworkService:
                     f"cannot remove network {name!r}: containers use it"
                     f" ({', '.join(users) or f'{len(leases)} lease(s) held'}); delete them first"
                 )
-            bridge = _config.network_of(conflist).bridge
+            network = _config.network_of(conflist)
+            if conflist.get(OWN_RULES_KEY):
+                await self.rules.remove(network)
             _config.remove_conflist(self.config_dir, name)
             shutil.rmtree(os.path.join(self.layout.ipam, name), ignore_errors=True)
-            if _link_exists(bridge):
-                await _ip("link", "delete", bridge)
+            if _link_exists(network.bridge):
+                await _ip("link", "delete", network.bridge)
 
     def _conflist(self, name: str) -> dict[str, Any]:
         check_network_name(name)
