@@ -140,8 +140,6 @@ class Attachments:
             raise
         try:
             await asyncio.to_thread(_pin, netns)
-            path = _config.config_path(self._networks.config_dir, attach.network)
-            await self._networks.rules.ensure(_config.network_of(conflist, path), conflist)
             result = await self._add(key, record)
             await _gateway_settled(conflist)
             addresses = [str(ip["address"]) for ip in result.get("ips", [])]
@@ -162,7 +160,11 @@ class Attachments:
             data["result"] = result
             record.save()
 
+        conflist = data["conflist"]
+        path = _config.config_path(self._networks.config_dir, str(data["network"]))
         async with self._lock.held():
+            # Under the host's lock: two first containers at once make the rules once.
+            await self._networks.rules.ensure(_config.network_of(conflist, path), conflist)
             result = await self.runner.add(
                 data["conflist"],
                 Invocation(key, data["netns"], data["ifname"]),

@@ -72,7 +72,11 @@ class NetworkRules:
         self._made: set[tuple[str, int, int]] = set()
 
     async def ensure(self, network: Network, conflist: dict[str, Any]) -> None:
-        """Make the network's rules that are missing (a few ``-C`` calls, once a process)."""
+        """Make the network's rules that are missing (a few ``-C`` calls, once a process).
+
+        Called under the host's CNI lock, so that two first containers made at
+        once, by one process or two, do not both insert them.
+        """
         if not conflist.get(OWN_RULES_KEY):
             return  # an older conflist: its plugins make their own rules
         identity = _identity(network)
@@ -86,10 +90,10 @@ class NetworkRules:
         self._made.add(identity)
 
     async def remove(self, network: Network) -> None:
-        """Delete the network's rules (each as often as it is there)."""
+        """Delete the network's rules (each as often as it is there, within reason)."""
         self._made = {made for made in self._made if made[0] != network.name}
         for binary, table, chain, rule in rules_of(network):
-            for _ in range(8):
+            for _ in range(64):
                 if not await _present(binary, table, chain, rule):
                     break
                 await _run(binary, "-w", "-t", table, "-D", chain, *rule)
