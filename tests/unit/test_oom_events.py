@@ -80,6 +80,13 @@ def exit_of(process_id: str = "c", pid: int = 42, code: int = 137) -> service_pb
     return envelope(events_pb2.TaskExit(container_id="c", id=process_id, pid=pid, exit_status=code))
 
 
+async def killed_and_deleted(events: EventStream, counts: Counts) -> None:
+    """Task c (pid 42) OOM-killed: its exit, then its deletion."""
+    counts.kills["c"] = 1
+    await events._receive(exit_of())
+    await events._receive(envelope(events_pb2.TaskDelete(container_id="c", id="c", pid=42)))
+
+
 def kinds(reported: Reported) -> list[str]:
     return [f"{event.value}{'*' if info.oom_killed else ''}" for event, info in reported]
 
@@ -146,9 +153,7 @@ async def test_a_new_task_starts_with_no_oom_state(
     stream: tuple[EventStream, Reported, Counts],
 ) -> None:
     events, reported, counts = stream
-    counts.kills["c"] = 1
-    await events._receive(exit_of())
-    await events._receive(envelope(events_pb2.TaskDelete(container_id="c", id="c", pid=42)))
+    await killed_and_deleted(events, counts)
     counts.kills["c"] = 0
     await events._receive(envelope(events_pb2.TaskCreate(container_id="c", pid=43)))
     await events._receive(exit_of(pid=43, code=0))
@@ -159,9 +164,7 @@ async def test_an_oom_event_after_the_task_is_deleted_is_dropped_until_a_new_ini
     stream: tuple[EventStream, Reported, Counts],
 ) -> None:
     events, reported, counts = stream
-    counts.kills["c"] = 1
-    await events._receive(exit_of())
-    await events._receive(envelope(events_pb2.TaskDelete(container_id="c", id="c", pid=42)))
+    await killed_and_deleted(events, counts)
     await events._receive(oom())  # containerd's late one: the task is gone
     await events._receive(envelope(events_pb2.TaskCreate(container_id="c", pid=43)))
     await events._receive(oom())  # still stale: the new init has not started
