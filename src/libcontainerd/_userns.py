@@ -475,8 +475,10 @@ def _describe(maps: tuple[IdMap, IdMap] | None) -> str:
 def shift_ownership(root: str, uids: IdMap, gids: IdMap) -> int:
     """Chown every file under ``root`` (itself included) from container ids to host ids.
 
-    Symlinks are changed themselves (lchown); chown clears the setuid and
-    setgid bits of a file, so the mode is set again afterwards. An id outside
+    Symlinks are changed themselves (lchown), and one hard-linked elsewhere
+    (lcd's busybox roots share their template's) is made this tree's own
+    first, so the change stays here; chown clears the setuid and setgid
+    bits of a file, so the mode is set again afterwards. An id outside
     the maps is left as is (it shows as the overflow id inside). Stays on
     ``root``'s filesystem. Returns the number of entries changed (blocking).
     """
@@ -491,6 +493,10 @@ def shift_ownership(root: str, uids: IdMap, gids: IdMap) -> int:
         new_gid = info.st_gid if gid is None else gid
         if (new_uid, new_gid) == (info.st_uid, info.st_gid):
             return
+        if stat.S_ISLNK(info.st_mode) and info.st_nlink > 1:
+            target = os.readlink(path)
+            os.unlink(path)
+            os.symlink(target, path)
         os.lchown(path, new_uid, new_gid)
         changed += 1
         if not stat.S_ISLNK(info.st_mode) and info.st_mode & (stat.S_ISUID | stat.S_ISGID):

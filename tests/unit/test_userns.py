@@ -85,6 +85,23 @@ def test_shift_ownership_moves_ids_by_the_maps_and_keeps_setuid_bits(tmp_path: P
     assert (link.st_uid, link.st_gid) == (101000, 201000)
 
 
+def test_shift_ownership_leaves_a_symlink_shared_with_another_tree_as_it_was(
+    tmp_path: Path,
+) -> None:
+    template = tmp_path / "template"
+    template.mkdir()
+    (template / "ls").symlink_to("busybox")
+    root = tmp_path / "root"
+    root.mkdir()
+    os.link(template / "ls", root / "ls", follow_symlinks=False)
+    assert (root / "ls").lstat().st_nlink == 2
+    shift_ownership(str(root), ((0, 100000, 65536),), ((0, 200000, 65536),))
+    mine, kept = (root / "ls").lstat(), (template / "ls").lstat()
+    assert (mine.st_uid, mine.st_gid, mine.st_nlink) == (100000, 200000, 1)
+    assert (kept.st_uid, kept.st_gid, kept.st_nlink) == (0, 0, 1)
+    assert os.readlink(root / "ls") == "busybox"
+
+
 def test_host_id_and_the_remapped_snapshot_name() -> None:
     maps = ((0, 5000, 10), (10, 9000, 5))
     assert [host_id(maps, i) for i in (0, 9, 10, 14, 15)] == [5000, 5009, 9000, 9004, None]
