@@ -10,6 +10,11 @@ the rounds' pairs. Floors for context: Python's start-up, and importing
 grpc and asyncio (what any gRPC command in Python pays). lcd runs as
 installed (``.venv/bin/lcd``) with byte-code caching on, as users have it
 (the warm-up writes the caches); ctr is Debian's. Not timed in tests.
+
+lcd is measured both ways: alone (``$LIBCONTAINERD_HELPER=off``: Python
+starts and imports grpc and lcd for each command) and through a command
+helper (``lcd helper start``, private to the run: each command is a fork of
+a resident lcd, see ``libcontainerd.cli._helper``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench-cli"
 CTR_NAMESPACE = "bench-cli-ctr"
 LCD = str(Path(sys.executable).with_name("lcd"))
+# Each of lcd's commands (alone, and through a command helper) and its ctr anchor.
+PAIRS = (
+    ("lcd_run", "ctr_run"),
+    ("lcd_run_helper", "ctr_run"),
+    ("lcd_ps", "ctr_ls"),
+    ("lcd_ps_helper", "ctr_ls"),
+)
 
 
 def _timed(argv: list[str], env: dict[str, str]) -> float:
@@ -51,32 +63,54 @@ def measure(
 ) -> dict[str, Any]:
     """The four commands (and two floors), ``rounds`` times each, interleaved."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    helper_socket = str(workdir / "helper.sock")
     env |= {
         "LIBCONTAINERD_STATE_DIR": str(workdir / "state"),
         "LIBCONTAINERD_ROOT_DIR": str(workdir / "root"),
+        "LIBCONTAINERD_HELPER": "off",
+        "LIBCONTAINERD_HELPER_SOCKET": helper_socket,
     }
+    helped = env | {"LIBCONTAINERD_HELPER": "on"}
     ctr = [shutil.which("ctr") or "ctr", "--address", address, "--namespace", CTR_NAMESPACE]
     lcd = [LCD, "--address", address, "--namespace", NAMESPACE]
     counter = iter(range(1 << 30))
     ctr_run = [*ctr, "run", "--rm", "--rootfs", str(root)]
-    commands: dict[str, Callable[[], list[str]]] = {
-        "ctr_run": lambda: [*ctr_run, f"c{next(counter)}", "/bin/true"],
-        "lcd_run": lambda: [*lcd, "run", "--rm", "--network", "none", "--", "true"],
-        "ctr_ls": lambda: [*ctr, "containers", "ls"],
-        "lcd_ps": lambda: [*lcd, "ps"],
-        "python_start": lambda: [sys.executable, "-c", "pass"],
-        "python_grpc_asyncio": lambda: [sys.executable, "-c", "import grpc, asyncio"],
+    lcd_run = [*lcd, "run", "--rm", "--network", "none", "--", "true"]
+    commands: dict[str, tuple[Callable[[], list[str]], dict[str, str]]] = {
+        "ctr_run": (lambda: [*ctr_run, f"c{next(counter)}", "/bin/true"], env),
+        "lcd_run": (lambda: lcd_run, env),
+        "lcd_run_helper": (lambda: lcd_run, helped),
+        "ctr_ls": (lambda: [*ctr, "containers", "ls"], env),
+        "lcd_ps": (lambda: [*lcd, "ps"], env),
+        "lcd_ps_helper": (lambda: [*lcd, "ps"], helped),
+        "python_start": (lambda: [sys.executable, "-c", "pass"], env),
+        "python_grpc_asyncio": (lambda: [sys.executable, "-c", "import grpc, asyncio"], env),
     }
-    for make in commands.values():  # warm-up: byte-code caches, busybox template, page cache
-        for _ in range(warmups):
-            _timed(make(), env)
-    samples: dict[str, list[float]] = {name: [] for name in commands}
-    for index in range(rounds):
-        for name in rotate(list(commands), index):
-            samples[name].append(_timed(commands[name](), env))
+    _timed([LCD, "helper", "start", "--socket", helper_socket], env)
+    try:
+        for make, environ in commands.values():  # warm-up: byte-code caches, busybox template
+            for _ in range(warmups):
+                _timed(make(), environ)
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        for index in range(rounds):
+            for name in rotate(list(commands), index):
+                make, environ = commands[name]
+                samples[name].append(_timed(make(), environ))
+        served = subprocess.run(
+            [LCD, "helper", "status", "--json", "--socket", helper_socket],
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+    finally:
+        _timed([LCD, "helper", "stop", "--socket", helper_socket], env)
     summary = {name: summarize(values) for name, values in samples.items()}
-    results: dict[str, Any] = {"rounds": rounds, "seconds": summary}
-    for ours, anchor in (("lcd_run", "ctr_run"), ("lcd_ps", "ctr_ls")):
+    results: dict[str, Any] = {
+        "rounds": rounds,
+        "seconds": summary,
+        "helper_served": json.loads(served.stdout)["served"],
+    }
+    for ours, anchor in PAIRS:
         pairs = list(zip(samples[ours], samples[anchor], strict=True))
         results[f"{ours}/{anchor}"] = {
             "ratio": ratio(summary[ours]["median"], summary[anchor]["median"]),
@@ -93,7 +127,9 @@ def report(results: dict[str, Any]) -> str:
             f"  {name:22} {format_seconds(figures['median']):>9}"
             f"  ({format_seconds(figures['p25'])}-{format_seconds(figures['p75'])})"
         )
-    for key in ("lcd_run/ctr_run", "lcd_ps/ctr_ls"):
+    lines.append(f"  (the helper served {results['helper_served']} commands)")
+    for ours, anchor in PAIRS:
+        key = f"{ours}/{anchor}"
         entry = results[key]
         low, high = entry["interval_90"] or (float("nan"), float("nan"))
         lines.append(

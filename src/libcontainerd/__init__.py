@@ -8,10 +8,16 @@ little until something is used: grpc and protobuf load with the first name
 that needs them.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
+import importlib
+
+# Not typing's: importing typing costs more than the lcd command's hand-over
+# to its helper (libcontainerd._lcd); type checkers know this name.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from . import images, oci, rootfs, seccomp
     from ._fifo import FifoSet
     from .client import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, AsyncClient, EventSubscription

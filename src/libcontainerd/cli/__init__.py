@@ -82,6 +82,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "_images": ("images", "import", "load", "export", "save", "tag", "rmi", "image", "system"),
     "_registry": ("pull", "push", "login", "logout"),
     "_copy": ("cp",),
+    "_helper": ("helper",),
 }
 cli.lazy_commands = {name: module for module, names in GROUPS.items() for name in names}
 

@@ -1,0 +1,307 @@
+"""lcd's command helper (``lcd helper``): commands handed to a resident lcd behave as run alone.
+
+Each test starts a private helper (its socket in the test's folder, never
+the default one) and runs lcd with ``$LIBCONTAINERD_HELPER_SOCKET`` pointing
+at it, against the suite's containerd; the same commands with the helper
+off are the reference. The helper's ``served`` count tells that a command
+went through it. Faults: the caller killed, the helper killed, a hand-over
+it must refuse; nothing a test started is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from libcontainerd import _lcd
+from libcontainerd.supervisor import Supervisor
+
+from .containers import process_alive
+from .lcd import LCD, Result, TerminalSession, environment
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "lcdhelper"
+
+
+class Helper:
+    """A private command helper, and lcd run with it (``via``) or without it (``alone``)."""
+
+    def __init__(self, supervisor: Supervisor, workdir: Path) -> None:
+        self.workdir = workdir
+        self.socket = workdir / "helper.sock"
+        base = environment(workdir / "state", workdir / "root")
+        self.env_alone = base
+        self.env_via = base | {
+            "LIBCONTAINERD_HELPER": "on",
+            "LIBCONTAINERD_HELPER_SOCKET": str(self.socket),
+        }
+        self.prefix = ("--address", supervisor.address, "--namespace", NAMESPACE)
+
+    async def run(
+        self,
+        *args: str,
+        via: bool = True,
+        stdin: str | None = None,
+        cwd: Path | None = None,
+        prefix: bool = True,
+    ) -> Result:
+        argv = [LCD, *(self.prefix if prefix else ()), *args]
+        done = await asyncio.to_thread(
+            subprocess.run,
+            argv,
+            env=self.env_via if via else self.env_alone,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+            cwd=cwd,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    async def spawn(self, *args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            LCD,
+            *self.prefix,
+            *args,
+            env=self.env_via,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def command(self, *args: str) -> Result:
+        """``lcd helper ARGS --socket <ours>`` (always run in the caller's process)."""
+        return await self.run("helper", *args, "--socket", str(self.socket), prefix=False)
+
+    async def status(self) -> dict[str, Any]:
+        result = await self.command("status", "--json")
+        assert result.status in (0, 3), result
+        report: dict[str, Any] = json.loads(result.stdout)
+        return report
+
+    async def served(self) -> int:
+        served: int = (await self.status())["served"]
+        return served
+
+    async def children(self) -> list[int]:
+        pid = int((await self.status())["pid"])
+        text = await asyncio.to_thread(Path(f"/proc/{pid}/task/{pid}/children").read_text)
+        return [int(child) for child in text.split()]
+
+    async def until(self, condition: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
+        async with asyncio.timeout(seconds):
+            while not await condition():
+                await asyncio.sleep(0.05)
+
+    async def running(self, name: str) -> bool:
+        listing = await self.run("ps", "--json", via=False)
+        return any(record["id"] == name for record in json.loads(listing.stdout or "[]"))
+
+
+@pytest.fixture
+async def helper(supervisor: Supervisor, workdir: Path) -> AsyncIterator[Helper]:
+    ours = Helper(supervisor, workdir)
+    started = await ours.command("start", "--idle-timeout", "600")
+    assert started.status == 0, started
+    pid = int((await ours.status())["pid"])
+    try:
+        yield ours
+    finally:
+        with contextlib.suppress(Exception):
+            await ours.command("stop", "--timeout", "10")
+        if process_alive(pid):  # only what a failed test left: ours, by pid
+            os.kill(pid, signal.SIGKILL)
+        listing = await ours.run("ps", "-a", "--json", via=False)
+        for record in json.loads(listing.stdout or "[]"):
+            await ours.run("rm", "-f", record["id"], via=False)
+
+
+async def test_commands_give_what_they_give_alone_and_go_through_the_helper(
+    helper: Helper,
+) -> None:
+    (helper.workdir / "vars.env").write_text("GREETING=from-the-env-file\n")
+    cases: list[tuple[tuple[str, ...], str | None]] = [
+        (("run", "--rm", "--", "sh", "-c", "echo out; echo err >&2; exit 3"), None),
+        (("run", "--rm", "-i", "--", "cat"), "through stdin\n"),
+        # a file named relative to the caller's working folder
+        (("run", "--rm", "--env-file", "vars.env", "--", "sh", "-c", "echo $GREETING"), None),
+        (("run", "--rm", "--no-such-option"), None),
+        (("inspect", "no-such-container"), None),
+        (("ps", "-a"), None),
+    ]
+    before = await helper.served()
+    for args, stdin in cases:
+        alone = await helper.run(*args, via=False, stdin=stdin, cwd=helper.workdir)
+        via = await helper.run(*args, stdin=stdin, cwd=helper.workdir)
+        assert via == alone, args
+    assert await helper.served() == before + len(cases)
+
+    first = await helper.run(*cases[0][0])
+    assert (first.status, first.stdout, first.stderr) == (3, "out\n", "err\n")
+    assert (await helper.run(*cases[2][0], cwd=helper.workdir)).stdout == "from-the-env-file\n"
+    assert (await helper.run(*cases[3][0])).status == 2
+
+
+async def test_the_environment_is_the_callers(helper: Helper) -> None:
+    """Options from the environment ($LIBCONTAINERD_NAMESPACE) come from the caller's."""
+    await helper.run("run", "--name", "in-env-namespace", "--", "true")
+    env = helper.env_via | {"LIBCONTAINERD_NAMESPACE": NAMESPACE}
+    argv = [LCD, "--address", helper.prefix[1], "ps", "-a", "--json"]
+    done = await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done
+    assert [record["id"] for record in json.loads(done.stdout)] == ["in-env-namespace"]
+
+
+async def test_a_terminal_is_the_callers(helper: Helper) -> None:
+    argv = [LCD, *helper.prefix, "run", "--rm", "-it", "--", "sh"]
+    before = await helper.served()
+    session = await asyncio.to_thread(
+        TerminalSession.start, argv, helper.env_via, rows=29, columns=97
+    )
+    try:
+        await asyncio.to_thread(session.read_until, b"# ")
+        session.type(b"stty size; echo typed-$((40+2))\r")
+        output = await asyncio.to_thread(session.read_until, b"typed-42\r\n")
+        assert b"29 97" in output
+        session.type(b"exit 5\r")
+        assert await asyncio.to_thread(session.exit_status) == 5
+    finally:
+        session.close()
+    assert await helper.served() == before + 1
+
+
+async def test_a_signal_to_the_caller_reaches_the_command(helper: Helper) -> None:
+    script = "trap 'exit 42' TERM; echo ready; sleep 60 & wait"
+    process = await helper.spawn("run", "--rm", "--name", "signalled", "--", "sh", "-c", script)
+    assert process.stdout is not None
+    assert await asyncio.wait_for(process.stdout.readline(), 30) == b"ready\n"
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 30) == 42
+    assert not await helper.running("signalled")
+
+
+async def test_a_killed_caller_takes_its_command_along(helper: Helper) -> None:
+    process = await helper.spawn("run", "--name", "orphaned", "--", "sleep", "60")
+    await helper.until(lambda: helper.running("orphaned"))
+    (command,) = await helper.children()
+    process.kill()
+    await process.wait()
+
+    async def ended() -> bool:
+        return not process_alive(command) and (await helper.status())["active"] == 0
+
+    await helper.until(ended)
+    # As when lcd itself is killed: its container stays, for 'lcd rm'.
+    assert await helper.running("orphaned")
+    assert (await helper.run("rm", "-f", "orphaned")).status == 0
+
+
+async def test_a_killed_helper_fails_its_callers_clearly(helper: Helper) -> None:
+    process = await helper.spawn("run", "--rm", "--name", "abandoned", "--", "sleep", "60")
+    await helper.until(lambda: helper.running("abandoned"))
+    (command,) = await helper.children()
+    os.kill(int((await helper.status())["pid"]), signal.SIGKILL)
+    _stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 125
+    assert stderr == b"lcd: the command helper went away before the command ended\n"
+
+    async def gone() -> bool:
+        return not process_alive(command)
+
+    await helper.until(gone)  # it died with the helper (PR_SET_PDEATHSIG)
+    # Its socket is left: the next command runs in its own process.
+    assert helper.socket.exists()
+    listing = await helper.run("ps", "-a")
+    assert listing.status == 0
+    assert "abandoned" in listing.stdout
+    assert (await helper.run("rm", "-f", "abandoned")).status == 0
+    assert (await helper.command("status")).status == 3
+
+
+def _hand_over(path: Path, message: bytes, descriptors: tuple[int, ...] = (0, 1, 2)) -> bytes:
+    """Send one hand-over as a caller would and return the helper's first reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
+        connection.connect(str(path))
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(memoryview(_ints(descriptors))))]
+        connection.sendmsg([message], rights if descriptors else [])
+        return connection.recv(4096)
+
+
+def _ints(values: tuple[int, ...]) -> bytearray:
+    data = bytearray()
+    for value in values:
+        data += value.to_bytes(4, "little")
+    return data
+
+
+async def test_hand_overs_it_cannot_serve_are_refused(helper: Helper) -> None:
+    package = os.path.dirname(_lcd.__file__)
+    before = await helper.served()
+    elsewhere = _lcd.request(["lcd", "ps"], "/", 0o022, {}, "/elsewhere/libcontainerd")
+    reply = await asyncio.to_thread(_hand_over, helper.socket, elsewhere)
+    assert reply.startswith(_lcd.REFUSED), reply
+    assert package.encode() in reply
+    garbage = await asyncio.to_thread(_hand_over, helper.socket, b"not a request")
+    assert garbage.startswith(_lcd.REFUSED + b"not an lcd-helper/1 request"), garbage
+    ours = _lcd.request(["lcd", "ps"], "/", 0o022, {}, package)
+    without_stdio = await asyncio.to_thread(_hand_over, helper.socket, ours, ())
+    assert without_stdio == _lcd.REFUSED + b"stdin, stdout and stderr were not passed"
+    assert await helper.served() == before
+    # ... and it still serves.
+    assert (await helper.run("ps")).status == 0
+    assert await helper.served() == before + 1
+
+
+async def test_start_twice_status_and_stop(helper: Helper) -> None:
+    pid = int((await helper.status())["pid"])
+    again = await helper.command("start")
+    assert again.stdout == f"the command helper is already running (pid {pid})\n"
+    text = await helper.command("status")
+    assert text.status == 0
+    assert f"the command helper runs: pid {pid}, socket {helper.socket}" in text.stdout
+
+    # A stop waits for the running command, which ends as it would have.
+    process = await helper.spawn("run", "--rm", "--", "sleep", "1")
+
+    async def one_running() -> bool:
+        return bool((await helper.status())["active"] == 1)
+
+    await helper.until(one_running)
+    stopped = await helper.command("stop")
+    assert stopped.stdout == f"stopped the command helper (pid {pid})\n"
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+    assert not process_alive(pid)
+    assert not helper.socket.exists()
+    after = await helper.command("status")
+    assert (after.status, after.stdout) == (3, f"no command helper answers at {helper.socket}\n")
+    # Without it, commands run in their own process, as before.
+    assert (await helper.run("ps")).status == 0
+
+
+async def test_an_idle_helper_ends_by_itself(supervisor: Supervisor, workdir: Path) -> None:
+    ours = Helper(supervisor, workdir)
+    assert (await ours.command("start", "--idle-timeout", "1")).status == 0
+    pid = int((await ours.status())["pid"])
+    try:
+
+        async def ended() -> bool:
+            return not process_alive(pid)
+
+        await ours.until(ended, seconds=30)
+        assert not ours.socket.exists()
+    finally:
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
