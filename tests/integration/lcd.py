@@ -159,3 +159,21 @@ class TerminalSession:
             self.process.kill()
             self.process.wait()
         os.close(self.fd)
+
+
+async def check_terminal_shell(
+    argv: list[str], env: dict[str, str], rows: int, columns: int, status: int
+) -> None:
+    """``argv`` (an ``lcd run -it ... sh``) on a new terminal of that size: the shell sees
+    the size and what is typed, and lcd exits with the shell's ``status``."""
+    session = await asyncio.to_thread(TerminalSession.start, argv, env, rows, columns)
+    try:
+        # busybox's sh drops what is typed before its prompt is ready: wait for it.
+        await asyncio.to_thread(session.read_until, b"# ")
+        session.type(b"stty size; echo typed-$((40+2))\r")
+        output = await asyncio.to_thread(session.read_until, b"typed-42\r\n")
+        assert f"{rows} {columns}".encode() in output
+        session.type(f"exit {status}\r".encode())
+        assert await asyncio.to_thread(session.exit_status) == status
+    finally:
+        session.close()

@@ -20,7 +20,7 @@ from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import Status
 
 from .containers import remove_container
-from .lcd import LCD, Result, TerminalSession, environment, lcd, spawn_lcd
+from .lcd import LCD, Result, check_terminal_shell, environment, lcd, spawn_lcd
 
 pytestmark = pytest.mark.integration
 
@@ -250,17 +250,7 @@ def _first_line_then_hang_up(argv: list[str], env: dict[str, str]) -> tuple[byte
 
 async def test_run_it_connects_a_terminal(cli: Lcd) -> None:
     argv = [LCD, *cli.prefix, "run", "--rm", "-it", "--", "sh"]
-    session = await asyncio.to_thread(TerminalSession.start, argv, cli.env, rows=33, columns=111)
-    try:
-        # busybox's sh drops what is typed before its prompt is ready: wait for it.
-        await asyncio.to_thread(session.read_until, b"# ")
-        session.type(b"stty size; echo typed-$((40+2))\r")
-        output = await asyncio.to_thread(session.read_until, b"typed-42\r\n")
-        assert b"33 111" in output
-        session.type(b"exit 7\r")
-        assert await asyncio.to_thread(session.exit_status) == 7
-    finally:
-        session.close()
+    await check_terminal_shell(argv, cli.env, rows=33, columns=111, status=7)
 
 
 # --- the lifecycle, one command at a time --------------------------------------------

@@ -27,7 +27,7 @@ from libcontainerd import _lcd
 from libcontainerd.supervisor import Supervisor
 
 from .containers import process_alive
-from .lcd import LCD, Result, TerminalSession, environment
+from .lcd import LCD, Result, check_terminal_shell, environment
 
 pytestmark = pytest.mark.integration
 
@@ -168,18 +168,7 @@ async def test_the_environment_is_the_callers(helper: Helper) -> None:
 async def test_a_terminal_is_the_callers(helper: Helper) -> None:
     argv = [LCD, *helper.prefix, "run", "--rm", "-it", "--", "sh"]
     before = await helper.served()
-    session = await asyncio.to_thread(
-        TerminalSession.start, argv, helper.env_via, rows=29, columns=97
-    )
-    try:
-        await asyncio.to_thread(session.read_until, b"# ")
-        session.type(b"stty size; echo typed-$((40+2))\r")
-        output = await asyncio.to_thread(session.read_until, b"typed-42\r\n")
-        assert b"29 97" in output
-        session.type(b"exit 5\r")
-        assert await asyncio.to_thread(session.exit_status) == 5
-    finally:
-        session.close()
+    await check_terminal_shell(argv, helper.env_via, rows=29, columns=97, status=5)
     assert await helper.served() == before + 1
 
 

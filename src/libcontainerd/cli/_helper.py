@@ -21,7 +21,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -33,6 +35,7 @@ from ._helper_server import STATUS_REQUEST
 __all__ = ["COMMANDS", "helper_status"]
 
 _EXIT_NOT_RUNNING = 3
+_Function = TypeVar("_Function", bound=Callable[..., Any])
 
 socket_option = click.option(
     "--socket",
@@ -70,16 +73,22 @@ def helper() -> None:
     """A resident lcd that runs later lcd commands without Python's start-up cost."""
 
 
+def _seconds_option(
+    flag: str, default: float, minimum: float, help: str
+) -> Callable[[_Function], _Function]:
+    return click.option(
+        flag,
+        default=default,
+        show_default=True,
+        type=click.FloatRange(min=minimum),
+        metavar="SECONDS",
+        help=help,
+    )
+
+
 @helper.command("start")
 @socket_option
-@click.option(
-    "--idle-timeout",
-    default=1800.0,
-    show_default=True,
-    type=click.FloatRange(min=1),
-    metavar="SECONDS",
-    help="end after this long without a command",
-)
+@_seconds_option("--idle-timeout", 1800.0, 1, "end after this long without a command")
 def helper_start(socket_path: str | None, idle_timeout: float) -> None:
     """Start the command helper (nothing happens if one runs)."""
     path = socket_path or _lcd.helper_socket()
@@ -124,13 +133,8 @@ def helper_start(socket_path: str | None, idle_timeout: float) -> None:
 
 @helper.command("stop")
 @socket_option
-@click.option(
-    "--timeout",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="how long its running commands may take to end before it is killed",
+@_seconds_option(
+    "--timeout", 30.0, 0, "how long its running commands may take to end before it is killed"
 )
 def helper_stop(socket_path: str | None, timeout: float) -> None:
     """Stop the command helper once its running commands have ended."""
