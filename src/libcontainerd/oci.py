@@ -11,7 +11,7 @@ factory checks its own arguments when it is called, so a bad value fails
 where it was written, with :class:`~libcontainerd.errors.InvalidArgument`
 naming the parameter and the value. :func:`validate_spec` checks a whole
 spec before it is sent, so runc's deep failures become clear messages that
-name the field.
+name the field; it and the value rules both use live in :mod:`._spec_checks`.
 """
 
 from __future__ import annotations
@@ -20,18 +20,23 @@ import copy
 import functools
 import math
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _spec_checks as _checks
 from . import seccomp as _seccomp
 from ._identifiers import check_identifier
+from ._spec_checks import (
+    IMAGE_ROOT,
+    KNOWN_CAPABILITIES,
+    NAMESPACE_TYPES,
+    RLIMIT_TYPES,
+    validate_process,
+    validate_resources,
+    validate_spec,
+)
 from ._validate import as_int as _int
-from ._validate import as_list as _list
-from ._validate import as_object as _object
 from ._validate import fail as _fail
-from ._validate import is_int as _is_int
-from ._validate import required as _required
 from .errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -95,9 +100,6 @@ Spec = dict[str, Any]
 SpecOption = Callable[[Spec], None]
 """Changes a spec in place; made by the ``with_*`` factories."""
 
-IMAGE_ROOT = "rootfs"
-"""``root.path`` of a container made from an image: containerd mounts its snapshot there."""
-
 OCI_VERSION = "1.0.2-dev"
 """The runtime-spec version containerd 1.6 writes into its default spec."""
 
@@ -121,78 +123,6 @@ DEFAULT_CAPABILITIES: tuple[str, ...] = (
 )
 """Docker's and containerd 1.6/1.7's default set (bounding, permitted, effective)."""
 
-KNOWN_CAPABILITIES: frozenset[str] = frozenset(
-    (
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_DAC_READ_SEARCH",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETPCAP",
-        "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_NET_BROADCAST",
-        "CAP_NET_ADMIN",
-        "CAP_NET_RAW",
-        "CAP_IPC_LOCK",
-        "CAP_IPC_OWNER",
-        "CAP_SYS_MODULE",
-        "CAP_SYS_RAWIO",
-        "CAP_SYS_CHROOT",
-        "CAP_SYS_PTRACE",
-        "CAP_SYS_PACCT",
-        "CAP_SYS_ADMIN",
-        "CAP_SYS_BOOT",
-        "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE",
-        "CAP_SYS_TIME",
-        "CAP_SYS_TTY_CONFIG",
-        "CAP_MKNOD",
-        "CAP_LEASE",
-        "CAP_AUDIT_WRITE",
-        "CAP_AUDIT_CONTROL",
-        "CAP_SETFCAP",
-        "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN",
-        "CAP_SYSLOG",
-        "CAP_WAKE_ALARM",
-        "CAP_BLOCK_SUSPEND",
-        "CAP_AUDIT_READ",
-        "CAP_PERFMON",
-        "CAP_BPF",
-        "CAP_CHECKPOINT_RESTORE",
-    )
-)
-"""Every Linux capability up to kernel 6.x (0 to 40)."""
-
-NAMESPACE_TYPES: tuple[str, ...] = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup")
-
-RLIMIT_TYPES: frozenset[str] = frozenset(
-    (
-        "RLIMIT_AS",
-        "RLIMIT_CORE",
-        "RLIMIT_CPU",
-        "RLIMIT_DATA",
-        "RLIMIT_FSIZE",
-        "RLIMIT_LOCKS",
-        "RLIMIT_MEMLOCK",
-        "RLIMIT_MSGQUEUE",
-        "RLIMIT_NICE",
-        "RLIMIT_NOFILE",
-        "RLIMIT_NPROC",
-        "RLIMIT_RSS",
-        "RLIMIT_RTPRIO",
-        "RLIMIT_RTTIME",
-        "RLIMIT_SIGPENDING",
-        "RLIMIT_STACK",
-    )
-)
-"""The resource limits Linux knows (runc refuses others)."""
-
-_CAPABILITY_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 # containerd sets and adds capabilities in these three sets only; inheritable
 # and ambient are for non-root users and stay empty unless asked for.
 _DEFAULT_CAPABILITY_SETS = ("bounding", "effective", "permitted")
@@ -248,18 +178,6 @@ _DEFAULT_CHAR_DEVICES: tuple[tuple[int, int | None], ...] = (
     (5, 2),
 )
 
-_UINT32_MAX = 2**32 - 1
-_INT64_MAX = 2**63 - 1
-_UINT64_MAX = 2**64 - 1
-_JSON_MAX_DEPTH = 64
-_HOSTNAME_MAX = 64  # the kernel's limit (sethostname fails with EINVAL beyond it)
-# Kernel limits that runc hits only when it writes the cgroup files.
-_CPU_SHARES_RANGE = (2, 262144)
-_CPU_PERIOD_RANGE = (1000, 1_000_000)
-_CPU_QUOTA_MIN = 1000
-_BLKIO_WEIGHT_RANGE = (10, 1000)
-_CPUSET = re.compile(r"\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*\Z", re.ASCII)
-
 
 # --- the default spec -------------------------------------------------------
 
@@ -277,7 +195,7 @@ def default_spec(args: Sequence[str], root: str | os.PathLike[str], *options: Sp
         "ociVersion": OCI_VERSION,
         "process": {
             "user": {"uid": 0, "gid": 0},
-            "args": _args(args, "args"),
+            "args": _checks.as_args(args, "args"),
             "env": [DEFAULT_PATH_ENV],
             "cwd": "/",
             "terminal": False,
@@ -285,7 +203,7 @@ def default_spec(args: Sequence[str], root: str | os.PathLike[str], *options: Sp
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
         },
-        "root": {"path": _fspath(root, "root")},
+        "root": {"path": _checks.as_fspath(root, "root")},
         "mounts": [
             {"destination": dest, "type": kind, "source": source, "options": list(opts)}
             for dest, kind, source, opts in _DEFAULT_MOUNTS
@@ -325,10 +243,10 @@ def image_spec(
     command = (
         list(config.entrypoint)
         if entrypoint is None
-        else _string_list(list(entrypoint), "image_spec: entrypoint")
+        else _checks.as_string_list(list(entrypoint), "image_spec: entrypoint")
     )
     if args is not None:
-        command += _string_list(list(args), "image_spec: args")
+        command += _checks.as_string_list(list(args), "image_spec: args")
     elif entrypoint is None:
         command += list(config.cmd)
     if not command or not command[0]:
@@ -368,7 +286,7 @@ def apply(spec: Spec, *options: SpecOption) -> Spec:
 
 def with_args(args: Sequence[str]) -> SpecOption:
     """Run ``args`` (a non-empty list of strings; ``args[0]`` is the program)."""
-    checked = _args(args, "with_args: args")
+    checked = _checks.as_args(args, "with_args: args")
 
     def option(spec: Spec) -> None:
         _section(spec, "process")["args"] = list(checked)
@@ -383,8 +301,8 @@ def with_env(env: Mapping[str, str] | Iterable[str], *, replace: bool = False) -
     new ones are appended. ``replace=True`` drops the old environment (PATH
     included) first.
     """
-    entries = _env_entries(env, "with_env: env")
-    _bool(replace, "with_env: replace")
+    entries = _checks.as_env_entries(env, "with_env: env")
+    _checks.as_bool(replace, "with_env: replace")
 
     def option(spec: Spec) -> None:
         process = _section(spec, "process")
@@ -395,7 +313,7 @@ def with_env(env: Mapping[str, str] | Iterable[str], *, replace: bool = False) -
 
 def with_cwd(cwd: str) -> SpecOption:
     """Start the process in ``cwd`` (an absolute path inside the container)."""
-    checked = _absolute_path(cwd, "with_cwd: cwd")
+    checked = _checks.as_absolute_path(cwd, "with_cwd: cwd")
 
     def option(spec: Spec) -> None:
         _section(spec, "process")["cwd"] = checked
@@ -409,11 +327,13 @@ def with_user(uid: int, gid: int | None = None, additional_gids: Iterable[int] =
     ``gid`` defaults to ``uid``, not 0: falling back to the root group would
     quietly grant its file access. Earlier supplementary groups are replaced.
     """
-    checked_uid = _int(uid, "with_user: uid", 0, _UINT32_MAX)
-    checked_gid = checked_uid if gid is None else _int(gid, "with_user: gid", 0, _UINT32_MAX)
+    checked_uid = _int(uid, "with_user: uid", 0, _checks.UINT32_MAX)
+    checked_gid = checked_uid if gid is None else _int(gid, "with_user: gid", 0, _checks.UINT32_MAX)
     extra = [
-        _int(value, f"with_user: additional_gids[{index}]", 0, _UINT32_MAX)
-        for index, value in enumerate(_iterable(additional_gids, "with_user: additional_gids"))
+        _int(value, f"with_user: additional_gids[{index}]", 0, _checks.UINT32_MAX)
+        for index, value in enumerate(
+            _checks.as_items(additional_gids, "with_user: additional_gids")
+        )
     ]
 
     def option(spec: Spec) -> None:
@@ -438,7 +358,7 @@ def with_username(user: str) -> SpecOption:
     list the user become additional gids); an unknown name fails the create
     with InvalidArgument before the container exists.
     """
-    checked = _string(user, "with_username: user")
+    checked = _checks.as_string(user, "with_username: user")
     name, colon, group = checked.partition(":")
     if not name or (colon and not group) or any(c in checked for c in "\0\n/"):
         _fail("with_username: user", "name, uid, name:group or uid:gid", user)
@@ -455,7 +375,7 @@ def with_username(user: str) -> SpecOption:
 
 def with_terminal(terminal: bool = True) -> SpecOption:
     """Give the process a pseudo-terminal (the caller then attaches a console)."""
-    checked = _bool(terminal, "with_terminal: terminal")
+    checked = _checks.as_bool(terminal, "with_terminal: terminal")
 
     def option(spec: Spec) -> None:
         _section(spec, "process")["terminal"] = checked
@@ -465,7 +385,7 @@ def with_terminal(terminal: bool = True) -> SpecOption:
 
 def with_no_new_privileges(enabled: bool = True) -> SpecOption:
     """Set ``noNewPrivileges`` (on by default: setuid binaries cannot gain privileges)."""
-    checked = _bool(enabled, "with_no_new_privileges: enabled")
+    checked = _checks.as_bool(enabled, "with_no_new_privileges: enabled")
 
     def option(spec: Spec) -> None:
         _section(spec, "process")["noNewPrivileges"] = checked
@@ -478,9 +398,11 @@ def with_rlimit(kind: str, soft: int, hard: int | None = None) -> SpecOption:
 
     An existing limit of the same kind is replaced, since runtimes refuse duplicates.
     """
-    checked_kind = _rlimit_type(kind, "with_rlimit: kind")
-    checked_soft = _int(soft, "with_rlimit: soft", 0, _UINT64_MAX)
-    checked_hard = checked_soft if hard is None else _int(hard, "with_rlimit: hard", 0, _UINT64_MAX)
+    checked_kind = _checks.as_rlimit_type(kind, "with_rlimit: kind")
+    checked_soft = _int(soft, "with_rlimit: soft", 0, _checks.UINT64_MAX)
+    checked_hard = (
+        checked_soft if hard is None else _int(hard, "with_rlimit: hard", 0, _checks.UINT64_MAX)
+    )
     if checked_soft > checked_hard:
         _fail("with_rlimit: soft", f"at most hard ({checked_hard})", checked_soft)
 
@@ -502,7 +424,7 @@ def with_capabilities(capabilities: Iterable[str]) -> SpecOption:
 
     Names may omit the ``CAP_`` prefix and be in any case (``"net_admin"``).
     """
-    names = _capability_names(capabilities, "with_capabilities: capabilities")
+    names = _checks.as_capability_names(capabilities, "with_capabilities: capabilities")
 
     def option(spec: Spec) -> None:
         before = _bounding(spec)
@@ -516,7 +438,7 @@ def with_capabilities(capabilities: Iterable[str]) -> SpecOption:
 
 def with_added_capabilities(capabilities: Iterable[str]) -> SpecOption:
     """Add ``capabilities`` to the bounding, effective and permitted sets."""
-    names = _capability_names(capabilities, "with_added_capabilities: capabilities")
+    names = _checks.as_capability_names(capabilities, "with_added_capabilities: capabilities")
 
     def option(spec: Spec) -> None:
         before = _bounding(spec)
@@ -532,12 +454,14 @@ def with_added_capabilities(capabilities: Iterable[str]) -> SpecOption:
 
 def with_dropped_capabilities(capabilities: Iterable[str]) -> SpecOption:
     """Remove ``capabilities`` from every capability set, ambient and inheritable included."""
-    names = set(_capability_names(capabilities, "with_dropped_capabilities: capabilities"))
+    names = set(
+        _checks.as_capability_names(capabilities, "with_dropped_capabilities: capabilities")
+    )
 
     def option(spec: Spec) -> None:
         before = _bounding(spec)
         caps = _section(spec, "process", "capabilities")
-        for kind in _CAPABILITY_SETS:
+        for kind in _checks.CAPABILITY_SETS:
             if kind in caps:
                 caps[kind] = [name for name in caps[kind] or [] if name not in names]
         _follow_capabilities(spec, before)
@@ -602,7 +526,7 @@ def _follow_capabilities(spec: Spec, before: list[str]) -> None:
 
 def with_hostname(hostname: str) -> SpecOption:
     """Set the container's hostname (needs the default private uts namespace)."""
-    checked = _hostname(hostname, "with_hostname: hostname")
+    checked = _checks.as_hostname(hostname, "with_hostname: hostname")
     if not checked:
         _fail("with_hostname: hostname", "a non-empty string", hostname)
 
@@ -614,7 +538,7 @@ def with_hostname(hostname: str) -> SpecOption:
 
 def with_readonly_rootfs(readonly: bool = True) -> SpecOption:
     """Mount the root filesystem read-only."""
-    checked = _bool(readonly, "with_readonly_rootfs: readonly")
+    checked = _checks.as_bool(readonly, "with_readonly_rootfs: readonly")
 
     def option(spec: Spec) -> None:
         _section(spec, "root")["readonly"] = checked
@@ -629,8 +553,8 @@ def with_mounts(mounts: Iterable[Mapping[str, Any]]) -> SpecOption:
     ``/dev/shm``) without a shadowed mount underneath.
     """
     checked = [
-        copy.deepcopy(dict(_mount(mount, f"with_mounts: mounts[{index}]")))
-        for index, mount in enumerate(_iterable(mounts, "with_mounts: mounts"))
+        copy.deepcopy(dict(_checks.as_mount(mount, f"with_mounts: mounts[{index}]")))
+        for index, mount in enumerate(_checks.as_items(mounts, "with_mounts: mounts"))
     ]
 
     def option(spec: Spec) -> None:
@@ -658,9 +582,9 @@ def with_bind_mount(
     source: str | os.PathLike[str], destination: str, readonly: bool = False
 ) -> SpecOption:
     """Bind-mount host path ``source`` (absolute) at ``destination``, recursively."""
-    checked_source = _fspath(source, "with_bind_mount: source")
-    checked_destination = _absolute_path(destination, "with_bind_mount: destination")
-    mode = "ro" if _bool(readonly, "with_bind_mount: readonly") else "rw"
+    checked_source = _checks.as_fspath(source, "with_bind_mount: source")
+    checked_destination = _checks.as_absolute_path(destination, "with_bind_mount: destination")
+    mode = "ro" if _checks.as_bool(readonly, "with_bind_mount: readonly") else "rw"
     return with_mounts(
         [
             {
@@ -678,11 +602,15 @@ def with_tmpfs(
 ) -> SpecOption:
     """Mount a fresh tmpfs at ``destination`` (``size`` bytes at most; by default half the
     host's memory, the kernel's default), ``nosuid,nodev`` as Docker's ``--tmpfs``."""
-    checked_destination = _absolute_path(destination, "with_tmpfs: destination")
-    extra = _string_list(list(_iterable(options, "with_tmpfs: options")), "with_tmpfs: options")
+    checked_destination = _checks.as_absolute_path(destination, "with_tmpfs: destination")
+    extra = _checks.as_string_list(
+        list(_checks.as_items(options, "with_tmpfs: options")), "with_tmpfs: options"
+    )
     flags = ["nosuid", "nodev", *(flag for flag in extra if flag not in ("nosuid", "nodev"))]
     if size is not None:
-        flags.append(f"size={_ranged(size, 'with_tmpfs: size', (1, 2**63 - 1), unset_ok=False)}")
+        flags.append(
+            f"size={_checks.as_ranged(size, 'with_tmpfs: size', (1, 2**63 - 1), unset_ok=False)}"
+        )
     return with_mounts(
         [{"destination": checked_destination, "type": "tmpfs", "source": "tmpfs", "options": flags}]
     )
@@ -694,7 +622,7 @@ def with_host_namespace(kind: str) -> SpecOption:
     The mount namespace cannot be shared: runc would mount ``/proc``, ``/dev``,
     ... into the host's mount namespace and leave them there.
     """
-    checked = _namespace_type(kind, "with_host_namespace: kind")
+    checked = _checks.as_namespace_type(kind, "with_host_namespace: kind")
     if checked == "mount":
         _fail("with_host_namespace: kind", "a namespace other than 'mount'", kind)
 
@@ -729,7 +657,7 @@ def with_user_namespace(
     chowns it in place to the maps when it creates the container (see the
     README's "User namespaces").
     """
-    chown = _bool(chown_root, "with_user_namespace: chown_root")
+    chown = _checks.as_bool(chown_root, "with_user_namespace: chown_root")
     if uid_map is None and gid_map is not None:
         _fail("with_user_namespace: uid_map", "given with gid_map", None)
     uids = None if uid_map is None else _id_maps(uid_map, "with_user_namespace: uid_map")
@@ -759,16 +687,16 @@ def with_user_namespace(
 
 def _id_maps(value: object, where: str) -> list[dict[str, int]]:
     maps = []
-    for index, entry in enumerate(_iterable(value, where)):
+    for index, entry in enumerate(_checks.as_items(value, where)):
         at = f"{where}[{index}]"
         if isinstance(entry, Mapping):
-            _id_mapping(entry, at)
+            _checks.check_id_mapping(entry, at)
             triple = (entry["containerID"], entry["hostID"], entry["size"])
         else:
-            triple = tuple(_iterable(entry, at))
+            triple = tuple(_checks.as_items(entry, at))
             if len(triple) != 3:
                 _fail(at, "a (container_id, host_id, size) triple", entry)
-        inside, outside, size = (_int(v, at, 0, _UINT32_MAX) for v in triple)
+        inside, outside, size = (_int(v, at, 0, _checks.UINT32_MAX) for v in triple)
         if size == 0:
             _fail(f"{at}.size", "at least 1", size)
         maps.append({"containerID": inside, "hostID": outside, "size": size})
@@ -803,11 +731,13 @@ def with_sandbox(
     ``pids`` processes. ``create(..., network=...)`` refuses it unless ``/sys``
     is bound instead (see :func:`with_user_namespace`'s README section).
     """
-    memory_limit = _memory_bytes(memory, "with_sandbox: memory")
+    memory_limit = _checks.as_memory_bytes(memory, "with_sandbox: memory")
     if memory_limit <= 0:
         _fail("with_sandbox: memory", "a positive number of bytes", memory)
-    pids_limit = _int(pids, "with_sandbox: pids", 1, _INT64_MAX)
-    tmp = with_tmpfs("/tmp", _int(tmp_size, "with_sandbox: tmp_size", 1, _INT64_MAX), ["mode=1777"])
+    pids_limit = _int(pids, "with_sandbox: pids", 1, _checks.INT64_MAX)
+    tmp = with_tmpfs(
+        "/tmp", _int(tmp_size, "with_sandbox: tmp_size", 1, _checks.INT64_MAX), ["mode=1777"]
+    )
     userns = with_user_namespace(uid_map)
 
     def option(spec: Spec) -> None:
@@ -825,7 +755,7 @@ def with_sandbox(
         linux["namespaces"] = [*namespaces, {"type": "network"}, {"type": "cgroup"}]
         process = _section(spec, "process")
         before = _bounding(spec)
-        process["capabilities"] = {kind: [] for kind in _CAPABILITY_SETS}
+        process["capabilities"] = {kind: [] for kind in _checks.CAPABILITY_SETS}
         _follow_capabilities(spec, before)  # the default seccomp profile narrows with them
         process["noNewPrivileges"] = True
         _section(spec, "root")["readonly"] = True
@@ -845,7 +775,7 @@ def with_sandbox(
 
 def with_cgroups_path(path: str) -> SpecOption:
     """Place the container in cgroup ``path`` (``/a/b``, or ``slice:prefix:name`` for systemd)."""
-    checked = _cgroups_path(path, "with_cgroups_path: path")
+    checked = _checks.as_cgroups_path(path, "with_cgroups_path: path")
 
     def option(spec: Spec) -> None:
         _section(spec, "linux")["cgroupsPath"] = checked
@@ -855,7 +785,7 @@ def with_cgroups_path(path: str) -> SpecOption:
 
 def with_annotations(annotations: Mapping[str, str]) -> SpecOption:
     """Add annotations (string keys and values), replacing ones with the same key."""
-    checked = dict(_annotations(annotations, "with_annotations: annotations"))
+    checked = dict(_checks.as_annotations(annotations, "with_annotations: annotations"))
 
     def option(spec: Spec) -> None:
         current = spec.get("annotations")
@@ -899,7 +829,7 @@ def with_resources(resources: Mapping[str, Any]) -> SpecOption:
     whose rules are appended: the default deny-all rule must stay first,
     since later rules win.
     """
-    _check_resources(resources, "with_resources: resources")
+    _checks.check_resources(resources, "with_resources: resources")
     checked = copy.deepcopy(dict(resources))
 
     def option(spec: Spec) -> None:
@@ -915,20 +845,24 @@ def with_resources(resources: Mapping[str, Any]) -> SpecOption:
 
 def with_memory_limit(limit: int) -> SpecOption:
     """Limit memory to ``limit`` bytes (``-1``: unlimited)."""
-    checked = _memory_bytes(limit, "with_memory_limit: limit")
+    checked = _checks.as_memory_bytes(limit, "with_memory_limit: limit")
     return _set_resources({("memory", "limit"): checked})
 
 
 def with_cpu_quota(quota: int, period: int = 100_000) -> SpecOption:
     """Allow ``quota`` microseconds of CPU time per ``period`` microseconds (quota -1: no limit)."""
-    checked_quota = _cpu_quota(quota, "with_cpu_quota: quota", unset_ok=False)
-    checked_period = _ranged(period, "with_cpu_quota: period", _CPU_PERIOD_RANGE, unset_ok=False)
+    checked_quota = _checks.as_cpu_quota(quota, "with_cpu_quota: quota", unset_ok=False)
+    checked_period = _checks.as_ranged(
+        period, "with_cpu_quota: period", _checks.CPU_PERIOD_RANGE, unset_ok=False
+    )
     return _set_resources({("cpu", "quota"): checked_quota, ("cpu", "period"): checked_period})
 
 
 def with_cpus(cpus: float, period: int = 100_000) -> SpecOption:
     """Allow ``cpus`` CPUs' worth of time (``1.5``), as a CFS quota over ``period`` microseconds."""
-    checked_period = _ranged(period, "with_cpus: period", _CPU_PERIOD_RANGE, unset_ok=False)
+    checked_period = _checks.as_ranged(
+        period, "with_cpus: period", _checks.CPU_PERIOD_RANGE, unset_ok=False
+    )
     if (
         isinstance(cpus, bool)
         or not isinstance(cpus, int | float)
@@ -937,31 +871,33 @@ def with_cpus(cpus: float, period: int = 100_000) -> SpecOption:
     ):
         _fail("with_cpus: cpus", "a positive number", cpus)
     quota = round(cpus * checked_period)
-    if quota < _CPU_QUOTA_MIN:
-        _fail("with_cpus: cpus", f"at least {_CPU_QUOTA_MIN / checked_period:g}", cpus)
-    checked_quota = _cpu_quota(quota, "with_cpus: cpus * period", unset_ok=False)
+    if quota < _checks.CPU_QUOTA_MIN:
+        _fail("with_cpus: cpus", f"at least {_checks.CPU_QUOTA_MIN / checked_period:g}", cpus)
+    checked_quota = _checks.as_cpu_quota(quota, "with_cpus: cpus * period", unset_ok=False)
     return _set_resources({("cpu", "quota"): checked_quota, ("cpu", "period"): checked_period})
 
 
 def with_cpu_shares(shares: int) -> SpecOption:
     """Set the relative CPU weight (``2`` to ``262144``; 1024 is the kernel's default)."""
-    checked = _ranged(shares, "with_cpu_shares: shares", _CPU_SHARES_RANGE, unset_ok=False)
+    checked = _checks.as_ranged(
+        shares, "with_cpu_shares: shares", _checks.CPU_SHARES_RANGE, unset_ok=False
+    )
     return _set_resources({("cpu", "shares"): checked})
 
 
 def with_cpuset(cpus: str, mems: str | None = None) -> SpecOption:
     """Pin to CPUs ``cpus`` and memory nodes ``mems``, in cpuset syntax (``"0-1,3"``)."""
     values: dict[tuple[str, str], Any] = {
-        ("cpu", "cpus"): _cpuset(cpus, "with_cpuset: cpus", empty_ok=False)
+        ("cpu", "cpus"): _checks.as_cpuset(cpus, "with_cpuset: cpus", empty_ok=False)
     }
     if mems is not None:
-        values["cpu", "mems"] = _cpuset(mems, "with_cpuset: mems", empty_ok=False)
+        values["cpu", "mems"] = _checks.as_cpuset(mems, "with_cpuset: mems", empty_ok=False)
     return _set_resources(values)
 
 
 def with_pids_limit(limit: int) -> SpecOption:
     """Allow at most ``limit`` tasks in the container (``-1``: unlimited)."""
-    checked = _int(limit, "with_pids_limit: limit", -1, _INT64_MAX)
+    checked = _int(limit, "with_pids_limit: limit", -1, _checks.INT64_MAX)
     if checked == 0:
         _fail("with_pids_limit: limit", "a positive integer or -1 for unlimited", limit)
     return _set_resources({("pids", "limit"): checked})
@@ -969,7 +905,9 @@ def with_pids_limit(limit: int) -> SpecOption:
 
 def with_blkio_weight(weight: int) -> SpecOption:
     """Set the relative block I/O weight (``10`` to ``1000``)."""
-    checked = _ranged(weight, "with_blkio_weight: weight", _BLKIO_WEIGHT_RANGE, unset_ok=False)
+    checked = _checks.as_ranged(
+        weight, "with_blkio_weight: weight", _checks.BLKIO_WEIGHT_RANGE, unset_ok=False
+    )
     return _set_resources({("blockIO", "weight"): checked})
 
 
@@ -979,374 +917,6 @@ def _set_resources(values: Mapping[tuple[str, str], Any]) -> SpecOption:
             _section(spec, "linux", "resources", group)[key] = value
 
     return option
-
-
-# --- validation -------------------------------------------------------------
-
-
-def validate_spec(spec: object, *, image: bool = False) -> None:
-    """Check a whole spec before it is sent; raise InvalidArgument naming the bad field.
-
-    Checked (other keys pass through untouched):
-
-    - ``spec`` is an object; ``ociVersion`` is a string;
-    - ``root.path`` is an absolute path, or with ``image`` (the root is an
-      image's snapshot, mounted in the bundle) ``"rootfs"``; ``root.readonly``
-      a boolean;
-    - ``process`` as in :func:`validate_process`;
-    - ``hostname`` a string of at most 64 characters;
-    - ``mounts[]``: objects with an absolute ``destination``, string ``type``
-      and ``source``, and a list of string ``options``;
-    - ``annotations``: string keys and values;
-    - ``linux.namespaces[]``: known types, each at most once, absolute
-      ``path``, and a ``mount`` one among them: without it runc 1.1 mounts
-      ``/proc``, ``/dev``, ... into the host's mount namespace and leaves
-      them there;
-    - ``linux.resources`` as in :func:`validate_resources`, and a
-      ``memory.swap`` only with a ``memory.limit`` (the kernel refuses it);
-    - ``linux.cgroupsPath`` a non-empty string; ``maskedPaths``/``readonlyPaths``
-      lists of strings; ``uidMappings``/``gidMappings`` lists of ID mappings;
-    - ``linux.seccomp``: known actions, architectures, flags, syscall names
-      and operators, argument indexes 0..5, 64-bit values, ``errnoRet`` only
-      with ``SCMP_ACT_ERRNO``/``SCMP_ACT_TRACE``;
-    - ``linux.sysctl``: non-empty string keys and string values;
-      ``domainname`` as ``hostname``; ``linux.rootfsPropagation`` and
-      ``linux.mountLabel`` strings (containerd 2.x reads the whole spec
-      before runc does: a field of the wrong type fails the task's creation);
-    - what runc refuses across fields: a hostname without a private uts
-      namespace, ID mappings without a user namespace;
-    - the whole spec is JSON: string keys, finite numbers, no bytes or other
-      Python objects, at most 64 levels deep.
-    """
-    s = _object(spec, "spec")
-    _string(_required(s, "ociVersion", "spec"), "spec.ociVersion")
-    root = _object(_required(s, "root", "spec"), "spec.root")
-    root_path = _required(root, "path", "spec.root")
-    if image:
-        if root_path != IMAGE_ROOT:
-            _fail(
-                "spec.root.path",
-                f"{IMAGE_ROOT!r} with image= (the image's snapshot is the root; build the spec"
-                " with oci.image_spec)",
-                root_path,
-            )
-    elif root_path == IMAGE_ROOT:
-        raise InvalidArgument(
-            f"spec.root.path must be an absolute path, got {IMAGE_ROOT!r}"
-            " (the relative 'rootfs' is an image's snapshot: pass image=)"
-        )
-    else:
-        _absolute_path(root_path, "spec.root.path")
-    if "readonly" in root:
-        _bool(root["readonly"], "spec.root.readonly")
-    _check_process(_required(s, "process", "spec"), "spec.process")
-    hostname = _hostname(s.get("hostname", ""), "spec.hostname")
-    if "domainname" in s:
-        _hostname(s["domainname"], "spec.domainname")
-    for index, mount in enumerate(_list(s.get("mounts", []), "spec.mounts")):
-        _mount(mount, f"spec.mounts[{index}]")
-    if "annotations" in s:
-        _annotations(s["annotations"], "spec.annotations")
-    linux = _object(s.get("linux", {}), "spec.linux")
-    namespaces = _namespaces(linux.get("namespaces", []), "spec.linux.namespaces")
-    if "mount" not in namespaces:
-        raise InvalidArgument(
-            "spec.linux.namespaces must include a 'mount' namespace:"
-            " without one runc mounts into the host's mount namespace"
-        )
-    if "resources" in linux:
-        _check_resources(linux["resources"], "spec.linux.resources")
-        memory = linux["resources"].get("memory", {})
-        if memory.get("swap", -1) > 0 and memory.get("limit", -1) <= 0:
-            _fail("spec.linux.resources.memory.swap", "-1 without a memory.limit", memory["swap"])
-    if "cgroupsPath" in linux:
-        _cgroups_path(linux["cgroupsPath"], "spec.linux.cgroupsPath")
-    if "sysctl" in linux:
-        _string_map(linux["sysctl"], "spec.linux.sysctl")
-    for key in ("rootfsPropagation", "mountLabel"):
-        if key in linux:
-            _string(linux[key], f"spec.linux.{key}")
-    if "seccomp" in linux:
-        _seccomp.check_oci(linux["seccomp"], "spec.linux.seccomp")
-    for key in ("maskedPaths", "readonlyPaths"):
-        _string_list(linux.get(key, []), f"spec.linux.{key}")
-    for key in ("uidMappings", "gidMappings"):
-        mappings = _list(linux.get(key, []), f"spec.linux.{key}")
-        for index, mapping in enumerate(mappings):
-            _id_mapping(mapping, f"spec.linux.{key}[{index}]")
-        if mappings and "user" not in namespaces:
-            _fail(f"spec.linux.{key}", "empty without a user namespace", mappings)
-    if hostname and "uts" not in namespaces:
-        _fail("spec.hostname", "empty without a private uts namespace", hostname)
-    _json_value(s, "spec")
-
-
-def validate_process(process: object) -> None:
-    """Check a process (a spec's ``process``, or an exec's); raise InvalidArgument naming the field.
-
-    Checked: ``args`` a non-empty list of strings with a non-empty first one;
-    ``cwd`` an absolute path; ``env`` entries ``K=V`` with a non-empty key;
-    ``terminal``/``noNewPrivileges`` booleans; ``user.uid``/``gid``/
-    ``additionalGids``/``umask`` 32-bit unsigned integers; capability sets
-    lists of known ``CAP_*`` names; ``rlimits[]`` known ``RLIMIT_*`` types, each
-    once, with 64-bit unsigned ``soft`` <= ``hard``; ``oomScoreAdj`` in
-    -1000..1000; ``consoleSize`` ``height`` and ``width`` 32-bit unsigned
-    integers; ``apparmorProfile``, ``selinuxLabel`` and ``user.username``
-    strings; and that the whole process is JSON.
-    """
-    _check_process(process, "process")
-    _json_value(process, "process")
-
-
-def validate_resources(resources: object) -> None:
-    """Check an OCI ``linux.resources`` object; raise InvalidArgument naming the field.
-
-    Checked, with the ranges the kernel enforces only when runc writes the
-    cgroup files (0 is accepted where runc reads it as "not set", since
-    Docker sends it that way):
-
-    - ``memory.limit``/``reservation``/``swap``: positive or -1 (unlimited),
-      ``swap`` at least ``limit``; ``swappiness`` 0..100;
-    - ``cpu.shares`` 2..262144; ``cpu.quota`` -1 or at least 1000;
-      ``cpu.period`` 1000..1000000; ``cpu.cpus``/``mems`` cpuset lists like
-      ``"0-1,3"`` with ascending ranges;
-    - ``pids.limit`` present, -1 or more;
-    - ``blockIO.weight``/``leafWeight`` 10..1000;
-    - ``devices[]`` rules: boolean ``allow``, type ``a``/``b``/``c``, access
-      letters from ``rwm``, integer ``major``/``minor`` (-1 for any);
-    - ``unified``: string keys and values; ``hugepageLimits[]``: a string
-      ``pageSize`` and a 64-bit unsigned ``limit``; ``network``: 32-bit
-      unsigned ``classID`` and ``priorities[]`` of a string ``name`` and a
-      32-bit unsigned ``priority``;
-    - the whole object is JSON, including the fields not named here.
-    """
-    _check_resources(resources, "resources")
-    _json_value(resources, "resources")
-
-
-def _check_process(process: object, where: str) -> None:
-    p = _object(process, where)
-    _args(_required(p, "args", where), f"{where}.args")
-    _absolute_path(_required(p, "cwd", where), f"{where}.cwd")
-    if "env" in p:
-        for index, entry in enumerate(_list(p["env"], f"{where}.env")):
-            _env_entry(entry, f"{where}.env[{index}]")
-    for key in ("terminal", "noNewPrivileges"):
-        if key in p:
-            _bool(p[key], f"{where}.{key}")
-    if "user" in p:
-        user = _object(p["user"], f"{where}.user")
-        for key in ("uid", "gid", "umask"):
-            if key in user:
-                _int(user[key], f"{where}.user.{key}", 0, _UINT32_MAX)
-        if "username" in user:
-            _string(user["username"], f"{where}.user.username")
-        for index, gid in enumerate(
-            _list(user.get("additionalGids", []), f"{where}.user.additionalGids")
-        ):
-            _int(gid, f"{where}.user.additionalGids[{index}]", 0, _UINT32_MAX)
-    if "capabilities" in p:
-        caps = _object(p["capabilities"], f"{where}.capabilities")
-        for kind in _CAPABILITY_SETS:
-            for index, name in enumerate(_list(caps.get(kind, []), f"{where}.capabilities.{kind}")):
-                if not isinstance(name, str) or name not in KNOWN_CAPABILITIES:
-                    _fail(
-                        f"{where}.capabilities.{kind}[{index}]",
-                        "a known capability name like 'CAP_CHOWN'",
-                        name,
-                    )
-    seen: dict[str, int] = {}
-    for index, limit in enumerate(_list(p.get("rlimits", []), f"{where}.rlimits")):
-        at = f"{where}.rlimits[{index}]"
-        entry = _object(limit, at)
-        kind = _required(entry, "type", at)
-        if not isinstance(kind, str) or kind not in RLIMIT_TYPES:
-            _fail(f"{at}.type", "a known limit like 'RLIMIT_NOFILE'", kind)
-        if kind in seen:
-            _fail(f"{at}.type", f"unique (rlimits[{seen[kind]}] sets it too)", kind)
-        seen[kind] = index
-        soft = _int(_required(entry, "soft", at), f"{at}.soft", 0, _UINT64_MAX)
-        hard = _int(_required(entry, "hard", at), f"{at}.hard", 0, _UINT64_MAX)
-        if soft > hard:
-            _fail(f"{at}.soft", f"at most hard ({hard})", soft)
-    if "oomScoreAdj" in p:
-        _int(p["oomScoreAdj"], f"{where}.oomScoreAdj", -1000, 1000)
-    if "consoleSize" in p:
-        size = _object(p["consoleSize"], f"{where}.consoleSize")
-        for key in ("height", "width"):
-            _int(
-                _required(size, key, f"{where}.consoleSize"),
-                f"{where}.consoleSize.{key}",
-                0,
-                _UINT32_MAX,
-            )
-    for key in ("apparmorProfile", "selinuxLabel"):
-        if key in p:
-            _string(p[key], f"{where}.{key}")
-
-
-def _check_resources(resources: object, where: str) -> None:
-    r = _object(resources, where)
-    if "memory" in r:
-        memory = _object(r["memory"], f"{where}.memory")
-        for key in ("limit", "reservation", "swap"):
-            if key in memory:
-                _memory_bytes(memory[key], f"{where}.memory.{key}")
-        limit, swap = memory.get("limit", -1), memory.get("swap", -1)
-        if 0 < swap < limit:
-            _fail(f"{where}.memory.swap", f"at least memory.limit ({limit}), or -1", swap)
-        if "swappiness" in memory:
-            _int(memory["swappiness"], f"{where}.memory.swappiness", 0, 100)
-        if "disableOOMKiller" in memory:
-            _bool(memory["disableOOMKiller"], f"{where}.memory.disableOOMKiller")
-    if "cpu" in r:
-        cpu = _object(r["cpu"], f"{where}.cpu")
-        if "shares" in cpu:
-            _ranged(cpu["shares"], f"{where}.cpu.shares", _CPU_SHARES_RANGE, unset_ok=True)
-        if "quota" in cpu:
-            _cpu_quota(cpu["quota"], f"{where}.cpu.quota", unset_ok=True)
-        if "period" in cpu:
-            _ranged(cpu["period"], f"{where}.cpu.period", _CPU_PERIOD_RANGE, unset_ok=True)
-        for key in ("cpus", "mems"):
-            if key in cpu:
-                _cpuset(cpu[key], f"{where}.cpu.{key}", empty_ok=True)
-    if "pids" in r:
-        pids = _object(r["pids"], f"{where}.pids")
-        _int(_required(pids, "limit", f"{where}.pids"), f"{where}.pids.limit", -1, _INT64_MAX)
-    if "blockIO" in r:
-        block_io = _object(r["blockIO"], f"{where}.blockIO")
-        for key in ("weight", "leafWeight"):
-            if key in block_io:
-                _ranged(block_io[key], f"{where}.blockIO.{key}", _BLKIO_WEIGHT_RANGE, unset_ok=True)
-    for index, rule in enumerate(_list(r.get("devices", []), f"{where}.devices")):
-        _device_rule(rule, f"{where}.devices[{index}]")
-    if "unified" in r:
-        _string_map(r["unified"], f"{where}.unified")
-    for index, limit in enumerate(_list(r.get("hugepageLimits", []), f"{where}.hugepageLimits")):
-        at = f"{where}.hugepageLimits[{index}]"
-        entry = _object(limit, at)
-        _string(_required(entry, "pageSize", at), f"{at}.pageSize")
-        _int(_required(entry, "limit", at), f"{at}.limit", 0, _UINT64_MAX)
-    if "network" in r:
-        network = _object(r["network"], f"{where}.network")
-        if "classID" in network:
-            _int(network["classID"], f"{where}.network.classID", 0, _UINT32_MAX)
-        priorities = _list(network.get("priorities", []), f"{where}.network.priorities")
-        for index, priority in enumerate(priorities):
-            at = f"{where}.network.priorities[{index}]"
-            entry = _object(priority, at)
-            _string(_required(entry, "name", at), f"{at}.name")
-            _int(_required(entry, "priority", at), f"{at}.priority", 0, _UINT32_MAX)
-
-
-def _json_value(value: object, where: str, depth: int = 0) -> None:
-    """Refuse what json.dumps would reject or turn into invalid JSON, naming where it is.
-
-    Fields this module does not check pass through to containerd as JSON; a
-    bytes value or a NaN there would otherwise fail as a TypeError, or reach
-    the runtime as a document Go cannot parse.
-    """
-    if depth > _JSON_MAX_DEPTH:
-        _fail(where, f"nested at most {_JSON_MAX_DEPTH} levels deep (is it circular?)", "...")
-    if value is None or isinstance(value, str | bool | int):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            _fail(where, "a finite number", value)
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                _fail(f"{where} key", "a string", key)
-            _json_value(item, f"{where}.{key}", depth + 1)
-        return
-    if isinstance(value, list | tuple):
-        if all(type(item) is str for item in value):
-            return  # the common case (names, args, paths), without a path string per item
-        for index, item in enumerate(value):
-            _json_value(item, f"{where}[{index}]", depth + 1)
-        return
-    _fail(where, "a JSON value (a string, number, boolean, None, list or dict)", value)
-
-
-# --- value rules, shared by the options (parameter names) and validation (field paths) ---
-# (the ones seccomp uses too, _fail, _object, _list, _int, ..., are in _validate)
-
-
-def _iterable(value: object, where: str) -> list[Any]:
-    # A string is iterable too, but as a list of names it is always a mistake.
-    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
-        _fail(where, "a list", value)
-    return list(value)
-
-
-def _bool(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        _fail(where, "a boolean", value)
-    return value
-
-
-def _string(value: object, where: str) -> str:
-    if not isinstance(value, str):
-        _fail(where, "a string", value)
-    return value
-
-
-def _string_list(value: object, where: str) -> list[str]:
-    items = _list(value, where)
-    for index, item in enumerate(items):
-        _string(item, f"{where}[{index}]")
-    return items
-
-
-def _args(value: object, where: str) -> list[str]:
-    if (
-        not isinstance(value, list | tuple)
-        or not value
-        or not all(isinstance(arg, str) for arg in value)
-        or not value[0]
-    ):
-        _fail(where, "a non-empty list of strings with a non-empty first one", value)
-    return list(value)
-
-
-def _fspath(value: object, where: str) -> str:
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    return _absolute_path(value, where)
-
-
-def _absolute_path(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
-        _fail(where, "an absolute path", value)
-    return value
-
-
-def _hostname(value: object, where: str) -> str:
-    if not isinstance(value, str) or len(value) > _HOSTNAME_MAX or "\0" in value:
-        _fail(where, f"a string of at most {_HOSTNAME_MAX} characters", value)
-    return value
-
-
-def _env_entry(value: object, where: str) -> str:
-    if not isinstance(value, str) or "\0" in value or value.find("=") < 1:
-        _fail(where, "a 'KEY=value' string with a non-empty key", value)
-    return value
-
-
-def _env_entries(env: Mapping[str, str] | Iterable[str], where: str) -> list[str]:
-    if isinstance(env, Mapping):
-        entries = []
-        for key, value in env.items():
-            if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-                _fail(f"{where} key", "a non-empty string without '='", key)
-            if not isinstance(value, str) or "\0" in value:
-                _fail(f"{where}[{key!r}]", "a string", value)
-            entries.append(f"{key}={value}")
-        return entries
-    return [
-        _env_entry(entry, f"{where}[{index}]") for index, entry in enumerate(_iterable(env, where))
-    ]
 
 
 def _merge_env(current: Iterable[str], updates: Iterable[str]) -> list[str]:
@@ -1360,138 +930,6 @@ def _merge_env(current: Iterable[str], updates: Iterable[str]) -> list[str]:
             position[key] = len(merged)
             merged.append(entry)
     return merged
-
-
-def _capability_names(values: Iterable[str], where: str) -> list[str]:
-    names: list[str] = []
-    for index, value in enumerate(_iterable(values, where)):
-        name = _string(value, f"{where}[{index}]").upper()
-        if not name.startswith("CAP_"):
-            name = "CAP_" + name
-        if name not in KNOWN_CAPABILITIES:
-            _fail(f"{where}[{index}]", "a known capability name like 'CAP_CHOWN'", value)
-        if name not in names:
-            names.append(name)
-    return names
-
-
-def _rlimit_type(value: object, where: str) -> str:
-    name = _string(value, where).upper()
-    if not name.startswith("RLIMIT_"):
-        name = "RLIMIT_" + name
-    if name not in RLIMIT_TYPES:
-        _fail(where, "a known limit like 'RLIMIT_NOFILE'", value)
-    return name
-
-
-def _namespace_type(value: object, where: str) -> str:
-    if not isinstance(value, str) or value not in NAMESPACE_TYPES:
-        _fail(where, f"one of {', '.join(NAMESPACE_TYPES)}", value)
-    return value
-
-
-def _namespaces(value: object, where: str) -> set[str]:
-    seen: dict[str, int] = {}
-    for index, namespace in enumerate(_list(value, where)):
-        at = f"{where}[{index}]"
-        entry = _object(namespace, at)
-        kind = _namespace_type(_required(entry, "type", at), f"{at}.type")
-        if kind in seen:
-            _fail(f"{at}.type", f"unique ({where}[{seen[kind]}] has it too)", kind)
-        seen[kind] = index
-        if "path" in entry:
-            _absolute_path(entry["path"], f"{at}.path")
-    return set(seen)
-
-
-def _mount(value: object, where: str) -> Mapping[str, Any]:
-    mount = _object(value, where)
-    _absolute_path(_required(mount, "destination", where), f"{where}.destination")
-    for key in ("type", "source"):
-        if key in mount:
-            _string(mount[key], f"{where}.{key}")
-    if "options" in mount:
-        _string_list(mount["options"], f"{where}.options")
-    return mount
-
-
-def _id_mapping(value: object, where: str) -> None:
-    mapping = _object(value, where)
-    for key in ("containerID", "hostID", "size"):
-        _int(_required(mapping, key, where), f"{where}.{key}", 0, _UINT32_MAX)
-
-
-def _string_map(value: object, where: str) -> Mapping[str, str]:
-    """An object of non-empty string keys and string values (Go's map[string]string)."""
-    mapping = _object(value, where)
-    for key, item in mapping.items():
-        if not isinstance(key, str) or not key:
-            _fail(f"{where} key", "a non-empty string", key)
-        _string(item, f"{where}[{key!r}]")
-    return mapping
-
-
-_annotations = _string_map
-
-
-def _cgroups_path(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value or "\0" in value:
-        _fail(where, "a non-empty string", value)
-    return value
-
-
-def _memory_bytes(value: object, where: str) -> int:
-    checked = _int(value, where, -1, _INT64_MAX)
-    if checked == 0:
-        # runc reads 0 as "not set" and would silently apply no limit at all.
-        _fail(where, "a positive number of bytes or -1 for unlimited", value)
-    return checked
-
-
-def _ranged(value: object, where: str, bounds: tuple[int, int], *, unset_ok: bool) -> int:
-    """An integer within ``bounds``; with ``unset_ok``, also 0, which runc reads as "not set"."""
-    low, high = bounds
-    if _is_int(value) and (low <= value <= high or (unset_ok and value == 0)):
-        return value
-    unset = " or 0 (not set)" if unset_ok else ""
-    _fail(where, f"an integer between {low} and {high}{unset}", value)
-
-
-def _cpu_quota(value: object, where: str, *, unset_ok: bool) -> int:
-    if _is_int(value) and (
-        value == -1 or (value == 0 and unset_ok) or _CPU_QUOTA_MIN <= value <= _INT64_MAX
-    ):
-        return value
-    _fail(where, f"-1 (no limit) or an integer of at least {_CPU_QUOTA_MIN} microseconds", value)
-
-
-def _cpuset(value: object, where: str, *, empty_ok: bool) -> str:
-    expected = "a cpuset list like '0-1,3' with ascending ranges"
-    if not isinstance(value, str):
-        _fail(where, expected, value)
-    if value == "" and empty_ok:
-        return value
-    if not _CPUSET.match(value):
-        _fail(where, expected, value)
-    for part in value.split(","):
-        first, _, last = part.partition("-")
-        if last and int(first) > int(last):
-            _fail(where, expected, value)
-    return value
-
-
-def _device_rule(value: object, where: str) -> None:
-    rule = _object(value, where)
-    _bool(_required(rule, "allow", where), f"{where}.allow")
-    if "type" in rule and rule["type"] not in ("a", "b", "c"):
-        _fail(f"{where}.type", "'a', 'b' or 'c'", rule["type"])
-    if "access" in rule:
-        access = rule["access"]
-        if not isinstance(access, str) or set(access) - set("rwm"):
-            _fail(f"{where}.access", "letters from 'rwm'", access)
-    for key in ("major", "minor"):
-        if key in rule:
-            _int(rule[key], f"{where}.{key}", -1, _INT64_MAX)
 
 
 # --- spec navigation ----------------------------------------------------------
