@@ -126,6 +126,10 @@ class TerminalSession:
     def type(self, keys: bytes) -> None:
         os.write(self.fd, keys)
 
+    def resize(self, rows: int, columns: int) -> None:
+        """Change the terminal's size: its foreground process group gets SIGWINCH."""
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
     def read_until(self, marker: bytes, seconds: float = 30) -> bytes:
         """Everything read until ``marker`` arrives (from the last read on); fails on timeout."""
         start = len(self.output)

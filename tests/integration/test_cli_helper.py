@@ -27,7 +27,7 @@ from libcontainerd import _lcd
 from libcontainerd.supervisor import Supervisor
 
 from .containers import process_alive
-from .lcd import LCD, Result, check_terminal_shell, environment
+from .lcd import LCD, Result, TerminalSession, check_terminal_shell, environment
 
 pytestmark = pytest.mark.integration
 
@@ -170,6 +170,35 @@ async def test_a_terminal_is_the_callers(helper: Helper) -> None:
     before = await helper.served()
     await check_terminal_shell(argv, helper.env_via, rows=29, columns=97, status=5)
     assert await helper.served() == before + 1
+
+
+@pytest.mark.parametrize("via", [False, True], ids=["alone", "via-helper"])
+async def test_the_terminal_size_follows_the_callers(helper: Helper, via: bool) -> None:
+    """A resize of lcd's terminal (SIGWINCH to lcd, forwarded by the caller) reaches the shell.
+
+    ``setsid -c`` makes the terminal lcd's controlling one, as a shell's is:
+    the kernel then signals lcd when its size changes.
+    """
+    argv = ["setsid", "-c", "-w", LCD, *helper.prefix, "run", "--rm", "-it", "--", "sh"]
+    env = helper.env_via if via else helper.env_alone
+    before = await helper.served()
+    session = await asyncio.to_thread(TerminalSession.start, argv, env, 29, 97)
+    try:
+        await asyncio.to_thread(session.read_until, b"# ")
+        session.resize(41, 123)
+
+        def size_seen() -> bool:
+            session.type(b"stty size\r")
+            return b"41 123" in session.read_until(b"# ")
+
+        async with asyncio.timeout(30):
+            while not await asyncio.to_thread(size_seen):
+                await asyncio.sleep(0.1)
+        session.type(b"exit 3\r")
+        assert await asyncio.to_thread(session.exit_status) == 3
+    finally:
+        session.close()
+    assert await helper.served() == before + (1 if via else 0)
 
 
 async def test_a_signal_to_the_caller_reaches_the_command(helper: Helper) -> None:
