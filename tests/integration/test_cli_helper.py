@@ -283,6 +283,36 @@ async def test_hand_overs_it_cannot_serve_are_refused(helper: Helper) -> None:
     assert await helper.served() == before + 1
 
 
+async def test_callers_that_misbehave_do_not_stop_the_helper(helper: Helper) -> None:
+    # One that connects and says nothing holds the helper up for its time at most.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as silent:
+        silent.connect(str(helper.socket))
+        assert (await helper.run("ps")).status == 0
+    # A hand-over made by hand: signal messages that are not signals are ignored.
+    script = "trap 'exit 42' TERM; sleep 60 & wait"
+    argv = [LCD, *helper.prefix, "run", "--rm", "--name", "by-hand", "--", "sh", "-c", script]
+    package = os.path.dirname(_lcd.__file__)
+    message = _lcd.request(argv, str(helper.workdir), 0o022, helper.env_alone, package)
+    null = os.open(os.devnull, os.O_RDWR)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
+        connection.settimeout(60)
+        connection.connect(str(helper.socket))
+        rights = bytes(_ints((null,) * 3))
+        try:
+            connection.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+        finally:
+            os.close(null)
+        assert connection.recv(64) == _lcd.RUNNING
+        await helper.until(lambda: helper.running("by-hand"))
+        for garbage in (b"S", b"Sterm", b"S-15", b"S99999", b"?15"):
+            connection.send(garbage)
+        assert await helper.running("by-hand")
+        connection.send(_lcd.SIGNAL + b"15")
+        reply = await asyncio.to_thread(connection.recv, 64)
+    assert reply == _lcd.EXITED + b"42"
+    assert not await helper.running("by-hand")
+
+
 async def test_start_twice_status_and_stop(helper: Helper) -> None:
     pid = int((await helper.status())["pid"])
     again = await helper.command("start")

@@ -50,6 +50,7 @@ STATUS_REQUEST = b"lcd-helper-status"
 
 _PR_SET_PDEATHSIG = 1
 _MAX_MESSAGE = 1 << 20
+_HAND_OVER_SECONDS = 5.0
 
 
 @dataclass
@@ -181,9 +182,12 @@ class HelperServer:
         except OSError:
             return
         try:
+            # A caller sends at once; one that does not must not hold up the others.
+            connection.settimeout(_HAND_OVER_SECONDS)
             message, ancillary, _flags, _address = connection.recvmsg(
                 _MAX_MESSAGE, socket.CMSG_SPACE(3 * 4)
             )
+            connection.settimeout(None)
         except OSError:
             connection.close()
             return
@@ -241,9 +245,11 @@ class HelperServer:
             message = command.connection.recv(64)
         except OSError:
             message = b""
-        if message[:1] == _lcd.SIGNAL:
-            with _quiet():
-                os.kill(pid, int(message[1:]))
+        if message:  # a signal to forward; anything else means nothing here
+            number = message[1:]
+            if message[:1] == _lcd.SIGNAL and number.isdigit():
+                with _quiet():  # an unknown number: EINVAL; the command gone: ESRCH
+                    os.kill(pid, int(number))
             return
         # The caller is gone (killed): so is its command, as if it had run there.
         selector.unregister(command.connection)
