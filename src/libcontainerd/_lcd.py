@@ -13,7 +13,10 @@ itself, with those descriptors as its own, so the command reads, writes and
 sees terminals as it would here. When no helper answers, or one of another
 install or older code does, or ``$LIBCONTAINERD_HELPER`` is ``off``, the
 command runs in this process as before: the helper changes speed, never
-what a command does. The wire format is :mod:`libcontainerd.cli._helper`'s.
+what a command does. A helper that took the command and went away without
+answering fails it (status 125): it may have begun, and is never run twice.
+The wire format (:func:`request`, :class:`Request` and the replies) is
+here, the helper's side in :mod:`libcontainerd.cli._helper_server`.
 """
 
 from __future__ import annotations
@@ -124,11 +127,20 @@ def _through_helper() -> int | None:
         message = request(sys.argv, cwd, umask, dict(os.environ), os.path.dirname(__file__))
         descriptors = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
         connection.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, descriptors)])
-        if connection.recv(4096)[:1] != RUNNING:
-            return None
     except OSError:  # none listens, a stale socket, a closed stdio descriptor, ...
         connection.close()
         return None
+    try:
+        reply = connection.recv(4096)
+    except OSError:
+        reply = b""
+    if reply[:1] == REFUSED:
+        connection.close()
+        return None
+    if reply[:1] != RUNNING:
+        # Handed over, then no answer: the command may have begun, so it is not run again here.
+        os.write(2, b"lcd: the command helper went away before it answered\n")
+        return 125
     return _wait(connection)
 
 

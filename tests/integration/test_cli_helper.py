@@ -313,6 +313,42 @@ async def test_callers_that_misbehave_do_not_stop_the_helper(helper: Helper) -> 
     assert not await helper.running("by-hand")
 
 
+def _one_hand_over(path: Path, reply: bytes | None) -> None:
+    """A stand-in helper: takes one hand-over, answers ``reply`` (None: nothing) and closes."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        listener.settimeout(60)
+        connection, _ = listener.accept()
+        with connection:
+            _message, ancillary, _flags, _address = connection.recvmsg(1 << 20, 64)
+            for _level, _kind, data in ancillary:
+                for index in range(0, len(data) - len(data) % 4, 4):
+                    os.close(int.from_bytes(data[index : index + 4], "little"))
+            if reply is not None:
+                connection.send(reply)
+
+
+async def test_a_helper_that_refuses_or_goes_silent(helper: Helper) -> None:
+    """Refused: the command runs in its caller. Taken and not answered: it fails, never twice."""
+    for reply, status in ((_lcd.REFUSED + b"for a reason", 0), (None, 125)):
+        fake = helper.workdir / f"fake-{status}.sock"
+        serving = asyncio.create_task(asyncio.to_thread(_one_hand_over, fake, reply))
+        while not fake.exists():
+            await asyncio.sleep(0.01)
+        env = helper.env_via | {"LIBCONTAINERD_HELPER_SOCKET": str(fake)}
+        argv = [LCD, *helper.prefix, "ps"]
+        done = await asyncio.to_thread(
+            subprocess.run, argv, env=env, capture_output=True, text=True
+        )
+        await serving
+        assert done.returncode == status, done
+        if status == 0:
+            assert done.stdout.startswith("ID "), done
+        else:
+            assert done.stderr == "lcd: the command helper went away before it answered\n"
+
+
 async def test_start_twice_status_and_stop(helper: Helper) -> None:
     pid = int((await helper.status())["pid"])
     again = await helper.command("start")
