@@ -42,7 +42,7 @@ from libcontainerd.oci import SpecOption
 from libcontainerd.stdio import DirectIO
 from libcontainerd.supervisor import Supervisor
 from libcontainerd.sync import Client, EventIterator
-from libcontainerd.types import INIT_PROCESS_ID, Backend
+from libcontainerd.types import INIT_PROCESS_ID, Backend, Status
 
 TEST_NAMESPACE = "lcdtest"
 _serial = itertools.count()
@@ -348,6 +348,23 @@ def cgroup_file(controller: str, container_id: str, name: str) -> Path:
 
 def read_cgroup(controller: str, container_id: str, name: str) -> str:
     return cgroup_file(controller, container_id, name).read_text().strip()
+
+
+async def checkpoint_and_restore(
+    client: AsyncClient, container_id: str, images: Path, value: Callable[[], int]
+) -> tuple[int, int]:
+    """Checkpoint with exit, delete the task, restore from ``images``: ``value()`` at the
+    checkpoint (a counter the container keeps), and the restored init's pid, alive and running.
+    """
+    await client.create_checkpoint(container_id, images, exit=True)
+    async with asyncio.timeout(30):
+        await client.wait(container_id)
+    at_checkpoint = value()
+    await client.delete_task(container_id)
+    pid = await client.start(container_id, checkpoint_dir=images)
+    assert process_alive(pid)
+    assert await client.status(container_id) is Status.RUNNING
+    return at_checkpoint, pid
 
 
 async def eventually(

@@ -1,5 +1,6 @@
 """What the user-namespace and sandbox tests share: a client whose mapped roots reach their
-bundles, emptied afterwards, and the host's range table as one namespace sees it."""
+bundles, emptied afterwards (and the fixtures that make it and the image archives), and the
+host's range table as one namespace sees it."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import contextlib
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from libcontainerd._userns import RangeTable
 from libcontainerd.client import AsyncClient
 from libcontainerd.supervisor import Supervisor
 
+from . import image_archives
 from .containers import make_client, remove_container
+from .image_archives import Archives
 
 
 def ranges(client: AsyncClient) -> dict[int, str]:
@@ -61,3 +67,25 @@ def snapshot_rows(supervisor: Supervisor, containerd: str, namespace: str) -> li
         timeout=60,
     )
     return [line.split() for line in done.stdout.splitlines()[1:] if line.strip()]
+
+
+def client_fixture(namespace: str) -> Any:
+    """A test file's ``client`` fixture: :func:`sandbox_client` in ``namespace``."""
+
+    @pytest.fixture
+    async def client(supervisor: Supervisor) -> AsyncIterator[AsyncClient]:
+        async with sandbox_client(supervisor, namespace) as opened:
+            yield opened
+
+    return client
+
+
+def archives_fixture(folder: str) -> Any:
+    """A test file's ``archives`` fixture: the test images' archives, built once per module."""
+
+    @pytest.fixture(scope="module")
+    def archives(tmp_path_factory: pytest.TempPathFactory) -> Archives:
+        image_archives.tools()
+        return image_archives.build(tmp_path_factory.mktemp(folder))
+
+    return archives

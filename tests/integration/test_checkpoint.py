@@ -34,6 +34,7 @@ from .containers import (
     Capture,
     ContainerFactory,
     call_containerd,
+    checkpoint_and_restore,
     eventually,
     live_shims,
     output_of,
@@ -94,14 +95,7 @@ async def test_a_restored_container_counts_on_from_its_checkpoint(
 ) -> None:
     container_id, counter = await start_counter(containers, tmp_path / "out")
     images = tmp_path / "checkpoint"
-    await client.create_checkpoint(container_id, images, exit=True)
-    await client.wait(container_id)
-    at_checkpoint = counter.value()
-    await client.delete_task(container_id)
-
-    pid = await client.start(container_id, checkpoint_dir=images)
-    assert process_alive(pid)
-    assert await client.status(container_id) is Status.RUNNING
+    at_checkpoint, _pid = await checkpoint_and_restore(client, container_id, images, counter.value)
     await counter.reaches(at_checkpoint + 10)
     # The log line of a value follows its file: wait for it too.
     await eventually(

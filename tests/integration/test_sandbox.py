@@ -34,11 +34,10 @@ from libcontainerd.supervisor import Supervisor
 from libcontainerd.types import Status
 
 from .. import figures
-from . import image_archives
 from .containers import remove_container
 from .image_archives import EXPECTED_OUTPUT, Archives
 from .lcd import environment, lcd
-from .sandboxes import ranges, sandbox_client
+from .sandboxes import archives_fixture, client_fixture, ranges
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +45,8 @@ NAMESPACE = "lcdsandbox"
 # The escape battery's figures are printed once per containerd version.
 
 
-@pytest.fixture
-async def client(supervisor: Supervisor) -> AsyncIterator[AsyncClient]:
-    """An AsyncClient in the sandbox tests' namespace, emptied afterwards."""
-    async with sandbox_client(supervisor, NAMESPACE) as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
-def archives(tmp_path_factory: pytest.TempPathFactory) -> Archives:
-    image_archives.tools()
-    return image_archives.build(tmp_path_factory.mktemp("sandbox-archives"))
+client = client_fixture(NAMESPACE)
+archives = archives_fixture("sandbox-archives")
 
 
 _serial = iter(range(1_000_000))

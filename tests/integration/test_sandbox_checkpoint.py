@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,11 @@ from libcontainerd._userns import RANGE_LABEL, RANGE_SIZE
 from libcontainerd.client import AsyncClient
 from libcontainerd.errors import InvalidArgument, NotFound
 from libcontainerd.supervisor import Supervisor
-from libcontainerd.types import Status
 
 from .. import figures
-from . import image_archives
-from .containers import eventually, process_alive, remove_container
+from .containers import checkpoint_and_restore, eventually, remove_container
 from .image_archives import Archives
-from .sandboxes import ranges, sandbox_client, snapshot_rows
+from .sandboxes import archives_fixture, client_fixture, ranges, snapshot_rows
 
 pytestmark = pytest.mark.integration
 
@@ -72,17 +69,8 @@ class Counter:
         await eventually(lambda: self.value() >= value, f"the counter to reach {value}")
 
 
-@pytest.fixture
-async def client(supervisor: Supervisor) -> AsyncIterator[AsyncClient]:
-    """An AsyncClient in this file's namespace; its containers and images removed afterwards."""
-    async with sandbox_client(supervisor, NAMESPACE) as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
-def archives(tmp_path_factory: pytest.TempPathFactory) -> Archives:
-    image_archives.tools()
-    return image_archives.build(tmp_path_factory.mktemp("sandbox-checkpoint-archives"))
+client = client_fixture(NAMESPACE)
+archives = archives_fixture("sandbox-checkpoint-archives")
 
 
 def host_uids(pid: int) -> list[int]:
@@ -102,21 +90,6 @@ def uid_map(pid: int) -> list[list[int]]:
 def snapshots(supervisor: Supervisor, containerd: str) -> list[str]:
     """The keys of this namespace's snapshots (overlayfs), by containerd's own ctr."""
     return [row[0] for row in snapshot_rows(supervisor, containerd, NAMESPACE)]
-
-
-async def checkpoint_and_restore(
-    client: AsyncClient, container_id: str, images: Path, counter: Counter
-) -> tuple[int, int]:
-    """Checkpoint with exit, delete the task, restore: the value at the checkpoint, the new pid."""
-    await client.create_checkpoint(container_id, images, exit=True)
-    async with asyncio.timeout(30):
-        await client.wait(container_id)
-    at_checkpoint = counter.value()
-    await client.delete_task(container_id)
-    pid = await client.start(container_id, checkpoint_dir=images)
-    assert process_alive(pid)
-    assert await client.status(container_id) is Status.RUNNING
-    return at_checkpoint, pid
 
 
 async def counts_on(counter: Counter, at_checkpoint: int) -> None:
@@ -146,7 +119,7 @@ async def test_a_container_with_given_maps_restores_as_the_same_host_uid_and_cou
     assert host_uids(pid) == [300000] * 4
     started = time.monotonic()
     at_checkpoint, restored = await checkpoint_and_restore(
-        client, container_id, place / "checkpoint", counter
+        client, container_id, place / "checkpoint", counter.value
     )
     took = time.monotonic() - started
     assert host_uids(restored) == [300000] * 4
@@ -185,7 +158,7 @@ async def test_a_sandbox_on_an_image_restores_in_its_range_and_gives_it_back_on_
     assert host_uids(pid) == [user] * 4
     started = time.monotonic()
     at_checkpoint, restored = await checkpoint_and_restore(
-        client, container_id, place / "checkpoint", counter
+        client, container_id, place / "checkpoint", counter.value
     )
     took = time.monotonic() - started
     assert host_uids(restored) == [user] * 4
