@@ -88,7 +88,7 @@ class HelperServer:
         build_method_tables()
         for loaded in list(sys.modules.values()):
             filename = getattr(loaded, "__file__", None)
-            if filename and filename.startswith(self.package):
+            if filename and filename.startswith(self.package + os.sep):
                 self._code[filename] = os.stat(filename).st_mtime_ns
         gc.collect()
         gc.freeze()  # the children do not touch (copy) the helper's objects to collect them
