@@ -86,19 +86,30 @@ COMMANDS: tuple[click.Command, ...] = (demo,)
 
 
 class _Steps:
-    """Prints each step with what it returned and how long it took."""
+    """Prints each step with what it returned and how long it took.
 
-    def __init__(self, console: Console) -> None:
+    The events a step causes are printed after its line, even when one
+    arrives before the step's call has returned (a process killed by a
+    signal can exit before the Kill reply is read): the event printer holds
+    its lines while a step runs.
+    """
+
+    def __init__(self, console: Console, events: _EventPrinter) -> None:
         self.console = console
+        self.events = events
 
     async def run(self, name: str, action: Awaitable[T], show: str = "") -> T:
         started = time.perf_counter()
-        result = await action
-        elapsed = (time.perf_counter() - started) * 1000
-        shown = show.format(result=result) if show else ""
-        timing = f"[dim]{elapsed:7.1f} ms[/dim]"
-        line = f"[green]✓[/green] [bold]{name:<21}[/bold] {timing}  {escape(shown)}"
-        self.console.print(line.rstrip())
+        self.events.hold()
+        try:
+            result = await action
+            elapsed = (time.perf_counter() - started) * 1000
+            shown = show.format(result=result) if show else ""
+            timing = f"[dim]{elapsed:7.1f} ms[/dim]"
+            line = f"[green]✓[/green] [bold]{name:<21}[/bold] {timing}  {escape(shown)}"
+            self.console.print(line.rstrip())
+        finally:
+            self.events.release()
         return result
 
     def skipped(self, name: str, reason: str) -> None:
@@ -119,14 +130,31 @@ class _EventPrinter:
         self._container_ids = container_ids
         self._seen: list[tuple[EventType, EventInfo]] = []
         self._arrived = asyncio.Condition()
+        self._holding = 0
+        self._held: list[str] = []
+
+    def hold(self) -> None:
+        """Keep event lines back (a step is running) until :meth:`release`."""
+        self._holding += 1
+
+    def release(self) -> None:
+        """Print the lines kept back, in their order, once no step holds them."""
+        self._holding -= 1
+        if not self._holding:
+            for line in self._held:
+                self._console.print(line)
+            self._held.clear()
 
     async def run(self) -> None:
         async for container_id, event, info in self._subscription:
             if container_id not in self._container_ids:
                 continue
             details = _event_details(event, info)
-            line = f"  [cyan]event[/cyan]  {event!s:<13} {container_id}  {details}"
-            self._console.print(line.rstrip())
+            line = f"  [cyan]event[/cyan]  {event!s:<13} {container_id}  {details}".rstrip()
+            if self._holding:
+                self._held.append(line)
+            else:
+                self._console.print(line)
             async with self._arrived:
                 self._seen.append((event, info))
                 self._arrived.notify_all()
@@ -277,7 +305,7 @@ async def run_demo(console: Console, settings: Settings) -> int:
             image_exit_code = await _image_walk(
                 console, client, events, image_container_id, image_name, workdir
             )
-            steps = _Steps(console)
+            steps = _Steps(console, events)
             skipped = await network_walk(steps, client, events, web_container_id, workdir)
             if skipped is not None:
                 steps.skipped("network", skipped)
@@ -313,7 +341,7 @@ async def _walk(
     workdir: Path,
 ) -> int:
     """Every step, in order; returns the container's exit code."""
-    steps = _Steps(console)
+    steps = _Steps(console, events)
     root = rootfs.busybox(workdir / "rootfs")
     steps.note(f"busybox root filesystem at {root}")
     spec = oci.default_spec(
@@ -395,7 +423,7 @@ async def _image_walk(
     workdir: Path,
 ) -> int:
     """The image path: build, import (unpacked), run, export, remove; the container's exit code."""
-    steps = _Steps(console)
+    steps = _Steps(console, events)
     built = await asyncio.to_thread(build_demo_image, workdir / "image", name)
     steps.note(
         f"an image built here, no network: {built.layers} layers (busybox-static's root;"

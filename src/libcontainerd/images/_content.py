@@ -301,7 +301,15 @@ class ContentStore:
                 read = await resume(offset)
                 resumed = True
             while True:
-                data = await read(CHUNK)
+                try:
+                    data = await read(CHUNK)
+                except Exception:
+                    # The source broke off (a dropped download): what was sent is what
+                    # a resumed write skips, so let containerd take it before the stream goes.
+                    with contextlib.suppress(Exception):
+                        for _ in range(pending):
+                            await _answer(call)
+                    raise
                 if not data:
                     break
                 hasher.update(data)
