@@ -553,8 +553,12 @@ class EventStream:
 
     def _report(self, event: EventType, info: EventInfo) -> None:
         container_id = info.container_id
-        if event is EventType.CREATE:
-            self._forget_oom(container_id)  # a new task
+        # A shim re-publishes an event it failed to send, later: a create can then come
+        # after its task's start, oom or exit. It is that task's, not a new one's: what
+        # this stream knows of the task stays.
+        new_task = event is EventType.CREATE and not self._seen_task(container_id, info.pid)
+        if new_task:
+            self._forget_oom(container_id)
         if event is EventType.OOM:
             if self._init_gone(container_id):
                 # Late (containerd can send one after the exit, even after the task's
@@ -603,9 +607,16 @@ class EventStream:
                 self._exited.setdefault(container_id, {})[info.process_id] = info
             if self._waiters:
                 self._wake((container_id, info.process_id), info)
-        elif event is EventType.CREATE:
-            self.forget_exits(container_id)  # a new task
+        elif new_task:
+            self.forget_exits(container_id)
         self._on_event(container_id, event, info)
+
+    def _seen_task(self, container_id: str, pid: int) -> bool:
+        """Whether the task whose init has ``pid`` was seen started or exited already."""
+        return bool(pid) and (
+            self._alive.get((container_id, container_id)) == pid
+            or (container_id, container_id, pid) in self._exits
+        )
 
     def _init_gone(self, container_id: str) -> bool:
         """Whether the container's init exit was reported and no init has run since."""

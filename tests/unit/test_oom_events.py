@@ -171,3 +171,33 @@ async def test_an_oom_event_after_the_task_is_deleted_is_dropped_until_a_new_ini
     await events._receive(envelope(events_pb2.TaskStart(container_id="c", pid=43)))
     await events._receive(oom())  # the new task's own
     assert kinds(reported) == ["oom*", "exit*", "create", "start", "oom*"]
+
+
+async def test_a_create_that_comes_late_is_its_own_tasks_not_a_new_one(
+    stream: tuple[EventStream, Reported, Counts],
+) -> None:
+    """A shim re-sends an event it failed to publish, later: here the task's create."""
+    events, reported, counts = stream
+    counts.kills["c"] = 1
+    await events._receive(envelope(events_pb2.TaskStart(container_id="c", pid=42)))
+    await events._receive(oom())
+    await events._receive(envelope(events_pb2.TaskCreate(container_id="c", pid=42)))
+    await events._receive(exit_of())
+    await events._receive(envelope(events_pb2.TaskCreate(container_id="c", pid=42)))
+    await events._receive(oom())
+    # One oom event for the one kill; the late creates reach the backend as they came.
+    assert kinds(reported) == ["start", "oom*", "create*", "exit*", "create*"]
+    assert events.reported_oom("c", "c") is True  # the exit is still kept for wait()
+
+
+async def test_a_new_task_after_a_deletion_starts_afresh(
+    stream: tuple[EventStream, Reported, Counts],
+) -> None:
+    events, reported, counts = stream
+    await killed_and_deleted(events, counts)
+    await events._receive(envelope(events_pb2.TaskCreate(container_id="c", pid=77)))
+    await events._receive(envelope(events_pb2.TaskStart(container_id="c", pid=77)))
+    counts.kills["c"] = 0
+    await events._receive(oom())
+    await events._receive(exit_of(pid=77, code=1))
+    assert kinds(reported) == ["oom*", "exit*", "create", "start", "oom*", "exit"]
