@@ -155,6 +155,22 @@ async def test_commands_give_what_they_give_alone_and_go_through_the_helper(
     assert (await helper.run(*cases[3][0])).status == 2
 
 
+async def test_many_callers_at_once_each_get_their_own_command(helper: Helper) -> None:
+    before = await helper.served()
+    callers = 8
+    results = await asyncio.gather(
+        *(
+            helper.run("run", "--rm", "--", "sh", "-c", f"echo caller-{index}; exit {index}")
+            for index in range(callers)
+        )
+    )
+    assert [(r.status, r.stdout, r.stderr) for r in results] == [
+        (index, f"caller-{index}\n", "") for index in range(callers)
+    ]
+    assert await helper.served() == before + callers
+    assert (await helper.status())["active"] == 0
+
+
 async def test_the_environment_is_the_callers(helper: Helper) -> None:
     """Options from the environment ($LIBCONTAINERD_NAMESPACE) come from the caller's."""
     await helper.run("run", "--name", "in-env-namespace", "--", "true")
