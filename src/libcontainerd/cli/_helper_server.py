@@ -26,6 +26,7 @@ longer wait for them.
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes
 import gc
 import importlib
@@ -213,7 +214,7 @@ class HelperServer:
             selector.register(connection, selectors.EVENT_READ, ("caller", pid))
             connection.send(_lcd.RUNNING)
         except (OSError, ValueError) as error:
-            with _quiet():
+            with contextlib.suppress(OSError):
                 connection.send(_lcd.REFUSED + str(error).encode())
             connection.close()
         finally:
@@ -248,14 +249,15 @@ class HelperServer:
         if message:  # a signal to forward; anything else means nothing here
             number = message[1:]
             if message[:1] == _lcd.SIGNAL and number.isdigit():
-                with _quiet():  # an unknown number: EINVAL; the command gone: ESRCH
+                # An unknown number: EINVAL; the command gone: ESRCH.
+                with contextlib.suppress(OSError):
                     os.kill(pid, int(number))
             return
         # The caller is gone (killed): so is its command, as if it had run there.
         selector.unregister(command.connection)
         command.connection.close()
         command.connection = None
-        with _quiet():
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
 
     def _reap(self, pid: int, selector: selectors.BaseSelector) -> None:
@@ -268,7 +270,7 @@ class HelperServer:
             code = 128 - code
         if command.connection is not None:
             selector.unregister(command.connection)
-            with _quiet():
+            with contextlib.suppress(OSError):
                 command.connection.send(_lcd.EXITED + str(code).encode())
             command.connection.close()
 
@@ -280,16 +282,6 @@ def _descriptors(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
             usable = len(data) - len(data) % 4
             found.extend(array.array("i", data[:usable]))
     return found
-
-
-class _quiet:
-    """Ignore an OSError: a caller or a command that is already gone."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, error: object, trace: object) -> bool:
-        return isinstance(error, OSError)
 
 
 def _become_command(command: _lcd.Request, descriptors: list[int]) -> NoReturn:
@@ -314,7 +306,7 @@ def _become_command(command: _lcd.Request, descriptors: list[int]) -> NoReturn:
 
         main()
     except BaseException as error:  # the child must never return into the helper's loop
-        with _quiet():
+        with contextlib.suppress(OSError):
             os.write(2, f"lcd: the command helper could not run the command: {error}\n".encode())
     os._exit(125)
 
