@@ -5,7 +5,10 @@ the default one) and runs lcd with ``$LIBCONTAINERD_HELPER_SOCKET`` pointing
 at it, against the suite's containerd; the same commands with the helper
 off are the reference. The helper's ``served`` count tells that a command
 went through it. Faults: the caller killed, the helper killed, a hand-over
-it must refuse; nothing a test started is left running.
+it must refuse; nothing a test started is left running. The short read-only
+commands (``ps``, ``inspect``, ``top``, ``version``) run in the helper's warm
+worker (its ``warm`` count, its ``worker`` pid), and give what they give
+alone too, their failures included.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +100,17 @@ class Helper:
         served: int = (await self.status())["served"]
         return served
 
+    async def counts(self) -> tuple[int, int]:
+        """Commands served, and of those by the warm worker."""
+        status = await self.status()
+        return status["served"], status["warm"]
+
     async def children(self) -> list[int]:
-        pid = int((await self.status())["pid"])
+        """The helper's forked commands (its children but the warm worker)."""
+        status = await self.status()
+        pid = int(status["pid"])
         text = await asyncio.to_thread(Path(f"/proc/{pid}/task/{pid}/children").read_text)
-        return [int(child) for child in text.split()]
+        return [int(child) for child in text.split() if int(child) != status["worker"]]
 
     async def until(self, condition: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
         async with asyncio.timeout(seconds):
@@ -247,15 +258,18 @@ async def test_a_killed_helper_fails_its_callers_clearly(helper: Helper) -> None
     process = await helper.spawn("run", "--rm", "--name", "abandoned", "--", "sleep", "60")
     await helper.until(lambda: helper.running("abandoned"))
     (command,) = await helper.children()
-    os.kill(int((await helper.status())["pid"]), signal.SIGKILL)
+    status = await helper.status()
+    worker = status["worker"]
+    assert process_alive(worker)
+    os.kill(int(status["pid"]), signal.SIGKILL)
     _stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 125
     assert stderr == b"lcd: the command helper went away before the command ended\n"
 
     async def gone() -> bool:
-        return not process_alive(command)
+        return not process_alive(command) and not process_alive(worker)
 
-    await helper.until(gone)  # it died with the helper (PR_SET_PDEATHSIG)
+    await helper.until(gone)  # they died with the helper (PR_SET_PDEATHSIG)
     # Its socket is left: the next command runs in its own process.
     assert helper.socket.exists()
     listing = await helper.run("ps", "-a")
@@ -367,6 +381,7 @@ async def test_a_helper_that_refuses_or_goes_silent(helper: Helper) -> None:
 
 async def test_start_twice_status_and_stop(helper: Helper) -> None:
     pid = int((await helper.status())["pid"])
+    worker = (await helper.status())["worker"]
     again = await helper.command("start")
     assert again.stdout == f"the command helper is already running (pid {pid})\n"
     text = await helper.command("status")
@@ -384,6 +399,7 @@ async def test_start_twice_status_and_stop(helper: Helper) -> None:
     assert stopped.stdout == f"stopped the command helper (pid {pid})\n"
     assert await asyncio.wait_for(process.wait(), 30) == 0
     assert not process_alive(pid)
+    assert not process_alive(worker)
     assert not helper.socket.exists()
     after = await helper.command("status")
     assert (after.status, after.stdout) == (3, f"no command helper answers at {helper.socket}\n")
@@ -394,14 +410,154 @@ async def test_start_twice_status_and_stop(helper: Helper) -> None:
 async def test_an_idle_helper_ends_by_itself(supervisor: Supervisor, workdir: Path) -> None:
     ours = Helper(supervisor, workdir)
     assert (await ours.command("start", "--idle-timeout", "1")).status == 0
-    pid = int((await ours.status())["pid"])
+    status = await ours.status()
+    pid, worker = int(status["pid"]), status["worker"]
     try:
 
         async def ended() -> bool:
-            return not process_alive(pid)
+            return not process_alive(pid) and not process_alive(worker)
 
         await ours.until(ended, seconds=30)
         assert not ours.socket.exists()
     finally:
         if process_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+async def test_short_read_only_commands_run_in_the_warm_worker(helper: Helper) -> None:
+    started = await helper.run(
+        "run", "-d", "--network", "none", "--name", "warm-one", "--", "sleep", "60", via=False
+    )
+    assert started.status == 0, started
+    cases: list[tuple[str, ...]] = [
+        ("ps", "-q"),
+        ("ps", "-a", "-q"),
+        ("inspect", "warm-one"),
+        ("inspect", "warm-one", "no-such-container"),
+        ("top", "warm-one", "--json"),
+        ("top", "no-such-container"),
+        ("top",),  # a usage error
+        ("version", "--json"),
+        ("ps", "--help"),
+    ]
+    served, warm = await helper.counts()
+    for args in cases:
+        alone = await helper.run(*args, via=False)
+        via = await helper.run(*args)
+        if alone.stdout.startswith("["):  # JSON: labels come in no set order, even alone
+            assert json.loads(via.stdout) == json.loads(alone.stdout), args
+            via, alone = replace(via, stdout=""), replace(alone, stdout="")
+        assert via == alone, args
+    assert await helper.counts() == (served + len(cases), warm + len(cases))
+    assert "warm-one" in (await helper.run("ps", "-q")).stdout
+    # Anything else is forked, as before.
+    assert (await helper.run("kill", "warm-one")).status == 0
+    assert await helper.counts() == (served + len(cases) + 2, warm + len(cases) + 1)
+
+
+async def test_many_warm_callers_at_once_each_get_their_own_answer(helper: Helper) -> None:
+    """The worker takes one at a time; the others are forked meanwhile, with the same result."""
+    served, warm = await helper.counts()
+    names = [f"many-{index}" for index in range(8)]
+    results = await asyncio.gather(*(helper.run("inspect", name) for name in names))
+    for name, result in zip(names, results, strict=True):
+        assert (result.status, result.stdout) == (1, "[]\n")
+        assert result.stderr == f"lcd: no such container: {name!r}\n"
+    served_after, warm_after = await helper.counts()
+    assert served_after == served + len(names)
+    assert warm < warm_after <= warm + len(names)
+
+
+async def test_a_warm_command_fails_as_alone_when_containerd_goes_and_comes_back(
+    helper: Helper, containerd: str
+) -> None:
+    """The worker keeps its client for the next command, and checks it before lending it."""
+    daemon = Supervisor(helper.workdir / "ds", helper.workdir / "dr", containerd=containerd)
+    await daemon.start()
+    prefix = ("--address", daemon.address)
+    try:
+        served, warm = await helper.counts()
+        for _ in range(2):
+            assert (await helper.run(*prefix, "ps", prefix=False)).status == 0
+        await daemon.stop()
+        alone = await helper.run(*prefix, "ps", prefix=False, via=False)
+        assert alone.status == 1, alone
+        assert await helper.run(*prefix, "ps", prefix=False) == alone
+        # The embedded daemon's folders, with nothing there: the same advice as alone.
+        embedded = ("--state-dir", str(helper.workdir / "none"), "ps")
+        alone = await helper.run(*embedded, prefix=False, via=False)
+        assert "start one with 'lcd daemon start'" in alone.stderr, alone
+        assert await helper.run(*embedded, prefix=False) == alone
+        await daemon.start()
+        assert (await helper.run(*prefix, "ps", prefix=False)).status == 0
+        assert await helper.counts() == (served + 5, warm + 5)
+    finally:
+        await daemon.stop()
+
+
+async def test_a_signal_ends_a_warm_command_and_its_worker(helper: Helper, containerd: str) -> None:
+    """A warm command that hangs (its containerd stopped) ends on the caller's Ctrl-C as it
+    would alone; its worker is killed with it and another one takes the next commands."""
+    daemon = Supervisor(helper.workdir / "ds", helper.workdir / "dr", containerd=containerd)
+    await daemon.start()
+    assert daemon.pid is not None
+    prefix = ("--address", daemon.address)
+    stopped = False
+    try:
+        assert (await helper.run(*prefix, "ps", prefix=False)).status == 0  # its client is kept
+        worker = (await helper.status())["worker"]
+        os.kill(daemon.pid, signal.SIGSTOP)
+        stopped = True
+        process = await asyncio.create_subprocess_exec(
+            LCD,
+            *prefix,
+            "ps",
+            env=helper.env_via,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+        async def one_running() -> bool:
+            return bool((await helper.status())["active"] == 1)
+
+        await helper.until(one_running)
+        await asyncio.sleep(0.2)
+        assert process.returncode is None  # it waits for containerd
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+        assert (await process.wait(), stdout, stderr) == (130, b"", b"lcd: interrupted\n")
+
+        async def worker_gone() -> bool:
+            return not process_alive(worker)
+
+        await helper.until(worker_gone)
+        os.kill(daemon.pid, signal.SIGCONT)
+        stopped = False
+        served, warm = await helper.counts()
+        # The next is forked (and a new worker made), the one after is the new worker's.
+        for _ in range(2):
+            assert (await helper.run(*prefix, "ps", prefix=False)).status == 0
+        assert await helper.counts() == (served + 2, warm + 1)
+        worker = (await helper.status())["worker"]
+        assert worker is not None
+        assert (await helper.status())["active"] == 0
+
+        # A caller killed outright: its warm command (and worker) go too, as a fork would.
+        os.kill(daemon.pid, signal.SIGSTOP)
+        stopped = True
+        process = await asyncio.create_subprocess_exec(
+            LCD, *prefix, "ps", env=helper.env_via, stdin=asyncio.subprocess.DEVNULL
+        )
+        await helper.until(one_running)
+        process.kill()
+        await process.wait()
+
+        async def all_gone() -> bool:
+            return not process_alive(worker) and (await helper.status())["active"] == 0
+
+        await helper.until(all_gone)
+    finally:
+        if stopped:
+            os.kill(daemon.pid, signal.SIGCONT)
+        await daemon.stop()

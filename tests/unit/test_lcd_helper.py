@@ -1,4 +1,5 @@
-"""The lcd command helper's pure parts: the hand-over message, and noticing changed code."""
+"""The lcd command helper's pure parts: the hand-over message, noticing changed code, and
+which command a command line names (what decides the warm worker)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from libcontainerd import _lcd
 from libcontainerd.cli._helper_server import HelperServer
+from libcontainerd.cli._helper_worker import command_of
 
 
 def test_a_hand_over_reads_back_as_sent() -> None:
@@ -64,3 +66,26 @@ def test_the_helper_socket_comes_from_the_environment(monkeypatch: pytest.Monkey
     assert _lcd.helper_socket() == _lcd.DEFAULT_HELPER_SOCKET
     monkeypatch.setenv("LIBCONTAINERD_HELPER_SOCKET", "/tmp/elsewhere.sock")
     assert _lcd.helper_socket() == "/tmp/elsewhere.sock"
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["lcd", "ps", "-a"], "ps"),
+        (["lcd", "--address", "/run/c.sock", "-n", "b", "ps"], "ps"),
+        (["lcd", "--namespace=ps", "run", "--", "ps"], "run"),
+        # an option's value is never the command, however it looks
+        (["lcd", "-n", "ps", "run", "--rm", "--", "true"], "run"),
+        (["lcd", "-vn", "ps", "exec", "x", "--", "ps"], "exec"),
+        (["lcd", "-nps", "top", "c"], "top"),
+        (["lcd", "--state-dir", "inspect", "--root-dir", "version", "kill", "c"], "kill"),
+        (["lcd", "-vv", "version"], "version"),
+        (["lcd", "ps", "--help"], "ps"),
+        (["lcd", "--help"], None),
+        (["lcd"], None),
+        (["lcd", "--no-such-option", "ps"], None),
+        (["lcd", "--address"], None),
+    ],
+)
+def test_the_command_a_command_line_names(argv: list[str], command: str | None) -> None:
+    assert command_of(argv) == command

@@ -54,7 +54,7 @@ from ..errors import LibcontainerdError
 from ._app import cli
 from ._failures import EXIT_INTERRUPTED, Failure, describe_os_error, fail_line, one_line
 
-__all__ = ["GROUPS", "cli", "main"]
+__all__ = ["GROUPS", "cli", "exit_status", "main"]
 
 # The command groups: each module's COMMANDS, by command name. A command's
 # module is imported when that command runs (or for help), not at start-up:
@@ -105,12 +105,18 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def _leave(code: object) -> NoReturn:
     """Flush stdout and stderr and end the process with ``code``'s status, as SystemExit would."""
+    os._exit(exit_status(code))
+
+
+def exit_status(code: object) -> int:
+    """The status a SystemExit's ``code`` ends a process with (a text is printed, as Python
+    does), once stdout and stderr are flushed."""
     if code is not None and not isinstance(code, int):
         fail_line(str(code))
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader gone, or a closed stream
             stream.flush()
-    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+    return code if isinstance(code, int) else (0 if code is None else 1)
 
 
 def _main(argv: Sequence[str] | None) -> NoReturn:

@@ -13,10 +13,10 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
@@ -37,7 +37,18 @@ if TYPE_CHECKING:  # imported where used: a command that never connects never pa
     from ._embedded import EmbeddedDaemon
     from ._output import Output
 
-__all__ = ["CONTEXT", "Settings", "cli", "connect", "json_option", "pass_settings"]
+__all__ = [
+    "CONTEXT",
+    "Settings",
+    "WarmClients",
+    "cli",
+    "connect",
+    "json_option",
+    "pass_settings",
+    "run_async",
+]
+
+_T = TypeVar("_T")
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -208,14 +219,45 @@ async def connect(
 
     Read-only commands pass ``start_daemon=False``: with nothing answering
     they fail, saying how to start one, rather than start a daemon (on a
-    mistyped ``--state-dir``, a second containerd on the same data).
+    mistyped ``--state-dir``, a second containerd on the same data). In the
+    command helper's warm worker their client stays open for the next one.
     """
+    if warm is not None and not start_daemon:
+        yield await warm.client(settings, lambda: _open(settings, out, start_daemon=False))
+        return
+    client = await _open(settings, out, start_daemon=start_daemon)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def run_async(work: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run(work)``; in the command helper's warm worker, on its lasting loop."""
+    if warm is None:
+        return asyncio.run(work)
+    return warm.run(work)
+
+
+class WarmClients(Protocol):
+    """What the command helper's warm worker (:mod:`._helper_worker`) lends commands."""
+
+    def run(self, work: Coroutine[Any, Any, _T]) -> _T: ...
+
+    async def client(
+        self, settings: Settings, open_client: Callable[[], Awaitable[AsyncClient]]
+    ) -> AsyncClient: ...
+
+
+# Set in the warm worker only: read-only commands' loop and clients outlive one command.
+warm: WarmClients | None = None
+
+
+async def _open(settings: Settings, out: Output, *, start_daemon: bool) -> AsyncClient:
     from ..client import AsyncClient
 
     if settings.address is not None:
-        async with AsyncClient(settings.address, settings.namespace) as client:
-            yield client
-        return
+        return await AsyncClient(settings.address, settings.namespace).open()
     daemon = settings.daemon()
     client = AsyncClient(daemon.address, settings.namespace)
     # Without a socket file there is nothing to try: a failed connection would
@@ -236,10 +278,7 @@ async def connect(
                 f" (supervisor pid {pid}); 'lcd daemon stop' stops it"
             )
         await _open_soon(client)
-    try:
-        yield client
-    finally:
-        await client.close()
+    return client
 
 
 async def _opened(client: AsyncClient) -> bool:

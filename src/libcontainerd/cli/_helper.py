@@ -4,7 +4,9 @@ Most of a short lcd command's time is Python starting and importing grpc and
 lcd (~170 ms of ``lcd ps``'s ~180 here). With a helper running, ``lcd``
 hands each command to it (:mod:`libcontainerd._lcd`), which runs it in a
 fork of itself with the caller's stdio, folder and environment
-(:mod:`._helper_server`): ``lcd ps`` then takes ~25 ms. Commands behave the
+(:mod:`._helper_server`), or, for ``ps``, ``inspect``, ``top`` and
+``version``, in its warm worker (:mod:`._helper_worker`): ``lcd ps`` then
+takes ~16 ms. Commands behave the
 same with or without it; ``$LIBCONTAINERD_HELPER=off`` bypasses it. It
 serves only its own user, install and code (after an upgrade it steps aside
 and ends), and ends by itself after ``--idle-timeout`` without a command.
@@ -47,7 +49,8 @@ socket_option = click.option(
 
 
 def helper_status(path: str) -> dict[str, str] | None:
-    """The helper's status fields (pid, served, active, since, stale, package, python), or None.
+    """The helper's status fields (pid, served, warm, worker, active, since, stale, package,
+    python), or None.
 
     The pid is the peer's own (SO_PEERCRED), so even a helper of another
     version, whose reply this one cannot read, can be told apart and stopped.
@@ -186,7 +189,8 @@ def helper_status_command(socket_path: str | None, as_json: bool) -> None:
         stale = " (stale: its code changed, it ends after its running commands)"
         click.echo(
             f"the command helper runs: pid {status['pid']}, socket {path}, since {since},"
-            f" {status.get('served', '?')} commands served, {status.get('active', '?')} running"
+            f" {status.get('served', '?')} commands served ({status.get('warm', '?')} by its warm"
+            f" worker), {status.get('active', '?')} running"
             + (stale if status.get("stale") == "1" else "")
         )
     if status is None:
@@ -205,6 +209,8 @@ def _typed(status: dict[str, str] | None) -> dict[str, object]:
     return {
         "pid": number("pid"),
         "served": number("served"),
+        "warm": number("warm"),
+        "worker": number("worker"),
         "active": number("active"),
         "since": number("since"),
         "stale": status.get("stale") == "1",

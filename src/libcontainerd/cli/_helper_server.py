@@ -7,7 +7,9 @@ SOCKET (a SOCK_SEQPACKET socket, mode 0600) for hand-overs from
 caller's stdin, stdout and stderr as its own, its working folder, umask,
 environment and command line, and runs lcd's ``main`` as a fresh process
 would, while the helper forwards the caller's signals to it and reports its
-exit status (128 + N for a signal N, as a shell does).
+exit status (128 + N for a signal N, as a shell does). The short read-only
+commands go to the warm worker instead when it is free
+(:mod:`._helper_worker`: no fork, and a client kept open).
 
 Forking is what makes this safe and cheap: nothing of grpc runs in the
 helper (grpc is imported, never initialised: a channel is made only in a
@@ -43,8 +45,9 @@ from typing import NoReturn
 
 from .. import _lcd
 from .._rpc import build_method_tables
+from . import _helper_worker
 
-__all__ = ["STATUS_REQUEST", "HelperServer", "main"]
+__all__ = ["STATUS_REQUEST", "HelperServer", "descriptors_of", "main", "take_caller", "use_stdio"]
 
 # A connection whose first message is this asks for the helper's status line.
 STATUS_REQUEST = b"lcd-helper-status"
@@ -52,6 +55,8 @@ STATUS_REQUEST = b"lcd-helper-status"
 _PR_SET_PDEATHSIG = 1
 _MAX_MESSAGE = 1 << 20
 _HAND_OVER_SECONDS = 5.0
+# What a process does on these by default is nothing (SIGWINCH): forwarded, they end nothing.
+_IGNORED_BY_DEFAULT = frozenset({signal.SIGWINCH})
 
 
 @dataclass
@@ -64,6 +69,17 @@ class _Command:
 
 
 @dataclass
+class _Warm:
+    """The warm worker (:mod:`._helper_worker`), and the caller whose command it runs."""
+
+    pid: int
+    pidfd: int
+    connection: socket.socket
+    caller: socket.socket | None = None
+    caller_stderr: int = -1
+
+
+@dataclass
 class HelperServer:
     """The accept-fork-report loop, on one listening socket."""
 
@@ -71,12 +87,14 @@ class HelperServer:
     idle_seconds: float
     package: str = field(default_factory=lambda: os.path.dirname(_lcd.__file__))
     served: int = 0
+    served_warm: int = 0
     started: float = field(default_factory=time.time)
     _code: dict[str, int] = field(default_factory=dict)
     _commands: dict[int, _Command] = field(default_factory=dict)
     _listening: bool = True
     _stale: bool = False
     _socket_inode: int = 0
+    _warm: _Warm | None = None
 
     def load(self) -> None:
         """Import every command (and what they import lazily), then note the code's files."""
@@ -87,6 +105,7 @@ class HelperServer:
         for name in ("rich.console", "rich.table", "rich.progress", "rich.live"):
             importlib.import_module(name)
         build_method_tables()
+        _helper_worker.command_of(["lcd", "ps"])  # click's parser, warmed up
         for loaded in list(sys.modules.values()):
             filename = getattr(loaded, "__file__", None)
             if filename and filename.startswith(self.package + os.sep):
@@ -109,7 +128,10 @@ class HelperServer:
         fields = {
             "pid": os.getpid(),
             "served": self.served,
-            "active": len(self._commands),
+            "warm": self.served_warm,
+            "worker": self._warm.pid if self._warm is not None else "",
+            "active": len(self._commands)
+            + int(self._warm is not None and self._warm.caller is not None),
             "since": f"{self.started:.0f}",
             "stale": int(self._stale),
             "package": self.package,
@@ -138,13 +160,14 @@ class HelperServer:
         selector.register(listener, selectors.EVENT_READ, "accept")
         selector.register(wake_reader, selectors.EVENT_READ, "signal")
         last = time.monotonic()
+        self._start_worker(selector)
         try:
-            while self._listening or self._commands:
+            while self._listening or self._busy():
                 timeout = None
-                if self._listening and not self._commands:
+                if self._listening and not self._busy():
                     timeout = max(0.0, last + self.idle_seconds - time.monotonic())
                 ready = selector.select(timeout)
-                if not ready and self._listening and not self._commands:
+                if not ready and self._listening and not self._busy():
                     self._stop_listening(selector, listener)
                 for key, _events in ready:
                     if key.data == "accept":
@@ -159,10 +182,21 @@ class HelperServer:
                         self._from_caller(key.data[1], selector)
                     elif isinstance(key.data, tuple) and key.data[0] == "exit":
                         self._reap(key.data[1], selector)
-                last = time.monotonic() if self._commands else last
+                    elif key.data == "warm reply":
+                        self._from_worker(selector)
+                    elif key.data == "warm caller":
+                        self._from_warm_caller(selector)
+                    elif key.data == "warm exit":
+                        self._end_worker(selector)
+                last = time.monotonic() if self._busy() else last
         finally:
             if self._listening:
                 self._stop_listening(selector, listener)
+            self._end_worker(selector)
+
+    def _busy(self) -> bool:
+        """Whether a command runs (forked, or in the warm worker)."""
+        return bool(self._commands) or (self._warm is not None and self._warm.caller is not None)
 
     def _stop_listening(self, selector: selectors.BaseSelector, listener: socket.socket) -> None:
         if not self._listening:
@@ -192,7 +226,7 @@ class HelperServer:
         except OSError:
             connection.close()
             return
-        descriptors = _descriptors(ancillary)
+        descriptors = descriptors_of(ancillary)
         try:
             if message == STATUS_REQUEST:
                 connection.send(self.status_line().encode())
@@ -204,15 +238,14 @@ class HelperServer:
                 connection.close()
                 return
             command = _lcd.Request(message)
-            pid = os.fork()
-            if pid == 0:
-                _become_command(command, descriptors)
-            self.served += 1
-            pidfd = os.pidfd_open(pid)
-            self._commands[pid] = _Command(pid, pidfd, connection)
-            selector.register(pidfd, selectors.EVENT_READ, ("exit", pid))
-            selector.register(connection, selectors.EVENT_READ, ("caller", pid))
-            connection.send(_lcd.RUNNING)
+            # Taken from here on: it runs here (or fails), never again in its caller.
+            if self._warm_takes(command, message, connection, descriptors, selector):
+                self.served += 1
+                self.served_warm += 1
+                if not _tell(connection, _lcd.RUNNING):
+                    self._from_warm_caller(selector)  # the caller is gone already
+                return
+            self._fork(command, connection, descriptors, selector)
         except (OSError, ValueError) as error:
             with contextlib.suppress(OSError):
                 connection.send(_lcd.REFUSED + str(error).encode())
@@ -220,6 +253,33 @@ class HelperServer:
         finally:
             for descriptor in descriptors:
                 os.close(descriptor)
+
+    def _fork(
+        self,
+        command: _lcd.Request,
+        connection: socket.socket,
+        descriptors: list[int],
+        selector: selectors.BaseSelector,
+    ) -> None:
+        """Run the command in a forked child; OSError if it could not be started."""
+        pid = os.fork()
+        if pid == 0:
+            _become_command(command, descriptors)
+        self.served += 1
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # it cannot be watched: it is stopped, and its caller says so (125)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            connection.close()
+            return
+        self._commands[pid] = _Command(pid, pidfd, connection)
+        selector.register(pidfd, selectors.EVENT_READ, ("exit", pid))
+        selector.register(connection, selectors.EVENT_READ, ("caller", pid))
+        if not _tell(connection, _lcd.RUNNING):
+            self._from_caller(pid, selector)  # the caller is gone already
+        if self._warm is None and not self._stale:
+            self._start_worker(selector)  # the last one was killed with its command
 
     def _refusal(
         self, connection: socket.socket, message: bytes, descriptors: list[int]
@@ -260,6 +320,113 @@ class HelperServer:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
 
+    # -- the warm worker ----------------------------------------------------------------
+
+    def _start_worker(self, selector: selectors.BaseSelector) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return  # commands are forked one by one meanwhile
+        if pid == 0:
+            _become_worker(theirs)
+        theirs.close()
+        warm = _Warm(pid, os.pidfd_open(pid), ours)
+        self._warm = warm
+        selector.register(warm.connection, selectors.EVENT_READ, "warm reply")
+        selector.register(warm.pidfd, selectors.EVENT_READ, "warm exit")
+
+    def _warm_takes(
+        self,
+        command: _lcd.Request,
+        message: bytes,
+        connection: socket.socket,
+        descriptors: list[int],
+        selector: selectors.BaseSelector,
+    ) -> bool:
+        """Hand the command to the warm worker if it is one of its and the worker is free."""
+        warm = self._warm
+        if warm is None or warm.caller is not None:
+            return False
+        if _helper_worker.command_of(command.argv) not in _helper_worker.WARM_COMMANDS:
+            return False
+        rights = array.array("i", descriptors).tobytes()
+        try:
+            warm.connection.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+        except OSError:  # too large for the pair, or the worker is gone (its exit says so)
+            return False
+        warm.caller = connection
+        warm.caller_stderr = os.dup(descriptors[2])
+        selector.register(connection, selectors.EVENT_READ, "warm caller")
+        return True
+
+    def _from_worker(self, selector: selectors.BaseSelector) -> None:
+        """The worker's ``EXITED<status>``: the caller's command has ended."""
+        warm = self._warm
+        assert warm is not None
+        try:
+            reply = warm.connection.recv(64)
+        except OSError:
+            reply = b""
+        if not reply.startswith(_lcd.EXITED):
+            self._end_worker(selector)  # it went away (or speaks nonsense): done with it
+            return
+        self._release_caller(selector, warm, reply)
+
+    def _from_warm_caller(self, selector: selectors.BaseSelector) -> None:
+        """A signal for the worker's command, or its caller gone: the command ends as if
+        killed where it ran, and the worker with it."""
+        warm = self._warm
+        assert warm is not None
+        assert warm.caller is not None
+        try:
+            message = warm.caller.recv(64)
+        except OSError:
+            message = b""
+        number = message[1:]
+        if message and not (message[:1] == _lcd.SIGNAL and number.isdigit()):
+            return  # anything else means nothing here
+        if message and int(number) in _IGNORED_BY_DEFAULT:
+            return
+        if message and int(number) == signal.SIGINT:
+            with contextlib.suppress(OSError):
+                os.write(warm.caller_stderr, b"lcd: interrupted\n")
+        status = 128 + int(number) if message else 128 + signal.SIGKILL
+        self._release_caller(selector, warm, _lcd.EXITED + str(status).encode())
+        self._end_worker(selector)
+
+    @staticmethod
+    def _release_caller(selector: selectors.BaseSelector, warm: _Warm, reply: bytes) -> None:
+        """Send the caller its command's end and let it go; the worker is free again."""
+        caller, warm.caller = warm.caller, None
+        if warm.caller_stderr >= 0:
+            os.close(warm.caller_stderr)
+            warm.caller_stderr = -1
+        if caller is not None:
+            selector.unregister(caller)
+            with contextlib.suppress(OSError):
+                caller.send(reply)
+            caller.close()
+
+    def _end_worker(self, selector: selectors.BaseSelector) -> None:
+        """Kill and reap the worker (if any); a command it was running fails (status 125)."""
+        warm, self._warm = self._warm, None
+        if warm is None:
+            return
+        with contextlib.suppress(OSError):
+            os.kill(warm.pid, signal.SIGKILL)
+        os.waitpid(warm.pid, 0)
+        selector.unregister(warm.pidfd)
+        os.close(warm.pidfd)
+        selector.unregister(warm.connection)
+        warm.connection.close()
+        if warm.caller is not None:
+            with contextlib.suppress(OSError):
+                os.write(warm.caller_stderr, b"lcd: the command helper's worker ended early\n")
+            self._release_caller(selector, warm, _lcd.EXITED + b"125")
+
     def _reap(self, pid: int, selector: selectors.BaseSelector) -> None:
         command = self._commands.pop(pid)
         selector.unregister(command.pidfd)
@@ -275,7 +442,16 @@ class HelperServer:
             command.connection.close()
 
 
-def _descriptors(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+def _tell(connection: socket.socket, reply: bytes) -> bool:
+    """Send a caller a reply; False when it is gone."""
+    try:
+        connection.send(reply)
+    except OSError:
+        return False
+    return True
+
+
+def descriptors_of(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
     found: list[int] = []
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -295,12 +471,7 @@ def _become_command(command: _lcd.Request, descriptors: list[int]) -> NoReturn:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        os.chdir(command.cwd)
-        os.umask(command.umask)
-        os.environ.clear()
-        os.environ.update(command.environ)
-        sys.argv = command.argv
-        _reopen_stdio()
+        take_caller(command, [0, 1, 2])
         # The helper's objects stay frozen: collecting them would copy their pages.
         from . import main
 
@@ -311,8 +482,35 @@ def _become_command(command: _lcd.Request, descriptors: list[int]) -> NoReturn:
     os._exit(125)
 
 
-def _reopen_stdio() -> None:
-    """stdin, stdout and stderr as Python makes them at start-up, on the caller's descriptors."""
+def _become_worker(connection: socket.socket) -> NoReturn:
+    """In the forked worker: nothing of the helper's but the pair's end, then its loop."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        signal.set_wakeup_fd(-1)
+        kept = connection.fileno()
+        os.closerange(3, kept)
+        os.closerange(kept + 1, os.sysconf("SC_OPEN_MAX"))
+    except BaseException:
+        os._exit(1)
+    _helper_worker.serve(connection, _MAX_MESSAGE)
+
+
+def take_caller(command: _lcd.Request, descriptors: list[int]) -> None:
+    """Take the caller's stdin, stdout and stderr (as 0, 1 and 2), working folder, umask,
+    environment and command line."""
+    for target, descriptor in enumerate(descriptors):
+        if descriptor != target:
+            os.dup2(descriptor, target)
+    os.chdir(command.cwd)
+    os.umask(command.umask)
+    os.environ.clear()
+    os.environ.update(command.environ)
+    sys.argv = command.argv
+    use_stdio()
+
+
+def use_stdio() -> None:
+    """stdin, stdout and stderr as Python makes them at start-up, on descriptors 0, 1 and 2."""
     encoding = sys.stdout.encoding if sys.stdout is not None else "utf-8"
     stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding)
     stdout = io.TextIOWrapper(

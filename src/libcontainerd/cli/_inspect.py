@@ -29,7 +29,7 @@ from ..errors import NotFound
 from ..networks import Port
 from ..networks._containers import NETWORK_LABEL
 from ..types import ContainerInfo, EventInfo, EventType, Status
-from ._app import CONTEXT, Settings, connect, json_option, pass_settings
+from ._app import CONTEXT, Settings, connect, json_option, pass_settings, run_async
 from ._container_options import INIT_PATH
 from ._containers import ALIVE, recorded_exit, task_state
 from ._failures import Failure, fail_line
@@ -62,7 +62,7 @@ def ps(settings: Settings, show_all: bool, quiet: bool, as_json: bool) -> None:
             containers = await client.list_containers()
             return containers, await _published_ports(client, containers)
 
-    listing, ports = asyncio.run(work())
+    listing, ports = run_async(work())
     if not show_all:
         listing = [info for info in listing if info.status in ALIVE]
     listing = [_with_recorded_exit(info) for info in listing]
@@ -186,7 +186,7 @@ def inspect(settings: Settings, container_ids: tuple[str, ...]) -> None:
                     missing.append(container_id)
             return found, missing
 
-    found, missing = asyncio.run(work())
+    found, missing = run_async(work())
     Output().json(found)
     for container_id in missing:
         fail_line(f"lcd: no such container: {container_id!r}")
@@ -253,7 +253,7 @@ def top(settings: Settings, container_id: str, as_json: bool) -> None:
 
     check_identifier(container_id)
     processes: list[dict[str, Any]] = []
-    for pid, exec_id in asyncio.run(work()):
+    for pid, exec_id in run_async(work()):
         info = process_info(pid)
         processes.append(
             {
@@ -381,7 +381,7 @@ def version(settings: Settings, as_json: bool) -> None:
             reply = await client.version()
             return reply.version, reply.revision, client.address
 
-    containerd, revision, address = asyncio.run(work())
+    containerd, revision, address = run_async(work())
     from importlib import metadata  # here: it costs ps and logs ~15 ms to import
 
     ours = metadata.version("libcontainerd")
