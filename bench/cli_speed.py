@@ -109,6 +109,7 @@ def measure(
         "rounds": rounds,
         "seconds": summary,
         "helper_served": json.loads(served.stdout)["served"],
+        "helper_warm": json.loads(served.stdout)["warm"],
     }
     for ours, anchor in PAIRS:
         pairs = list(zip(samples[ours], samples[anchor], strict=True))
@@ -127,7 +128,10 @@ def report(results: dict[str, Any]) -> str:
             f"  {name:22} {format_seconds(figures['median']):>9}"
             f"  ({format_seconds(figures['p25'])}-{format_seconds(figures['p75'])})"
         )
-    lines.append(f"  (the helper served {results['helper_served']} commands)")
+    lines.append(
+        f"  (the helper served {results['helper_served']} commands,"
+        f" {results['helper_warm']} of them in its warm worker)"
+    )
     for ours, anchor in PAIRS:
         key = f"{ours}/{anchor}"
         entry = results[key]
