@@ -561,3 +561,26 @@ async def test_a_signal_ends_a_warm_command_and_its_worker(helper: Helper, conta
         if stopped:
             os.kill(daemon.pid, signal.SIGCONT)
         await daemon.stop()
+
+
+async def test_a_helper_whose_code_changed_steps_aside(helper: Helper) -> None:
+    """Once a module it loaded changes on disk, the command runs in its caller, and the helper
+    (its warm worker with it) ends and leaves its socket to the next one."""
+    status = await helper.status()
+    pid, worker = int(status["pid"]), status["worker"]
+    assert (await helper.run("ps")).status == 0
+    module = Path(_lcd.__file__).with_name("cli") / "_output.py"
+    before = module.stat()
+    os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    try:
+        refused = await helper.run("ps")
+        assert refused == await helper.run("ps", via=False)
+
+        async def ended() -> bool:
+            return not process_alive(pid) and not process_alive(worker)
+
+        await helper.until(ended)
+        assert not helper.socket.exists()
+        assert (await helper.command("status")).status == 3
+    finally:
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
