@@ -170,6 +170,8 @@ class HelperServer:
                 if not ready and self._listening and not self._busy():
                     self._stop_listening(selector, listener)
                 for key, _events in ready:
+                    if selector.get_map().get(key.fd) is not key:
+                        continue  # unregistered by an event before it in this batch
                     if key.data == "accept":
                         self._accept(listener, selector)
                         if self._stale:
