@@ -130,8 +130,7 @@ class HelperServer:
             "served": self.served,
             "warm": self.served_warm,
             "worker": self._warm.pid if self._warm is not None else "",
-            "active": len(self._commands)
-            + int(self._warm is not None and self._warm.caller is not None),
+            "active": len(self._commands) + int(self._warm_busy()),
             "since": f"{self.started:.0f}",
             "stale": int(self._stale),
             "package": self.package,
@@ -198,7 +197,10 @@ class HelperServer:
 
     def _busy(self) -> bool:
         """Whether a command runs (forked, or in the warm worker)."""
-        return bool(self._commands) or (self._warm is not None and self._warm.caller is not None)
+        return bool(self._commands) or self._warm_busy()
+
+    def _warm_busy(self) -> bool:
+        return self._warm is not None and self._warm.caller is not None
 
     def _stop_listening(self, selector: selectors.BaseSelector, listener: socket.socket) -> None:
         if not self._listening:
@@ -335,7 +337,14 @@ class HelperServer:
         if pid == 0:
             _become_worker(theirs)
         theirs.close()
-        warm = _Warm(pid, os.pidfd_open(pid), ours)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # it cannot be watched: none, commands are forked meanwhile
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            ours.close()
+            return
+        warm = _Warm(pid, pidfd, ours)
         self._warm = warm
         selector.register(warm.connection, selectors.EVENT_READ, "warm reply")
         selector.register(warm.pidfd, selectors.EVENT_READ, "warm exit")
@@ -356,11 +365,16 @@ class HelperServer:
             return False
         rights = array.array("i", descriptors).tobytes()
         try:
+            caller_stderr = os.dup(descriptors[2])  # before the hand-over: it must not fail after
+        except OSError:
+            return False
+        try:
             warm.connection.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
         except OSError:  # too large for the pair, or the worker is gone (its exit says so)
+            os.close(caller_stderr)
             return False
         warm.caller = connection
-        warm.caller_stderr = os.dup(descriptors[2])
+        warm.caller_stderr = caller_stderr
         selector.register(connection, selectors.EVENT_READ, "warm caller")
         return True
 
