@@ -8,9 +8,10 @@ when its root is provisioned, else the small test image. Interleaved, per
 round, each from an empty namespace (images removed with containerd's
 synchronous GC between steps):
 
-1. ours: ``images.pull`` with unpacking, and ctr: ``ctr images pull
-   --plain-http`` (unpacks too; on 2.x ctr pulls through containerd's
-   Transfer service, server side);
+1. ours: ``images.pull`` with unpacking, as it chooses (on 2.x through
+   containerd's Transfer service, server side), and with ``transfer=False``
+   (this client's pull, the only one on 1.6 and 1.7); ctr: ``ctr images pull
+   --plain-http`` (unpacks too; on 2.x through the Transfer service);
 2. the same pulls again with the image present (only the manifest checked);
 3. ours: ``images.push`` to an empty registry, and skopeo: ``skopeo copy``
    of containerd's export (``oci-archive:``) to another empty one.
@@ -96,7 +97,15 @@ async def _measure(
     ctr = shutil.which("ctr") if containerd is None else str(Path(containerd).with_name("ctr"))
     assert ctr is not None, "no ctr"
     times: dict[str, list[float]] = {
-        name: [] for name in ("pull ours", "pull ctr", "present ours", "present ctr", "push ours")
+        name: []
+        for name in (
+            "pull ours",
+            "pull ours client-side",
+            "pull ctr",
+            "present ours",
+            "present ctr",
+            "push ours",
+        )
     }
     times["push skopeo"] = []
     figures: dict[str, object] = {"image": what}
@@ -141,6 +150,9 @@ async def _measure(
                     figures["client CPU ms per pulled MiB"] = round(1000 * cpu / mib, 2)
                 times["present ours"].append(await _timed(service.pull(name, hosts_dir=hosts)))
                 await empty()
+                here = service.pull(name, hosts_dir=hosts, transfer=False)
+                times["pull ours client-side"].append(await _timed(here))
+                await empty()
                 started = time.perf_counter()
                 await asyncio.to_thread(_run, ctr_pull)
                 times["pull ctr"].append(time.perf_counter() - started)
@@ -181,6 +193,7 @@ async def _measure(
         return round(statistics.median(times[ours]) / statistics.median(times[theirs]), 2)
 
     medians["pull / ctr pull (target <= 0.8)"] = ratio("pull ours", "pull ctr")
+    medians["client-side pull / ctr pull"] = ratio("pull ours client-side", "pull ctr")
     medians["present / ctr present (target <= 1.0)"] = ratio("present ours", "present ctr")
     medians["push / skopeo copy (target <= 1.0)"] = ratio("push ours", "push skopeo")
     return {**figures, "rounds": rounds, **medians}

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar, get_args, get_origin,
 
 import grpc
 import grpc.aio
-from google.protobuf import empty_pb2
+from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
@@ -31,7 +31,9 @@ from ._api.containerd.api.services.events.v1 import events_pb2
 from ._api.containerd.api.services.images.v1 import images_pb2
 from ._api.containerd.api.services.leases.v1 import leases_pb2
 from ._api.containerd.api.services.snapshots.v1 import snapshots_pb2
+from ._api.containerd.api.services.streaming.v1 import streaming_pb2
 from ._api.containerd.api.services.tasks.v1 import tasks_pb2
+from ._api.containerd.api.services.transfer.v1 import transfer_pb2
 from ._api.containerd.api.services.version.v1 import version_pb2
 from .errors import InvalidArgument, from_grpc
 
@@ -50,7 +52,9 @@ __all__ = [
     "Methods",
     "Snapshots",
     "Stream",
+    "Streaming",
     "Tasks",
+    "TransferService",
     "Unary",
     "VersionService",
     "answers",
@@ -282,6 +286,16 @@ class Diff(Service):
     apply: Unary[diff_pb2.ApplyRequest, diff_pb2.ApplyResponse]
 
 
+class Streaming(Service):  # containerd 1.7 and later
+    descriptor = streaming_pb2.DESCRIPTOR.services_by_name["Streaming"]
+    stream: Bidi[any_pb2.Any, any_pb2.Any]
+
+
+class TransferService(Service):  # containerd 1.7 and later
+    descriptor = transfer_pb2.DESCRIPTOR.services_by_name["Transfer"]
+    transfer: Unary[transfer_pb2.TransferRequest, empty_pb2.Empty]
+
+
 def build_method_tables() -> None:
     """Check and build every service's method table now, not at the first channel.
 
@@ -305,6 +319,8 @@ class Methods:
         self.leases = Leases(channel)
         self.snapshots = Snapshots(channel)
         self.diff = Diff(channel)
+        self.streaming = Streaming(channel)
+        self.transfer = TransferService(channel)
 
 
 def resolve_address(address: str | os.PathLike[str] | None) -> str:

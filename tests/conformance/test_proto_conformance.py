@@ -2,7 +2,9 @@
 
 containerd's definitions come from Debian's -dev packages of containerd 1.6 and
 containerd/cgroups (unpacked, not installed, by scripts/debian_fetch.py) and
-are compiled with the same protoc that generates our modules. Ours are read
+are compiled with the same protoc that generates our modules. The files 1.6
+does not have (the Transfer and Streaming services of containerd 2.x and their
+types) come from sid's containerd API package (2.1). Ours are read
 from the generated modules themselves, i.e. what the library ships.
 
 For every message and enum we define (nested ones included) the same full
@@ -38,6 +40,8 @@ pytestmark = pytest.mark.conformance
 CONTAINERD = "golang-github-containerd-containerd-dev"
 CGROUPS = "golang-github-containerd-cgroups-dev"
 GOGO = "golang-github-gogo-protobuf-dev"
+API_2X = "golang-github-containerd-containerd-api-dev"  # in sid: containerd 2.x's protos
+API_2X_SUITE = "sid"
 GOCODE = Path("usr/share/gocode/src")
 
 FIELD_TYPES = {number: name for name, number in pb.FieldDescriptorProto.Type.items()}
@@ -76,21 +80,32 @@ def containerd_files(names: list[str], workdir: Path) -> tuple[list[pb.FileDescr
         roots[GOGO] / GOCODE / "github.com" / "gogo" / "protobuf",
     ]
     present = [n for n in names if any((root / n).is_file() for root in includes[:2])]
-    out = workdir / "containerd.pb"
+    files = _compile(includes, present, workdir / "containerd.pb")
+    packages = [CONTAINERD, CGROUPS]
+    newer = [n for n in names if n not in present]
+    if newer:  # 2.x-only files; 1.6's definitions win where both have one
+        roots[API_2X] = extract(API_2X, API_2X_SUITE)
+        packages.append(API_2X)
+        files = _compile([roots[API_2X] / GOCODE], newer, workdir / "containerd-2.pb") + files
+    versions = ", ".join(
+        f"{package} {(roots[package] / '.version').read_text().strip()}" for package in packages
+    )
+    return files, versions
+
+
+def _compile(includes: list[Path], names: list[str], out: Path) -> list[pb.FileDescriptorProto]:
+    available = [n for n in names if any((root / n).is_file() for root in includes)]
+    if not available:
+        return []
     gen_proto.protoc(
         [
             *(f"-I{root}" for root in includes),
             "--include_imports",
             f"--descriptor_set_out={out}",
-            *present,
+            *available,
         ]
     )
-    files = list(pb.FileDescriptorSet.FromString(out.read_bytes()).file)
-    versions = ", ".join(
-        f"{package} {(roots[package] / '.version').read_text().strip()}"
-        for package in (CONTAINERD, CGROUPS)
-    )
-    return files, versions
+    return list(pb.FileDescriptorSet.FromString(out.read_bytes()).file)
 
 
 # --- comparing ---------------------------------------------------------------

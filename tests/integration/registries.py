@@ -277,11 +277,11 @@ class Proxy:
             upstream.request(request.command, request.path, body=body, headers=headers)
             answer = upstream.getresponse()
             data = answer.read()
-            out = {
-                k: v
-                for k, v in answer.getheaders()
-                if k.lower() not in ("transfer-encoding", "connection", "content-length")
-            }
+            # A HEAD's answer keeps the registry's length (the size of what a GET gives).
+            dropped = ("transfer-encoding", "connection") + (
+                () if request.command == "HEAD" else ("content-length",)
+            )
+            out = {k: v for k, v in answer.getheaders() if k.lower() not in dropped}
         finally:
             upstream.close()
         if matched and faults.corrupt and request.command == "GET" and len(data) > 100:

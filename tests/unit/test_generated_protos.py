@@ -34,12 +34,18 @@ EXPECTED_MODULES = {
     "libcontainerd._api.containerd.api.services.images.v1.images_pb2",
     "libcontainerd._api.containerd.api.services.leases.v1.leases_pb2",
     "libcontainerd._api.containerd.api.services.snapshots.v1.snapshots_pb2",
+    "libcontainerd._api.containerd.api.services.streaming.v1.streaming_pb2",
     "libcontainerd._api.containerd.api.services.tasks.v1.tasks_pb2",
+    "libcontainerd._api.containerd.api.services.transfer.v1.transfer_pb2",
     "libcontainerd._api.containerd.api.services.version.v1.version_pb2",
     "libcontainerd._api.containerd.api.types.descriptor_pb2",
     "libcontainerd._api.containerd.api.types.metrics_pb2",
     "libcontainerd._api.containerd.api.types.mount_pb2",
+    "libcontainerd._api.containerd.api.types.platform_pb2",
     "libcontainerd._api.containerd.api.types.task.task_pb2",
+    "libcontainerd._api.containerd.api.types.transfer.imagestore_pb2",
+    "libcontainerd._api.containerd.api.types.transfer.progress_pb2",
+    "libcontainerd._api.containerd.api.types.transfer.registry_pb2",
     "libcontainerd._api.containerd.runtime.v2.runc.options.oci_pb2",
 }
 

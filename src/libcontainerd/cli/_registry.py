@@ -88,6 +88,12 @@ _password_stdin = click.option(
 @click.command(context_settings=CONTEXT)
 @click.option("--platform", metavar="OS/ARCH", help="the platform to pull (default: this one)")
 @click.option("--no-unpack", is_flag=True, help="leave the layers packed until a container runs")
+@click.option(
+    "--transfer/--no-transfer",
+    default=None,
+    help="containerd pulls (its Transfer service, 2.x) / this program pulls"
+    " (default: containerd when that helps)",
+)
 @_user
 @_password_stdin
 @_hosts_dir
@@ -98,6 +104,7 @@ def pull(
     reference: str,
     platform: str | None,
     no_unpack: bool,
+    transfer: bool | None,
     user: str | None,
     password_stdin: bool,
     hosts_dir: str | None,
@@ -116,6 +123,7 @@ def pull(
                     hosts_dir=hosts_dir,
                     progress=progress,
                     unpack=not no_unpack,
+                    transfer=transfer,
                 )
 
     image = asyncio.run(work())

@@ -88,6 +88,16 @@ _SCHEMA1: Final = (
 )
 
 
+def ingest_ref(media_type: str, digest: str) -> str:
+    """The ingest ref containerd's own pull writes this blob under (``layer-sha256:...``).
+
+    The same ref, so a pull by the daemon (Transfer service) and one by this
+    library each resume what the other left half written.
+    """
+    kind = _KINDS.get(media_type)
+    return f"{kind.value if kind is not None else 'unknown'}-{digest}"
+
+
 def is_foreign(media_type: str) -> bool:
     """Whether a layer is foreign (non-distributable): fetched from its own URLs first."""
     return ".foreign." in media_type or ".nondistributable." in media_type

@@ -5,7 +5,8 @@ an index is narrowed to the platform's manifest (nested indexes followed,
 other platforms and attestation entries skipped) and its config fetched;
 then the layers are streamed into the content store concurrently (a bounded
 number at a time) while the service unpacks each one as soon as it and the
-layers below it are in. Each blob goes in under a stable ingest ref, hashed on the way and committed
+layers below it are in. Each blob goes in under containerd's own ingest ref for it
+(``layer-sha256:...``, shared with the daemon's pull), hashed on the way and committed
 with its expected digest and size (a mismatch is :class:`DigestMismatch`
 and nothing is committed). Blobs already in the store are not fetched. A
 blob whose connection drops is fetched again (up to the registry's attempts).
@@ -107,7 +108,7 @@ class Fetcher:
 
     async def document(self, descriptor: Descriptor, data: bytes, what: str) -> None:
         await self.store.write(
-            f"libcontainerd-pull-{descriptor.digest}",
+            _media.ingest_ref(descriptor.media_type, descriptor.digest),
             reader_of(data),
             total=len(data),
             expected=descriptor.digest,
@@ -217,7 +218,7 @@ class Fetcher:
 
             self._report(descriptor, 0)
             await self.store.write(
-                f"libcontainerd-pull-{descriptor.digest}",
+                _media.ingest_ref(descriptor.media_type, descriptor.digest),
                 read,
                 total=descriptor.size,
                 expected=descriptor.digest,

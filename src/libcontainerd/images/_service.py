@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -18,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Final
 
 from google.protobuf import field_mask_pb2
 
+from .. import errors
 from .._api.containerd.api.services.containers.v1 import containers_pb2
 from .._api.containerd.api.services.content.v1 import content_pb2
 from .._api.containerd.api.services.images.v1 import images_pb2
@@ -25,18 +28,45 @@ from .._api.containerd.api.services.snapshots.v1 import snapshots_pb2
 from .._api.containerd.api.types import descriptor_pb2
 from .._session import Session
 from .._typeurl import to_datetime
-from ..errors import AlreadyExists, ImageNotFound, InvalidArgument, InvalidImage, NotFound
-from ._auth import Auth, as_credentials
+from ..errors import (
+    AlreadyExists,
+    ImageNotFound,
+    InvalidArgument,
+    InvalidImage,
+    LibcontainerdError,
+    NotFound,
+    NotImplemented,
+    Unavailable,
+)
+from ._auth import Auth, Credentials, as_credentials, credentials_from_docker_config
 from ._content import ContentStore, Lease
 from ._names import Platform, host_platform, normalize_name, parse_platform
-from ._types import Descriptor, DiskUsage, Image, ImageConfig, ProgressCallback
+from ._types import Descriptor, DiskUsage, Image, ImageConfig, Progress, ProgressCallback
 from ._unpack import Snapshots, unpack_layers
 from ._walk import ImageWalker, Resolved
 
 if TYPE_CHECKING:
     from ._import import Root
+    from ._registry import Reference
 
 __all__ = ["DEFAULT_SNAPSHOTTER", "ImageService"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PullOrder:
+    """What a pull was asked for, as both ways of pulling (the daemon's, this client's) take it."""
+
+    reference: Reference
+    wanted: Platform
+    platform: str | None  # as given (None: this machine's, chosen less strictly)
+    credentials: Credentials | None
+    hosts_dir: str | os.PathLike[str] | None
+    progress: ProgressCallback | None
+    unpack: bool
+    snapshotter: str
+
 
 DEFAULT_SNAPSHOTTER: Final = "overlayfs"
 """containerd's default snapshotter on Linux."""
@@ -57,6 +87,8 @@ class ImageService:
         # Leases of this client's pulls that were cut off (kept so that the next
         # pull resumes their blobs), by image name: ended once a pull of it completes.
         self._kept_pulls: dict[str, builtins.list[Lease]] = {}
+        # Why the daemon's Transfer service is not used ("": it is; None: not asked yet).
+        self._transfer_missing: str | None = None
         # Leases of imports and unpacks that containerd's death left unended (see _end).
         self._unended: builtins.list[Lease] = []
         # What get() read of the latest targets: a digest's manifest and config never
@@ -325,6 +357,7 @@ class ImageService:
         progress: ProgressCallback | None = None,
         unpack: bool = True,
         snapshotter: str | None = None,
+        transfer: bool | None = None,
     ) -> Image:
         """Pull the image from its registry into containerd's stores; the image.
 
@@ -338,63 +371,219 @@ class ImageService:
         Every blob is checked against its digest while it streams in; on any
         failure no image is created and what was written is collected.
 
+        ``transfer`` picks who talks to the registry. False: this client
+        (every containerd version). True: the daemon, through containerd's
+        Transfer service (2.0 and later; NotImplemented without it). None
+        (the default): the daemon when that helps: it has the service, the
+        image is not here yet, and the pull is anonymous (no ``auth``, nothing
+        for the registry in ``config.json``). Should the daemon's pull fail,
+        this client's pull takes over (resuming what the daemon left), so the
+        errors are this client's typed ones.
+
         Raises ImageNotFound (no such tag or digest), AuthenticationFailed,
         DigestMismatch, UnsupportedMediaType, InvalidImage, NotFound (no
         manifest for the platform), RegistryError (the registry failed or
         could not be reached, after retries), DeadlineExceeded (a request
         hung), InvalidArgument (a bad reference or hosts.toml).
         """
-        from ._pull import Fetcher, all_or_none, interrupted
-        from ._registry import Reference, Repository
+        from ._registry import Reference
 
         parsed = Reference.parse(reference)
+        credentials = as_credentials(auth)
         wanted = parse_platform(platform) if platform is not None else host_platform()
-        what = f"image {parsed.name}"
+        order = _PullOrder(
+            parsed,
+            wanted,
+            platform,
+            credentials,
+            hosts_dir,
+            progress,
+            unpack,
+            snapshotter or self.snapshotter,
+        )
+        if transfer is None:
+            helps, order = await self._transfer_helps(order)
+            if helps:
+                handed = await Lease.create(self._session, "pull")
+                try:
+                    return await self._pull_through_transfer(order, handed, handing_over=True)
+                except LibcontainerdError as error:
+                    log.info("containerd's pull of %s failed, pulling here: %s", parsed.name, error)
+                return await self._pull_here(order, handed)
+        elif transfer:
+            if credentials is not None and credentials.registry_token:
+                raise InvalidArgument(
+                    "a registry token cannot be given to containerd's Transfer service"
+                    " (pull with transfer=False)"
+                )
+            await self._check_transfer()
+            lease = await Lease.create(self._session, "pull")
+            return await self._pull_through_transfer(order, lease, handing_over=False)
+        return await self._pull_here(order, None)
+
+    async def _transfer_helps(self, order: _PullOrder) -> tuple[bool, _PullOrder]:
+        """Whether the daemon should pull, and the order (with what config.json gave).
+
+        The daemon pulls when it can, and there are layers to fetch and
+        unpack. Not for an image already here (this client checks it with one
+        manifest request, faster), nor with credentials: the daemon follows a
+        redirect to another port of the registry's host with the registry's
+        Authorization header, which this client never does.
+        """
+        if not order.unpack or order.credentials is not None:
+            return False, order
+        try:
+            await self._check_transfer()
+        except NotImplemented:
+            return False, order
+        try:
+            await self._record(order.reference.name)
+        except ImageNotFound:
+            pass
+        else:
+            return False, order
+        registry = order.reference.registry
+        found = await asyncio.to_thread(credentials_from_docker_config, registry)
+        return found is None, dataclasses.replace(order, credentials=found)
+
+    async def _check_transfer(self) -> None:
+        """NotImplemented when the daemon has no Transfer service this library uses (cached)."""
+        from ._transfer import check_daemon
+
+        if self._transfer_missing is None:
+            try:
+                await check_daemon(self._session)
+            except NotImplemented as missing:
+                self._transfer_missing = str(missing)
+                raise
+            self._transfer_missing = ""
+        elif self._transfer_missing:
+            raise errors.NotImplemented(self._transfer_missing)
+
+    async def _pull_through_transfer(
+        self, order: _PullOrder, lease: Lease, *, handing_over: bool
+    ) -> Image:
+        """The daemon's pull (see :mod:`._transfer`), under ``lease``, kept as the client's is.
+
+        ``handing_over``: on the daemon's failure this client's pull follows
+        and takes the lease over (it resumes what the daemon left, then ends it).
+        """
+        from ._pull import interrupted
+        from ._registry import TIMEOUT
+        from ._transfer import pull_through_transfer
+
+        name = order.reference.name
+
+        async def credentials_for() -> Credentials | None:
+            if order.credentials is not None:
+                return order.credentials
+            registry = order.reference.registry
+            return await asyncio.to_thread(credentials_from_docker_config, registry)
+
+        ending: Lease | None = lease
+        failed = True
+        try:
+            reported = await pull_through_transfer(
+                self._session,
+                order.reference,
+                platform=order.wanted,
+                credentials=credentials_for,
+                hosts_dir=order.hosts_dir,
+                progress=order.progress,
+                unpack=order.unpack,
+                snapshotter=order.snapshotter,
+                lease=lease,
+                quiet=TIMEOUT.read or 30.0,
+            )
+            image = await self.get(name, platform=order.platform)
+            if order.progress is not None:  # the steps the daemon did not report finished
+                phases = ("download", "unpack") if order.unpack else ("download",)
+                for phase in phases:
+                    for layer in image.layers:
+                        if (phase, layer.digest) not in reported:
+                            if phase == "unpack":  # as this client's: once at 0, once done
+                                order.progress(Progress(phase, layer.digest, 0, layer.size))
+                            order.progress(Progress(phase, layer.digest, layer.size, layer.size))
+            failed = False
+            for kept in self._kept_pulls.pop(name, []):
+                await kept.release(failed=False)
+            return image
+        except BaseException as error:
+            if isinstance(error, NotImplemented):  # built without it: not asked again
+                self._transfer_missing = str(error)
+            if handing_over and isinstance(error, LibcontainerdError):
+                ending = None  # this client's pull takes it over
+            elif interrupted(error):
+                # Kept (it expires on its own): a later pull, the daemon's or this
+                # client's, resumes what it left; the pull that completes ends it.
+                self._kept_pulls.setdefault(name, []).append(lease)
+                ending = None
+            raise
+        finally:
+            if ending is not None:
+                await ending.release(failed=failed)
+
+    async def _pull_here(self, order: _PullOrder, handed: Lease | None) -> Image:
+        """This client's pull: it talks to the registry, containerd stores and unpacks.
+
+        ``handed``: the lease of the daemon's pull that failed before this one;
+        it ends with this pull's own lease, or is kept with it.
+        """
+        from ._pull import Fetcher, all_or_none, interrupted
+        from ._registry import Repository
+
+        name = order.reference.name
+        what = f"image {name}"
         session = self._session
-        lease: Lease | None = await Lease.create(session, "pull")
-        assert lease is not None
+        ending = [] if handed is None else [handed]
         failed = True
         downloading = False
         try:
+            lease = await Lease.create(session, "pull")
+            ending.insert(0, lease)
             async with Repository(
-                parsed, credentials=as_credentials(auth), hosts_dir=hosts_dir
+                order.reference, credentials=order.credentials, hosts_dir=order.hosts_dir
             ) as repository:
-                fetcher = Fetcher(repository, self._store, lease, wanted, progress)
+                fetcher = Fetcher(repository, self._store, lease, order.wanted, order.progress)
                 target = await fetcher.documents()  # the index, manifest and config
-                walker = ImageWalker(self._store, wanted, platform is not None)
+                walker = ImageWalker(self._store, order.wanted, order.platform is not None)
                 resolved = await walker.resolve(target, what)
                 for digest, labels in walker.labels.items():
                     await self._store.set_labels(digest, labels, metadata=lease.metadata)
                 arrived = [asyncio.Event() for _ in resolved.layers]
-                work = [fetcher.layers(resolved.layers, arrived, bottom_first=unpack)]
-                if unpack:  # each layer as soon as it and those below it are in
-                    snapshots = Snapshots(session, snapshotter or self.snapshotter)
+                work = [fetcher.layers(resolved.layers, arrived, bottom_first=order.unpack)]
+                if order.unpack:  # each layer as soon as it and those below it are in
+                    snapshots = Snapshots(session, order.snapshotter)
                     work.append(
                         self._unpack(
                             resolved,
                             snapshots,
                             lease,
                             what,
-                            progress,
+                            order.progress,
                             lambda index: arrived[index].wait(),
                         )
                     )
                 downloading = True
                 await all_or_none(work)
-            record = await self._put(parsed.name, _wire(target))
+            record = await self._put(name, _wire(target))
             failed = False
-            for kept in self._kept_pulls.pop(parsed.name, []):
+            for kept in self._kept_pulls.pop(name, []):
                 await kept.release(failed=False)  # the image's records hold what it held
             return _image(record, resolved)
         except BaseException as error:
-            if downloading and interrupted(error):
-                # Kept (it expires on its own): the next pull resumes the partial blobs.
-                self._kept_pulls.setdefault(parsed.name, []).append(lease)
-                lease = None
+            if interrupted(error):
+                # Kept (they expire on their own): the next pull resumes the partial
+                # blobs. This one's once it was downloading; the daemon's then too, or
+                # when containerd (not the registry) cut this one short.
+                cut_here = not isinstance(error, Exception) or isinstance(error, Unavailable)
+                keeping = [kept for kept in ending if downloading or (kept is handed and cut_here)]
+                self._kept_pulls.setdefault(name, []).extend(keeping)
+                ending = [ended for ended in ending if ended not in keeping]
             raise
         finally:
-            if lease is not None:
-                await lease.release(failed=failed)
+            for ended in ending:
+                await ended.release(failed=failed)
 
     async def push(
         self,

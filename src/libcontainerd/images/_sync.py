@@ -79,6 +79,7 @@ class BlockingImageService:
         progress: ProgressCallback | None = None,
         unpack: bool = True,
         snapshotter: str | None = None,
+        transfer: bool | None = None,
     ) -> Image:
         return self._call(
             self._service.pull(
@@ -89,6 +90,7 @@ class BlockingImageService:
                 progress=progress,
                 unpack=unpack,
                 snapshotter=snapshotter,
+                transfer=transfer,
             )
         )
 
