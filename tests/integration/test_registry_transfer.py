@@ -58,6 +58,12 @@ def fetched_by(faults: Faults, part: str) -> set[str]:
     }
 
 
+def forget(faults: Faults) -> None:
+    """Start the proxy's record of requests afresh."""
+    faults.seen.clear()
+    faults.headers.clear()
+
+
 async def pushed(client: AsyncClient, archives: Archives, registry: Registry, path: str) -> str:
     service = images(client)
     await service.import_archive(archives.oci)
@@ -120,16 +126,14 @@ async def test_the_default_pull_is_the_daemons_only_when_it_helps(
         assert first.complete
         assert fetched_by(proxy.faults, "/blobs/") == {"daemon" if daemon else "client"}
         # Here already: this client checks the manifest, and fetches nothing.
-        proxy.faults.seen.clear()
-        proxy.faults.headers.clear()
+        forget(proxy.faults)
         again = await service.pull(name, hosts_dir=hosts)
         assert again.digest == first.digest
         assert fetched_by(proxy.faults, "/manifests/") == {"client"}
         assert fetched_by(proxy.faults, "/blobs/") == set()
-        # Without unpacking, and when asked to, it is this client's pull.
+        # Without unpacking it is this client's pull.
         await service.remove(name)
-        proxy.faults.seen.clear()
-        proxy.faults.headers.clear()
+        forget(proxy.faults)
         await service.pull(name, hosts_dir=hosts, unpack=False)
         assert fetched_by(proxy.faults, "/blobs/") == {"client"}
     await service.remove(name)
@@ -224,8 +228,7 @@ async def test_lcd_pull_transfer_and_no_transfer_pick_who_pulls(
         assert done.returncode == 0, done.stderr
         assert fetched_by(proxy.faults, "/blobs/") == {"client"}
         await service.remove(name)
-        proxy.faults.seen.clear()
-        proxy.faults.headers.clear()
+        forget(proxy.faults)
         done = await asyncio.to_thread(lcd, "pull", "--transfer", "--hosts-dir", hosts, name)
         if daemon:
             assert done.returncode == 0, done.stderr
