@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from libcontainerd.client import AsyncClient
-from libcontainerd.errors import DeadlineExceeded, ImageNotFound, NotImplemented
-from libcontainerd.images import Progress, _registry
+from libcontainerd.errors import DeadlineExceeded, ImageNotFound, InvalidArgument, NotImplemented
+from libcontainerd.images import Credentials, Progress, _registry
 from libcontainerd.supervisor import Supervisor
 
 from .image_archives import EXPECTED_OUTPUT, OCI_NAME, Archives
@@ -152,6 +152,11 @@ async def test_an_unknown_tag_is_image_not_found_whoever_pulls(
         await service.pull(missing, hosts_dir=hosts)
     assert registry.host in str(refused.value)
     assert "/v2/missing/app/manifests/2" in str(refused.value)
+    # A ready registry token cannot be handed to the daemon: refused before anything is sent.
+    with pytest.raises(InvalidArgument, match="registry token"):
+        await service.pull(
+            missing, hosts_dir=hosts, auth=Credentials(registry_token="ready"), transfer=True
+        )
     if await has_transfer(client):
         with pytest.raises(ImageNotFound) as refused:
             await service.pull(missing, hosts_dir=hosts, transfer=True)

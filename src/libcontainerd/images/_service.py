@@ -375,10 +375,11 @@ class ImageService:
         (every containerd version). True: the daemon, through containerd's
         Transfer service (2.0 and later; NotImplemented without it). None
         (the default): the daemon when that helps: it has the service, the
-        image is not here yet, and the pull is anonymous (no ``auth``, nothing
-        for the registry in ``config.json``). Should the daemon's pull fail,
-        this client's pull takes over (resuming what the daemon left), so the
-        errors are this client's typed ones.
+        image is not here yet and is to be unpacked, and the pull is
+        anonymous (no ``auth``, nothing for the registry in ``config.json``).
+        Should the daemon's pull fail, this client's pull takes over
+        (resuming what the daemon left), so the errors are this client's
+        typed ones.
 
         Raises ImageNotFound (no such tag or digest), AuthenticationFailed,
         DigestMismatch, UnsupportedMediaType, InvalidImage, NotFound (no
