@@ -506,8 +506,7 @@ class ImageService:
                                 order.progress(Progress(phase, layer.digest, 0, layer.size))
                             order.progress(Progress(phase, layer.digest, layer.size, layer.size))
             failed = False
-            for kept in self._kept_pulls.pop(name, []):
-                await kept.release(failed=False)
+            await self._end_kept_pulls(name)
             return image
         except BaseException as error:
             if isinstance(error, NotImplemented):  # built without it: not asked again
@@ -523,6 +522,12 @@ class ImageService:
         finally:
             if ending is not None:
                 await ending.release(failed=failed)
+
+    async def _end_kept_pulls(self, name: str) -> None:
+        """End the leases of earlier cut-off pulls of ``name``: the image's records now hold
+        what they held."""
+        for kept in self._kept_pulls.pop(name, []):
+            await kept.release(failed=False)
 
     async def _pull_here(self, order: _PullOrder, handed: Lease | None) -> Image:
         """This client's pull: it talks to the registry, containerd stores and unpacks.
@@ -569,8 +574,7 @@ class ImageService:
                 await all_or_none(work)
             record = await self._put(name, _wire(target))
             failed = False
-            for kept in self._kept_pulls.pop(name, []):
-                await kept.release(failed=False)  # the image's records hold what it held
+            await self._end_kept_pulls(name)
             return _image(record, resolved)
         except BaseException as error:
             if interrupted(error):
